@@ -1,0 +1,296 @@
+"""Goals and their rules: the one place where a goal is validated and normalized.
+
+:meth:`Goal.create` applies the provider's own rules (``providers.py``) in the caller's thread, so
+that a goal the API would refuse is an :class:`InvalidGoal` at the call site, never a silent 400
+in a background thread. Delivery never re-validates.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from goaltrack.providers import (
+    METADATA_KEY_PATTERN,
+    METADATA_MAX_KEYS,
+    METADATA_VALUE_MAX_CHARS,
+    Provider,
+)
+
+__all__ = ["Goal", "InvalidGoal", "MetadataValue", "sanitize_value"]
+
+#: What a metadata value may be before it is turned into the string the API stores.
+MetadataValue = str | int | float | bool | Decimal | uuid.UUID | _dt.date | None
+
+_TIMEZONE = re.compile(r"[A-Za-z0-9_+\-/:]{1,64}")
+#: A value without any of these characters has nothing to clean (the fast path).
+_MAYBE_UNSAFE = re.compile(r"""[<>'"&:=]""")
+_SCRIPT_OR_STYLE_BLOCK = re.compile(
+    r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL
+)
+_TAG = re.compile(r"</?[A-Za-z!][^>]*>")
+_UNSAFE_LEFTOVERS = re.compile(r"""[<>'"&]|javascript:|\bon\w+\s*=""", re.IGNORECASE)
+
+
+class InvalidGoal(ValueError):
+    """A goal the provider's API would refuse; the message names the value and the rule."""
+
+    def __init__(self, message: str, *, field: str, rule: str) -> None:
+        super().__init__(f"{message} (rule: {rule})")
+        self.field = field
+        self.rule = rule
+
+
+def sanitize_value(value: str) -> str:
+    """Remove HTML and script content from a metadata value, as the providers do on their side.
+
+    ``<script>``/``<style>`` blocks go with their content, then any tag, then the characters
+    ``< > ' " &``, ``javascript:`` and ``on…=`` event-handler prefixes.
+    """
+    if _MAYBE_UNSAFE.search(value) is None:
+        return value
+    cleaned = _TAG.sub("", _SCRIPT_OR_STYLE_BLOCK.sub("", value))
+    while True:  # removing one piece can join two halves into a new one: repeat until stable
+        again = _UNSAFE_LEFTOVERS.sub("", cleaned)
+        if again == cleaned:
+            return cleaned
+        cleaned = again
+
+
+@dataclass(slots=True)
+class Goal:
+    """A validated, normalized goal for one provider, ready to be delivered as is.
+
+    Build one with :meth:`Goal.create`; treat it as immutable. (Not a frozen dataclass: a
+    frozen ``__init__`` costs a microsecond on every ``track`` call.)
+    """
+
+    provider: Provider
+    name: str
+    visitor_id: str | None = None
+    session_id: str | None = None
+    metadata: Mapping[str, str] | None = None
+    description: str | None = None
+    timezone: str | None = None
+
+    @classmethod
+    def create(
+        cls,
+        provider: Provider,
+        name: str,
+        *,
+        visitor_id: str | None = None,
+        session_id: str | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
+        description: str | None = None,
+        timezone: str | None = None,
+        truncate_metadata: bool = False,
+        require_visitor: bool = True,
+    ) -> Goal:
+        """Validate and normalize with the provider's rules; raise :class:`InvalidGoal` if broken.
+
+        ``require_visitor=False`` checks everything but the presence of a visitor id: for
+        callers that want bad names caught even when there is no visitor to send the goal for.
+        """
+        return cls(
+            provider,
+            _check_name(provider, name),
+            _check_visitor_id(provider, visitor_id, require_visitor),
+            _check_session_id(provider, session_id),
+            _check_metadata(metadata, truncate_metadata) if metadata else None,
+            _check_description(provider, description),
+            _check_timezone(provider, timezone),
+        )
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body the provider's create-goal endpoint takes."""
+        provider = self.provider
+        body: dict[str, Any] = {"name": self.name}
+        if self.visitor_id is not None:
+            body[provider.visitor_field] = self.visitor_id
+        if self.session_id is not None and provider.session_field is not None:
+            body[provider.session_field] = self.session_id
+        if self.metadata:
+            body["metadata"] = dict(self.metadata)
+        if self.description is not None:
+            body["description"] = self.description
+        if self.timezone is not None:
+            body["timezone"] = self.timezone
+        return body
+
+    def __repr__(self) -> str:
+        return (
+            f"Goal(provider={self.provider.name!r}, name={self.name!r}, "
+            f"visitor_id={self.visitor_id!r}, metadata={dict(self.metadata or {})!r})"
+        )
+
+
+def _check_name(provider: Provider, name: object) -> str:
+    if not isinstance(name, str):
+        raise InvalidGoal(
+            f"goal name must be a string, got {type(name).__name__}",
+            field="name",
+            rule=provider.name_rule,
+        )
+    normalized = name.lower().replace(" ", "_") if provider.normalize_name else name
+    if provider.name_pattern.fullmatch(normalized) is None:
+        hint = ""
+        suggestion = name.strip().lower().replace(" ", "_")
+        if suggestion != normalized and provider.name_pattern.fullmatch(suggestion):
+            hint = f"; did you mean {suggestion!r}?"
+        raise InvalidGoal(
+            f"invalid goal name {name[:80]!r} for {provider.name}{hint}",
+            field="name",
+            rule=provider.name_rule,
+        )
+    if normalized in provider.reserved_names:
+        raise InvalidGoal(
+            f"goal name {normalized!r} is reserved by {provider.name}",
+            field="name",
+            rule="reserved names: " + ", ".join(sorted(provider.reserved_names)),
+        )
+    return normalized
+
+
+def _check_visitor_id(provider: Provider, visitor_id: object, required: bool) -> str | None:
+    if visitor_id is None or visitor_id == "":
+        if required and provider.visitor_required:
+            raise InvalidGoal(
+                f"{provider.name} needs the visitor id (the {provider.visitor_cookie!r} cookie "
+                "its tracking script sets); none was given",
+                field="visitor_id",
+                rule=f"{provider.visitor_field} is required",
+            )
+        return None
+    if not isinstance(visitor_id, str) or provider.visitor_id_pattern.fullmatch(visitor_id) is None:
+        raise InvalidGoal(
+            f"visitor id {str(visitor_id)[:80]!r} is not a well-formed {provider.name} visitor id",
+            field="visitor_id",
+            rule=f"the value of the {provider.visitor_cookie!r} cookie",
+        )
+    return visitor_id
+
+
+def _check_session_id(provider: Provider, session_id: object) -> str | None:
+    if session_id is None or session_id == "" or provider.session_field is None:
+        return None  # providers without a session field in the body: nothing to send
+    pattern = provider.session_id_pattern
+    if not isinstance(session_id, str) or (pattern and pattern.fullmatch(session_id) is None):
+        raise InvalidGoal(
+            f"session id {str(session_id)[:80]!r} is not a well-formed {provider.name} session id",
+            field="session_id",
+            rule=f"the value of the {provider.session_cookie!r} cookie",
+        )
+    return session_id
+
+
+def _check_metadata(metadata: object, truncate: bool) -> dict[str, str]:
+    rule_keys = "keys: lowercase letters, digits, '_' and '-', 1 to 64 characters"
+    if not isinstance(metadata, Mapping):
+        raise InvalidGoal(
+            f"metadata must be a mapping of names to values, got {type(metadata).__name__}",
+            field="metadata",
+            rule="metadata is a flat object",
+        )
+    checked: dict[str, str] = {}
+    for key, value in metadata.items():
+        if key in _known_good_keys:
+            pass
+        elif isinstance(key, str) and METADATA_KEY_PATTERN.fullmatch(key) is not None:
+            if len(_known_good_keys) < _KNOWN_GOOD_KEYS_MAX:
+                _known_good_keys.add(key)
+        else:
+            suggestion = str(key).strip().lower().replace(" ", "_")
+            hint = (
+                f"; did you mean {suggestion!r}?"
+                if METADATA_KEY_PATTERN.fullmatch(suggestion)
+                else ""
+            )
+            raise InvalidGoal(
+                f"invalid metadata key {str(key)[:80]!r}{hint}", field="metadata", rule=rule_keys
+            )
+        text = value if type(value) is str else _metadata_text(key, value)
+        if text is None:
+            continue  # None means "not set": the key is left out
+        text = sanitize_value(text)
+        if len(text) > METADATA_VALUE_MAX_CHARS:
+            if not truncate:
+                raise InvalidGoal(
+                    f"metadata value for {key!r} is {len(text)} characters long",
+                    field="metadata",
+                    rule=f"values are at most {METADATA_VALUE_MAX_CHARS} characters "
+                    "(pass truncate_metadata=True to cut them)",
+                )
+            text = text[:METADATA_VALUE_MAX_CHARS]
+        checked[key] = text
+    if len(checked) > METADATA_MAX_KEYS:
+        raise InvalidGoal(
+            f"metadata has {len(checked)} keys",
+            field="metadata",
+            rule=f"at most {METADATA_MAX_KEYS} keys",
+        )
+    return checked
+
+
+#: Metadata keys already seen to be valid: apps use a handful, so a set lookup beats the regex.
+_known_good_keys: set[str] = set()
+_KNOWN_GOOD_KEYS_MAX = 1024
+
+
+def _metadata_text(key: str, value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, (_dt.date, _dt.time)):
+        return value.isoformat()
+    raise InvalidGoal(
+        f"metadata value for {key!r} is a {type(value).__name__}",
+        field="metadata",
+        rule="values are strings, numbers or booleans; nested objects and lists are refused",
+    )
+
+
+def _check_description(provider: Provider, description: object) -> str | None:
+    if description is None:
+        return None
+    if not provider.accepts_description:
+        raise InvalidGoal(
+            f"{provider.name} goals take no description",
+            field="description",
+            rule="description is a DataFast field",
+        )
+    if not isinstance(description, str):
+        raise InvalidGoal(
+            f"description must be a string, got {type(description).__name__}",
+            field="description",
+            rule="description is a string",
+        )
+    return sanitize_value(description)
+
+
+def _check_timezone(provider: Provider, timezone: object) -> str | None:
+    if timezone is None:
+        return None
+    if not provider.accepts_timezone:
+        raise InvalidGoal(
+            f"{provider.name} goals take no timezone",
+            field="timezone",
+            rule="timezone is a Flowsery field",
+        )
+    if not isinstance(timezone, str) or _TIMEZONE.fullmatch(timezone) is None:
+        raise InvalidGoal(
+            f"timezone {str(timezone)[:80]!r} is not an IANA time zone name",
+            field="timezone",
+            rule="an IANA name such as 'Europe/Paris'",
+        )
+    return timezone

@@ -1,0 +1,148 @@
+"""The provider descriptions: everything that differs between DataFast, Faurya and Flowsery.
+
+This module is data. Nothing else in goaltrack branches on a provider's name: cookie names, body
+field names, goal-name rules, auth rules, default URLs, which statuses are final and how errors
+are shaped are all read from a :class:`Provider`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["PROVIDERS", "Provider", "get_provider"]
+
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+#: Ids set by a script we do not know the exact shape of: url-safe tokens, bounded length.
+_OPAQUE_ID = r"[A-Za-z0-9_\-.]{1,128}"
+
+
+@dataclass(frozen=True)
+class Provider:
+    """How one analytics provider wants its goals."""
+
+    name: str
+    default_api_url: str
+    """Base URL; the goals endpoint is ``api_url + goals_path``."""
+    goals_path: str
+    visitor_cookie: str
+    session_cookie: str | None
+    visitor_id_pattern: re.Pattern[str]
+    session_id_pattern: re.Pattern[str] | None
+    visitor_field: str
+    """Body field carrying the visitor id."""
+    session_field: str | None
+    """Body field carrying the session id, or None when the API takes no session."""
+    visitor_required: bool
+    name_pattern: re.Pattern[str]
+    name_rule: str
+    """The goal-name rule in words, for error messages."""
+    normalize_name: bool
+    """True when the API lowercases the name and turns spaces into underscores itself."""
+    reserved_names: frozenset[str]
+    accepts_description: bool
+    accepts_timezone: bool
+    website_token_prefixes: tuple[str, ...]
+    """Keys with these prefixes are account/workspace tokens: ``website_id`` is then required."""
+    required_key_prefix: str | None
+    """Keys must start with this (the API answers 401 otherwise)."""
+    website_query_param: str
+    success_statuses: frozenset[int]
+    final_statuses: frozenset[int]
+    """Statuses after which retrying cannot help: the goal has finally failed."""
+    requires_pageview: bool
+
+
+METADATA_MAX_KEYS = 10
+METADATA_KEY_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
+METADATA_VALUE_MAX_CHARS = 255
+NAME_MAX_CHARS = 64
+
+DATAFAST = Provider(
+    name="datafast",
+    default_api_url="https://datafa.st",
+    goals_path="/api/v1/goals",
+    visitor_cookie="datafast_visitor_id",
+    session_cookie="datafast_session_id",
+    visitor_id_pattern=re.compile(_UUID),
+    session_id_pattern=re.compile("s" + _UUID),
+    visitor_field="datafast_visitor_id",
+    session_field=None,
+    visitor_required=True,
+    name_pattern=re.compile(r"[a-z0-9_:-]{1,64}"),
+    name_rule="lowercase letters, digits, '_', '-' and ':' (spaces become '_'), 1 to 64 characters",
+    normalize_name=True,
+    reserved_names=frozenset({"identify"}),
+    accepts_description=True,
+    accepts_timezone=False,
+    website_token_prefixes=("dft_",),
+    required_key_prefix=None,
+    website_query_param="websiteId",
+    success_statuses=frozenset({200, 201}),
+    final_statuses=frozenset({400, 401, 403, 404, 422}),
+    requires_pageview=True,
+)
+
+FAURYA = Provider(
+    name="faurya",
+    default_api_url="https://api.faurya.com",
+    goals_path="/api/v1/goals",
+    visitor_cookie="faurya_visitor_id",
+    session_cookie="faurya_session_id",
+    visitor_id_pattern=re.compile(_OPAQUE_ID),
+    session_id_pattern=re.compile(_OPAQUE_ID),
+    visitor_field="faurya_visitor_id",
+    session_field="faurya_session_id",
+    visitor_required=True,
+    name_pattern=re.compile(r"[a-z0-9_-]{1,64}"),
+    name_rule="lowercase letters, digits, '_' and '-', 1 to 64 characters",
+    normalize_name=False,
+    reserved_names=frozenset(),
+    accepts_description=False,
+    accepts_timezone=False,
+    website_token_prefixes=(),
+    required_key_prefix=None,
+    website_query_param="websiteId",
+    success_statuses=frozenset({200, 201}),
+    # Faurya's 429 means the account's event quota is used up: retrying cannot help.
+    final_statuses=frozenset({400, 401, 403, 404, 422, 429}),
+    requires_pageview=True,
+)
+
+FLOWSERY = Provider(
+    name="flowsery",
+    default_api_url="https://analytics.flowsery.com",
+    goals_path="/api/v1/goals",
+    visitor_cookie="_fs_vid",
+    session_cookie="_fs_sid",
+    visitor_id_pattern=re.compile(_OPAQUE_ID),
+    session_id_pattern=re.compile(_OPAQUE_ID),
+    visitor_field="visitorUid",
+    session_field="sessionUid",
+    visitor_required=False,
+    name_pattern=re.compile(r"[a-z0-9_-]{1,64}"),
+    name_rule="lowercase letters, digits, '_' and '-', 1 to 64 characters",
+    normalize_name=False,
+    reserved_names=frozenset(),
+    accepts_description=False,
+    accepts_timezone=True,
+    website_token_prefixes=("flow_ws_",),
+    required_key_prefix="flow_",
+    website_query_param="websiteId",
+    success_statuses=frozenset({200, 201}),
+    final_statuses=frozenset({400, 401, 403, 404, 422}),
+    requires_pageview=False,
+)
+
+PROVIDERS: dict[str, Provider] = {p.name: p for p in (DATAFAST, FAURYA, FLOWSERY)}
+
+
+def get_provider(provider: str | Provider) -> Provider:
+    """Return the provider description for a name (case-insensitive) or pass one through."""
+    if isinstance(provider, Provider):
+        return provider
+    try:
+        return PROVIDERS[str(provider).strip().lower()]
+    except KeyError:
+        known = ", ".join(sorted(PROVIDERS))
+        raise ValueError(f"unknown provider {provider!r}: expected one of {known}") from None

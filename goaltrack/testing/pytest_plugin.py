@@ -1,0 +1,39 @@
+"""pytest fixtures for users' test suites (registered through the ``pytest11`` entry point).
+
+- ``goaltrack_goals``: the goals tracked during the test, captured offline (nothing is sent).
+- ``goaltrack_fake_api``: a fake API server on 127.0.0.1 for the test session, reset per test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from goaltrack.testing.capture import CapturedGoals, capture_goals
+
+if TYPE_CHECKING:
+    from goaltrack.testing.server import FakeAPIServer
+
+
+@pytest.fixture
+def goaltrack_goals() -> Iterator[CapturedGoals]:
+    """Goals tracked during the test, validated but not sent."""
+    with capture_goals() as goals:
+        yield goals
+
+
+@pytest.fixture(scope="session")
+def _goaltrack_fake_api_session() -> Iterator[FakeAPIServer]:
+    from goaltrack.testing.server import FakeAPIServer
+
+    with FakeAPIServer() as server:
+        yield server
+
+
+@pytest.fixture
+def goaltrack_fake_api(_goaltrack_fake_api_session: FakeAPIServer) -> FakeAPIServer:
+    """A running fake API (one per test session), emptied before each test."""
+    _goaltrack_fake_api_session.reset()
+    return _goaltrack_fake_api_session

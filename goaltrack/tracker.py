@@ -1,0 +1,334 @@
+"""GoalTracker, the object every adapter and user calls, and the process-wide instance.
+
+``track()`` validates in the caller's thread (raising :class:`~goaltrack.InvalidGoal`) and hands
+the goal to a transport; it never waits for the network. ``configure()`` / ``get_tracker()`` /
+``track()`` / ``flush()`` at module level work on one tracker per process, configured from
+arguments or ``GOALTRACK_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from types import TracebackType
+from typing import Any, Literal
+
+from goaltrack.config import configuration_problems, settings_from_env
+from goaltrack.cookies import Visitor
+from goaltrack.delivery import Endpoint, InvalidConfiguration, RetryPolicy
+from goaltrack.goals import Goal, MetadataValue
+from goaltrack.providers import Provider, get_provider
+from goaltrack.transports import (
+    BackgroundTransport,
+    DisabledTransport,
+    Settlement,
+    Stats,
+    SyncTransport,
+    Transport,
+)
+from goaltrack.transports.base import DeliveryHook, DropHook, FailureHook
+
+__all__ = ["GoalTracker", "TrackerOptions", "configure", "flush", "get_tracker", "track"]
+
+logger = logging.getLogger("goaltrack")
+
+Mode = Literal["background", "sync", "disabled"]
+
+
+@dataclass(frozen=True)
+class TrackerOptions:
+    """Everything about a tracker but its key, provider, URL and website id."""
+
+    mode: Mode = "background"
+    """``background`` (default): a worker delivers; ``sync``: deliver before ``track`` returns;
+    ``disabled``: validate, log at debug level, send nothing."""
+    max_queue_size: int = 10_000
+    max_in_flight: int = 4
+    """Requests in flight at once (one worker thread each)."""
+    max_retries: int = 10
+    backoff_base: float = 0.5
+    backoff_max: float = 60.0
+    timeout: float = 5.0
+    """Seconds for each connect/read/write of one request."""
+    shutdown_timeout: float = 3.0
+    """How long the flush at interpreter exit may take."""
+    sync_deadline: float = 10.0
+    """In ``sync`` mode, the most one ``track`` call may spend on retries."""
+    flush_at_exit: bool = True
+    truncate_metadata: bool = False
+    """Cut over-long metadata values to 255 characters instead of raising."""
+    proxy: str | None = None
+    on_delivery: DeliveryHook | None = None
+    on_failure: FailureHook | None = None
+    on_drop: DropHook | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("background", "sync", "disabled"):
+            raise InvalidConfiguration(
+                f"mode must be 'background', 'sync' or 'disabled', not {self.mode!r}"
+            )
+        for name in ("max_queue_size", "max_in_flight"):
+            if int(getattr(self, name)) < 1:
+                raise InvalidConfiguration(f"{name} must be at least 1")
+        for name in ("max_retries", "backoff_base", "backoff_max", "timeout", "shutdown_timeout"):
+            if getattr(self, name) < 0:
+                raise InvalidConfiguration(f"{name} must not be negative")
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> TrackerOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(
+                f"unknown GoalTracker option(s): {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        return cls(**options)
+
+
+class GoalTracker:
+    """Records goals for one provider account.
+
+    >>> tracker = GoalTracker("df_...", provider="datafast")          # doctest: +SKIP
+    >>> tracker.track("signup", visitor_id=visitor_id, metadata={"plan": "pro"})  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        provider: str | Provider = "datafast",
+        api_url: str | None = None,
+        website_id: str | None = None,
+        **options: Any,
+    ) -> None:
+        self.options = TrackerOptions.from_options(options)
+        errors = [
+            p
+            for p in configuration_problems(
+                api_key=api_key, provider=provider, api_url=api_url, website_id=website_id
+            )
+            if p.level == "error"
+        ]
+        if errors:
+            raise InvalidConfiguration("; ".join(f"{p.message} ({p.id})" for p in errors))
+        self.provider = get_provider(provider)
+        self.api_url = (api_url or self.provider.default_api_url).rstrip("/")
+        self.website_id = website_id
+        self.mode: Mode = self.options.mode if api_key else "disabled"
+        if not api_key and self.options.mode != "disabled":
+            logger.warning(
+                "goaltrack: no API key for %s; goals are validated but not sent",
+                self.provider.name,
+            )
+        self._settlement = Settlement(
+            on_delivery=self.options.on_delivery,
+            on_failure=self.options.on_failure,
+            on_drop=self.options.on_drop,
+        )
+        self._transport = self._make_transport(api_key)
+
+    def _make_transport(self, api_key: str | None) -> Transport:
+        if self.mode == "disabled" or not api_key:
+            return DisabledTransport(self._settlement)
+        opts = self.options
+        endpoint = Endpoint(self.provider, api_key, self.api_url, self.website_id)
+        retry = RetryPolicy(opts.max_retries, opts.backoff_base, opts.backoff_max)
+        if self.mode == "sync":
+            return SyncTransport(
+                endpoint,
+                self._settlement,
+                retry=retry,
+                timeout=opts.timeout,
+                sync_deadline=opts.sync_deadline,
+                proxy=opts.proxy,
+            )
+        return BackgroundTransport(
+            endpoint,
+            self._settlement,
+            retry=retry,
+            max_queue_size=opts.max_queue_size,
+            max_in_flight=opts.max_in_flight,
+            timeout=opts.timeout,
+            shutdown_timeout=opts.shutdown_timeout,
+            flush_at_exit=opts.flush_at_exit,
+            proxy=opts.proxy,
+        )
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> GoalTracker:
+        """A tracker configured from ``GOALTRACK_*`` environment variables, then *overrides*."""
+        return cls(**{**settings_from_env(), **overrides})
+
+    # -- tracking -----------------------------------------------------------------------------
+
+    def track(
+        self,
+        name: str,
+        *,
+        visitor_id: str | None = None,
+        session_id: str | None = None,
+        metadata: Mapping[str, MetadataValue] | None = None,
+        description: str | None = None,
+        timezone: str | None = None,
+    ) -> None:
+        """Validate the goal now and queue it for delivery; return without waiting.
+
+        Raises :class:`~goaltrack.InvalidGoal` if the provider would refuse the goal. Never
+        raises because the API is slow, down or wrong: see ``stats`` and the hooks for that.
+        """
+        goal = Goal.create(
+            self.provider,
+            name,
+            visitor_id=visitor_id,
+            session_id=session_id,
+            metadata=metadata,
+            description=description,
+            timezone=timezone,
+            truncate_metadata=self.options.truncate_metadata,
+        )
+        self.submit(goal)
+
+    def track_visitor(
+        self,
+        visitor: Visitor | None,
+        name: str,
+        *,
+        metadata: Mapping[str, MetadataValue] | None = None,
+        description: str | None = None,
+        timezone: str | None = None,
+    ) -> bool:
+        """Track for the visitor read from a request's cookies; the adapters' entry point.
+
+        With no visitor to attribute the goal to (a cookieless visitor of a provider that
+        needs one) the goal is still validated, so a bad name raises, but nothing is sent and
+        False is returned.
+        """
+        visitor_id = visitor.visitor_id if visitor else None
+        goal = Goal.create(
+            self.provider,
+            name,
+            visitor_id=visitor_id,
+            session_id=visitor.session_id if visitor else None,
+            metadata=metadata,
+            description=description,
+            timezone=timezone,
+            truncate_metadata=self.options.truncate_metadata,
+            require_visitor=False,
+        )
+        if visitor_id is None and self.provider.visitor_required:
+            logger.debug("goaltrack: no %s visitor cookie; %r not sent", self.provider.name, name)
+            return False
+        return self.submit(goal)
+
+    def submit(self, goal: Goal) -> bool:
+        """Hand an already validated goal to the transport (or to an active capture)."""
+        if _captures:
+            for captured in _captures:
+                captured.append(goal)
+            return True
+        return self._transport.submit(goal)
+
+    # -- delivery control ---------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every goal tracked before the call was delivered or finally failed.
+
+        Returns False if *timeout* seconds passed first.
+        """
+        return self._transport.flush(timeout)
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """:meth:`flush` for async code: waits in a worker thread, not on the event loop."""
+        return await asyncio.to_thread(self._transport.flush, timeout)
+
+    def close(self, timeout: float | None = 5.0) -> bool:
+        """Flush for at most *timeout* seconds, then stop; what is left is dropped and counted."""
+        return self._transport.close(timeout)
+
+    @property
+    def stats(self) -> Stats:
+        """Counters: queued, delivered, failed, retried, dropped, possible duplicates, pending."""
+        return self._transport.stats
+
+    def __enter__(self) -> GoalTracker:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close(self.options.shutdown_timeout)
+
+    def __repr__(self) -> str:
+        return (
+            f"<GoalTracker provider={self.provider.name!r} api_url={self.api_url!r} "
+            f"mode={self.mode!r} key=<redacted>>"
+        )
+
+
+#: Lists that ``goaltrack.testing.capture_goals()`` collects goals into, instead of sending them.
+_captures: list[list[Goal]] = []
+
+_process_tracker: GoalTracker | None = None
+_process_tracker_lock = threading.Lock()
+
+
+def configure(api_key: str | None = None, **kwargs: Any) -> GoalTracker:
+    """Set up the process-wide tracker from arguments, falling back to the environment.
+
+    Replaces (and closes) a tracker configured before.
+    """
+    global _process_tracker
+    settings: dict[str, Any] = settings_from_env()
+    if api_key is not None:
+        settings["api_key"] = api_key
+    settings.update(kwargs)
+    tracker = GoalTracker(**settings)
+    with _process_tracker_lock:
+        previous, _process_tracker = _process_tracker, tracker
+    if previous is not None:
+        previous.close(previous.options.shutdown_timeout)
+    return tracker
+
+
+def get_tracker() -> GoalTracker:
+    """The process-wide tracker; configured from the environment on first use if need be."""
+    global _process_tracker
+    tracker = _process_tracker
+    if tracker is not None:
+        return tracker
+    with _process_tracker_lock:
+        if _process_tracker is None:
+            _process_tracker = GoalTracker.from_env()
+        return _process_tracker
+
+
+def track(
+    name: str,
+    *,
+    visitor_id: str | None = None,
+    session_id: str | None = None,
+    metadata: Mapping[str, MetadataValue] | None = None,
+    description: str | None = None,
+    timezone: str | None = None,
+) -> None:
+    """:meth:`GoalTracker.track` on the process-wide tracker."""
+    get_tracker().track(
+        name,
+        visitor_id=visitor_id,
+        session_id=session_id,
+        metadata=metadata,
+        description=description,
+        timezone=timezone,
+    )
+
+
+def flush(timeout: float | None = None) -> bool:
+    """:meth:`GoalTracker.flush` on the process-wide tracker."""
+    return get_tracker().flush(timeout)

@@ -1,0 +1,395 @@
+"""The default transport: a bounded in-memory queue drained by a few daemon threads.
+
+- ``submit`` costs a lock and a deque append; it never touches the network and never blocks.
+- Workers start on the first goal, one per in-flight request, sharing one pool of keep-alive
+  connections. A goal that failed transiently waits in a retry heap until it is due; 429s and runs
+  of failures also close a shared gate, so a down API is probed, not hammered.
+- Memory is bounded: queued + waiting-to-retry goals never exceed ``max_queue_size``; past that
+  new goals are dropped, counted, reported to ``on_drop`` and logged (rate-limited).
+- A forked child (gunicorn ``--preload``, multiprocessing) gets fresh locks, an empty queue and
+  its own workers, and never re-sends the parent's goals.
+- At interpreter exit pending goals are flushed within ``shutdown_timeout``; no thread is started
+  then (Python 3.12+ refuses): the exiting thread delivers what is left itself.
+"""
+
+from __future__ import annotations
+
+import atexit
+import heapq
+import logging
+import os
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+
+from goaltrack.delivery import (
+    DeliveryResult,
+    Endpoint,
+    Outcome,
+    RetryPolicy,
+    backoff_delay,
+    deliver,
+)
+from goaltrack.goals import Goal
+from goaltrack.http_client import HttpClient
+from goaltrack.transports.base import Settlement, Stats
+
+__all__ = ["BackgroundTransport"]
+
+logger = logging.getLogger("goaltrack")
+
+#: After this many transient failures in a row, the API is treated as down: one probe at a time.
+_FAILURES_BEFORE_GATE = 3
+
+
+class _Item:
+    __slots__ = ("attempts", "due", "goal", "may_have_arrived", "seq")
+
+    def __init__(self, seq: int, goal: Goal) -> None:
+        self.seq = seq
+        self.goal = goal
+        self.attempts = 0
+        self.due = 0.0
+        self.may_have_arrived = False
+
+    def __lt__(self, other: _Item) -> bool:
+        return (self.due, self.seq) < (other.due, other.seq)
+
+
+class BackgroundTransport:
+    """Deliver goals from daemon threads; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        settlement: Settlement,
+        *,
+        retry: RetryPolicy,
+        max_queue_size: int = 10_000,
+        max_in_flight: int = 4,
+        timeout: float = 5.0,
+        shutdown_timeout: float = 3.0,
+        flush_at_exit: bool = True,
+        proxy: str | None = None,
+    ) -> None:
+        self._endpoint = endpoint
+        self._settlement = settlement
+        self._retry = retry
+        self._max_queue_size = max_queue_size
+        self._max_in_flight = max_in_flight
+        self._timeout = timeout
+        self._proxy = proxy
+        self.shutdown_timeout = shutdown_timeout
+        self._reset_state()
+        _live_transports.add(self)
+        if flush_at_exit:
+            _flush_at_exit.add(self)
+
+    def _reset_state(self) -> None:
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._queue: deque[_Item] = deque()
+        self._retries: list[_Item] = []
+        self._pending = 0
+        self._next_seq = 1
+        self._lowest_unsettled = 1
+        self._settled_above_lowest: set[int] = set()
+        self._threads: list[threading.Thread] = []
+        self._idle_workers = 0
+        self._flush_waiters = 0
+        self._in_flight = 0
+        self._not_before = 0.0
+        self._failures_in_a_row = 0
+        self._closed = False
+        self._http: HttpClient | None = None
+
+    # -- the request path -------------------------------------------------------------------
+
+    def submit(self, goal: Goal) -> bool:
+        with self._lock:
+            if self._closed:
+                drop_reason = "the tracker is closed"
+            elif self._pending >= self._max_queue_size:
+                drop_reason = f"the queue is full ({self._max_queue_size} goals waiting)"
+            else:
+                drop_reason = ""
+                self._queue.append(_Item(self._next_seq, goal))
+                self._next_seq += 1
+                self._pending += 1
+                if self._idle_workers:
+                    self._cond.notify()
+            start_workers = not self._threads and not drop_reason
+        if drop_reason:
+            self._settlement.dropped(goal, drop_reason)
+            return False
+        self._settlement.count("queued")
+        if start_workers:
+            self._start_workers()
+        return True
+
+    @property
+    def stats(self) -> Stats:
+        return self._settlement.snapshot(pending=self._pending)
+
+    # -- flush and close ---------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            target = self._next_seq - 1
+            if self._lowest_unsettled > target:
+                return True
+            workers_alive = any(t.is_alive() for t in self._threads)
+        if not workers_alive:
+            self._deliver_inline(target, deadline)
+        with self._cond:
+            self._flush_waiters += 1
+            try:
+                while self._lowest_unsettled <= target:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+                return True
+            finally:
+                self._flush_waiters -= 1
+
+    def close(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        flushed = self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            leftovers = [*self._queue, *self._retries]
+            self._queue.clear()
+            self._retries.clear()
+            self._cond.notify_all()
+            threads = list(self._threads)
+        for item in leftovers:
+            self._settlement.dropped(item.goal, "the tracker closed before it was delivered")
+            self._mark_settled(item)
+        for thread in threads:
+            if thread is not threading.current_thread():
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                thread.join(remaining)
+        http, self._http = self._http, None
+        if http is not None:
+            http.close()
+        _flush_at_exit.discard(self)
+        return flushed and not leftovers
+
+    # -- workers ------------------------------------------------------------------------------
+
+    def _start_workers(self) -> None:
+        with self._lock:
+            if self._threads or self._closed:
+                return
+            if sys.is_finalizing() or _exiting:
+                return  # the exit flush delivers inline: no new thread at shutdown
+            _warn_if_threads_cannot_run()
+            self._http = HttpClient(
+                max_connections=self._max_in_flight,
+                timeout=self._timeout,
+                proxy=self._proxy,
+                target_url=self._endpoint.url,
+            )
+            for index in range(self._max_in_flight):
+                thread = threading.Thread(
+                    target=self._work, name=f"goaltrack-worker-{index}", daemon=True
+                )
+                try:
+                    thread.start()
+                except RuntimeError:  # interpreter shutting down
+                    break
+                self._threads.append(thread)
+
+    def _work(self) -> None:
+        while True:
+            item = self._take(block=True, deadline=None)
+            if item is None:
+                return
+            self._attempt(item)
+
+    def _take(self, *, block: bool, deadline: float | None) -> _Item | None:
+        """The next goal to attempt: a due retry first, else the oldest new goal."""
+        with self._cond:
+            while True:
+                if self._closed:
+                    return None
+                now = time.monotonic()
+                wake_at = self._not_before if self._not_before > now else None
+                if wake_at is None:
+                    if self._retries and self._retries[0].due <= now:
+                        item = heapq.heappop(self._retries)
+                        break
+                    if self._queue:
+                        item = self._queue.popleft()
+                        break
+                    wake_at = self._retries[0].due if self._retries else None
+                if not block:
+                    return None
+                wait_until = wake_at
+                if deadline is not None:
+                    if deadline <= now or (wake_at is not None and wake_at > deadline):
+                        return None  # nothing can be attempted before the deadline
+                    wait_until = deadline if wake_at is None else wake_at
+                self._idle_workers += 1
+                try:
+                    self._cond.wait(None if wait_until is None else wait_until - now)
+                finally:
+                    self._idle_workers -= 1
+            self._in_flight += 1
+            return item
+
+    def _attempt(self, item: _Item) -> None:
+        http = self._http
+        try:
+            if http is None:
+                http = self._http = HttpClient(
+                    max_connections=1,
+                    timeout=self._timeout,
+                    proxy=self._proxy,
+                    target_url=self._endpoint.url,
+                )
+            result = deliver(item.goal, self._endpoint, http)
+        except Exception as exc:  # a bug of ours must not kill the worker or the next goal
+            logger.exception("goaltrack: unexpected error delivering %r", item.goal.name)
+            result = DeliveryResult(Outcome.RETRY, f"unexpected error: {type(exc).__name__}")
+        try:
+            self._settle(item, result)
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+
+    def _settle(self, item: _Item, result: DeliveryResult) -> None:
+        item.attempts += 1
+        if result.outcome is Outcome.DELIVERED:
+            with self._lock:
+                self._failures_in_a_row = 0
+            self._settlement.delivered(item.goal, result, maybe_duplicate=item.may_have_arrived)
+            self._mark_settled(item)
+            return
+        if result.outcome is Outcome.RETRY:
+            delay = self._retry.delay_before_retry(item.attempts, result)
+            if delay is not None:
+                self._schedule_retry(item, result, delay)
+                return
+            result = DeliveryResult(
+                Outcome.FAILED,
+                f"gave up after {item.attempts} attempts; last: {result.reason}",
+                status=result.status,
+            )
+        self._settlement.failed(item.goal, result)
+        self._mark_settled(item)
+
+    def _schedule_retry(self, item: _Item, result: DeliveryResult, delay: float) -> None:
+        self._settlement.count("retried")
+        item.may_have_arrived = item.may_have_arrived or result.may_have_arrived
+        with self._cond:
+            now = time.monotonic()
+            self._failures_in_a_row += 1
+            gate = 0.0
+            if result.retry_after is not None:
+                gate = result.retry_after  # the API asked every request to wait
+            elif self._failures_in_a_row >= _FAILURES_BEFORE_GATE:
+                gate = backoff_delay(
+                    self._failures_in_a_row - _FAILURES_BEFORE_GATE + 1,
+                    self._retry.backoff_base,
+                    self._retry.backoff_max,
+                )
+            self._not_before = max(self._not_before, now + gate)
+            item.due = now + delay
+            if self._closed:
+                closed = True
+            else:
+                closed = False
+                heapq.heappush(self._retries, item)
+                self._cond.notify_all()
+        if closed:
+            self._settlement.dropped(item.goal, "the tracker closed before it was delivered")
+            self._mark_settled(item)
+
+    def _mark_settled(self, item: _Item) -> None:
+        with self._cond:
+            self._pending -= 1
+            self._settled_above_lowest.add(item.seq)
+            while self._lowest_unsettled in self._settled_above_lowest:
+                self._settled_above_lowest.discard(self._lowest_unsettled)
+                self._lowest_unsettled += 1
+            if self._flush_waiters:
+                self._cond.notify_all()
+
+    def _deliver_inline(self, target: int, deadline: float | None) -> None:
+        """Deliver from the calling thread: for when no worker can run (interpreter exit)."""
+        while True:
+            with self._cond:
+                if self._lowest_unsettled > target:
+                    return
+            item = self._take(block=True, deadline=deadline)
+            if item is None:
+                return
+            self._attempt(item)
+
+    # -- fork ---------------------------------------------------------------------------------
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's goals stay the parent's: the child starts empty, with its own workers
+        # and connections. The parent's pool is abandoned, not closed: its sockets are shared.
+        self._settlement = self._settlement.fresh()
+        self._reset_state()
+
+    def __repr__(self) -> str:
+        return (
+            f"<BackgroundTransport {self._endpoint!r} pending={self._pending} "
+            f"workers={len(self._threads)}>"
+        )
+
+
+_live_transports: weakref.WeakSet[BackgroundTransport] = weakref.WeakSet()
+_flush_at_exit: weakref.WeakSet[BackgroundTransport] = weakref.WeakSet()
+_exiting = False
+_warned_environment = False
+
+
+def _after_fork_in_child() -> None:
+    for transport in list(_live_transports):
+        transport._after_fork_in_child()
+
+
+def _flush_all_at_exit() -> None:
+    global _exiting
+    _exiting = True
+    for transport in list(_flush_at_exit):
+        try:
+            if not transport.close(transport.shutdown_timeout):
+                logger.warning(
+                    "goaltrack: %d goal(s) not delivered at exit within %.1fs",
+                    transport.stats.dropped,
+                    transport.shutdown_timeout,
+                )
+        except Exception:
+            logger.exception("goaltrack: flush at exit failed")
+
+
+def _warn_if_threads_cannot_run() -> None:
+    global _warned_environment
+    if _warned_environment:
+        return
+    _warned_environment = True
+    uwsgi = sys.modules.get("uwsgi")
+    if uwsgi is not None and not getattr(uwsgi, "opt", {}).get("enable-threads"):
+        logger.warning(
+            "goaltrack: uWSGI runs without threads, so goals queue up and are never delivered; "
+            "start uWSGI with --enable-threads (or use mode='sync')"
+        )
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is not None and gevent_monkey.is_module_patched("threading"):
+        logger.warning(
+            "goaltrack: threading is gevent-patched; delivery runs in greenlets and needs the "
+            "hub to yield to them (use mode='sync' if your workers never yield)"
+        )
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_flush_all_at_exit)

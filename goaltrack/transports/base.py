@@ -1,0 +1,158 @@
+"""The transport interface, delivery statistics, and the settling of goals (counters + hooks).
+
+A transport takes validated goals (``submit``) and gets them to the API somehow: a background
+worker, inline, or not at all. Whatever it does, each goal it accepted ends in exactly one of
+delivered / failed / dropped, reported through :class:`Settlement` so that counters, logs and the
+``on_delivery`` / ``on_failure`` / ``on_drop`` hooks behave the same for every transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from goaltrack.delivery import DeliveryResult
+from goaltrack.goals import Goal
+
+__all__ = [
+    "DeliveryHook",
+    "DropHook",
+    "FailureHook",
+    "Settlement",
+    "Stats",
+    "Transport",
+]
+
+logger = logging.getLogger("goaltrack")
+
+DeliveryHook = Callable[[Goal, DeliveryResult], object]
+FailureHook = Callable[[Goal, DeliveryResult], object]
+DropHook = Callable[[Goal, str], object]
+
+_DROP_WARNING_INTERVAL = 10.0
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Counters since the tracker started (or since this process forked)."""
+
+    queued: int = 0
+    """Goals accepted for delivery."""
+    delivered: int = 0
+    failed: int = 0
+    """Goals that finally failed: refused by the API, or given up after the last retry."""
+    retried: int = 0
+    """Retry attempts made (one goal retried three times counts three)."""
+    dropped: int = 0
+    """Goals never sent: the queue was full, or the tracker closed before they went out."""
+    possible_duplicates: int = 0
+    """Goals delivered after an attempt that may already have reached the API (a timeout)."""
+    pending: int = 0
+    """Goals accepted and not yet delivered, failed or dropped (the queue's depth)."""
+
+
+class Transport(Protocol):
+    """How goals leave the process. Small on purpose: see ``goaltrack/transports/``."""
+
+    def submit(self, goal: Goal) -> bool:
+        """Take a validated goal; return at once. False when it was dropped instead."""
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every goal submitted before the call is delivered or finally failed."""
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush within *timeout*, then stop; goals still waiting are dropped (and reported)."""
+
+    @property
+    def stats(self) -> Stats: ...
+
+
+class Settlement:
+    """Counts outcomes, logs final failures once, and calls the user's hooks safely."""
+
+    def __init__(
+        self,
+        *,
+        on_delivery: DeliveryHook | None = None,
+        on_failure: FailureHook | None = None,
+        on_drop: DropHook | None = None,
+    ) -> None:
+        self.on_delivery = on_delivery
+        self.on_failure = on_failure
+        self.on_drop = on_drop
+        self._lock = threading.Lock()
+        self._counts = {
+            "queued": 0,
+            "delivered": 0,
+            "failed": 0,
+            "retried": 0,
+            "dropped": 0,
+            "possible_duplicates": 0,
+        }
+        self._unreported_drops = 0
+        self._last_drop_warning = 0.0
+
+    def fresh(self) -> Settlement:
+        """Zeroed counters and a new lock, same hooks (for a forked child)."""
+        return Settlement(
+            on_delivery=self.on_delivery, on_failure=self.on_failure, on_drop=self.on_drop
+        )
+
+    def snapshot(self, pending: int = 0) -> Stats:
+        with self._lock:
+            return Stats(**self._counts, pending=pending)
+
+    def count(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += amount
+
+    def delivered(self, goal: Goal, result: DeliveryResult, *, maybe_duplicate: bool) -> None:
+        with self._lock:
+            self._counts["delivered"] += 1
+            if maybe_duplicate:
+                self._counts["possible_duplicates"] += 1
+        logger.debug("goal %r delivered (%s)", goal.name, result.event_id or result.status)
+        self._call(self.on_delivery, goal, result)
+
+    def failed(self, goal: Goal, result: DeliveryResult) -> None:
+        self.count("failed")
+        logger.error(
+            "goal %r for visitor %r was not recorded by %s: %s",
+            goal.name,
+            goal.visitor_id,
+            goal.provider.name,
+            result.reason,
+        )
+        self._call(self.on_failure, goal, result)
+
+    def dropped(self, goal: Goal, reason: str) -> None:
+        """A goal that will never be sent; warnings are rate-limited, the count is exact."""
+        now = time.monotonic()
+        with self._lock:
+            self._counts["dropped"] += 1
+            self._unreported_drops += 1
+            warn = now - self._last_drop_warning >= _DROP_WARNING_INTERVAL
+            if warn:
+                unreported, self._unreported_drops = self._unreported_drops, 0
+                self._last_drop_warning = now
+        if warn:
+            logger.warning(
+                "dropped %d goal(s) (latest %r: %s); see tracker.stats and the on_drop hook",
+                unreported,
+                goal.name,
+                reason,
+            )
+        self._call(self.on_drop, goal, reason)
+
+    def _call(self, hook: Callable[..., object] | None, *args: object) -> None:
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception:
+            # A user's hook must never kill the worker or lose the next goal.
+            logger.exception("goaltrack hook %r raised", getattr(hook, "__name__", hook))

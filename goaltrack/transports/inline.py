@@ -1,0 +1,111 @@
+"""Transports with no worker: ``sync`` delivers in the calling thread, ``disabled`` sends nothing.
+
+``sync`` is for scripts, management commands and serverless functions, where there is no process
+left to deliver after the call returns. It blocks the caller for the request and its retries
+(bounded by ``sync_deadline``), so never use it on an event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from goaltrack.delivery import DeliveryResult, Endpoint, Outcome, RetryPolicy, deliver
+from goaltrack.goals import Goal
+from goaltrack.http_client import HttpClient
+from goaltrack.transports.base import Settlement, Stats
+
+__all__ = ["DisabledTransport", "SyncTransport"]
+
+logger = logging.getLogger("goaltrack")
+
+
+class SyncTransport:
+    """Deliver each goal before ``submit`` returns, retrying within ``sync_deadline`` seconds."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        settlement: Settlement,
+        *,
+        retry: RetryPolicy,
+        timeout: float = 5.0,
+        sync_deadline: float = 10.0,
+        proxy: str | None = None,
+    ) -> None:
+        self._endpoint = endpoint
+        self._settlement = settlement
+        self._retry = retry
+        self._deadline = sync_deadline
+        self._http_options = {"timeout": timeout, "proxy": proxy, "target_url": endpoint.url}
+        self._http: HttpClient | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, goal: Goal) -> bool:
+        self._settlement.count("queued")
+        deadline = time.monotonic() + self._deadline
+        http = self._client()
+        attempts = 0
+        may_have_arrived = False
+        while True:
+            result = deliver(goal, self._endpoint, http)
+            attempts += 1
+            if result.outcome is Outcome.DELIVERED:
+                self._settlement.delivered(goal, result, maybe_duplicate=may_have_arrived)
+                return True
+            if result.outcome is Outcome.RETRY:
+                delay = self._retry.delay_before_retry(attempts, result)
+                if delay is not None and time.monotonic() + delay < deadline:
+                    self._settlement.count("retried")
+                    may_have_arrived = may_have_arrived or result.may_have_arrived
+                    time.sleep(delay)  # backoff between attempts: this mode blocks by design
+                    continue
+                result = DeliveryResult(
+                    Outcome.FAILED,
+                    f"gave up after {attempts} attempts; last: {result.reason}",
+                    status=result.status,
+                )
+            self._settlement.failed(goal, result)
+            return True
+
+    def _client(self) -> HttpClient:
+        with self._lock:
+            if self._http is None:
+                self._http = HttpClient(max_connections=4, **self._http_options)  # type: ignore[arg-type]
+            return self._http
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        with self._lock:
+            http, self._http = self._http, None
+        if http is not None:
+            http.close()
+        return True
+
+    @property
+    def stats(self) -> Stats:
+        return self._settlement.snapshot()
+
+
+class DisabledTransport:
+    """Send nothing: goals are validated as usual, logged at debug level, and forgotten."""
+
+    def __init__(self, settlement: Settlement) -> None:
+        self._settlement = settlement
+
+    def submit(self, goal: Goal) -> bool:
+        logger.debug("goaltrack is disabled; not sending %r", goal)
+        return True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        return True
+
+    @property
+    def stats(self) -> Stats:
+        return self._settlement.snapshot()
