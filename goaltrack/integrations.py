@@ -1,0 +1,95 @@
+"""Framework-neutral helpers the adapters share, so each adapter stays a thin file.
+
+- the current visitor, one ContextVar for every adapter (set per request by the middleware);
+- bot detection by User-Agent (known crawlers get no goals: the providers refuse bots);
+- decorator helpers: goal-name precheck at import, metadata from a mapping or a callable, and the
+  rule that only successful responses (status < 400) count.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
+from typing import Any
+
+from goaltrack.cookies import Visitor
+from goaltrack.goals import Goal, InvalidGoal, MetadataValue
+from goaltrack.providers import PROVIDERS
+
+__all__ = [
+    "MetadataArg",
+    "bind_visitor",
+    "current_visitor",
+    "is_bot",
+    "is_success",
+    "precheck_goal_name",
+    "resolve_metadata",
+    "unbind_visitor",
+]
+
+Metadata = Mapping[str, MetadataValue]
+#: What decorators accept as ``metadata=``: a mapping, or a callable building one per request.
+MetadataArg = Metadata | Callable[..., Metadata | None] | None
+
+_current_visitor: ContextVar[Visitor | None] = ContextVar("goaltrack_visitor", default=None)
+
+_BOT_USER_AGENT = re.compile(
+    # Crawlers and monitors only. HTTP libraries are not here on purpose: mobile apps (okhttp)
+    # and API clients are real visitors, and so are test clients.
+    r"bot\b|bot/|crawl|spider|slurp|bingpreview|facebookexternalhit|embedly|quora link preview|"
+    r"phantomjs|lighthouse|pingdom|uptimerobot|statuscake|scrapy|semrush|ahrefs|mj12|dotbot|"
+    r"petalbot|bytespider|gptbot|ccbot|claudebot|perplexitybot|applebot|yandex|baiduspider|"
+    r"duckduckbot|sogou|exabot|ia_archiver",
+    re.IGNORECASE,
+)
+
+
+def current_visitor() -> Visitor | None:
+    """The visitor of the request being handled (set by a goaltrack middleware), or None."""
+    return _current_visitor.get()
+
+
+def bind_visitor(visitor: Visitor | None) -> Token[Visitor | None]:
+    """Make *visitor* the current one; pass the token to :func:`unbind_visitor` afterwards."""
+    return _current_visitor.set(visitor)
+
+
+def unbind_visitor(token: Token[Visitor | None]) -> None:
+    _current_visitor.reset(token)
+
+
+def is_bot(user_agent: str | None) -> bool:
+    """True for known crawlers and uptime monitors (by User-Agent); False when there is none."""
+    if not user_agent:
+        return False
+    return _BOT_USER_AGENT.search(user_agent) is not None
+
+
+def precheck_goal_name(name: object) -> None:
+    """Raise :class:`InvalidGoal` now if no provider could accept *name* (decorators, at import).
+
+    The provider may not be configured yet at import time; the full check with the configured
+    provider's rules runs again at request time.
+    """
+    errors: list[InvalidGoal] = []
+    for provider in PROVIDERS.values():
+        try:
+            Goal.create(provider, name, require_visitor=False)  # type: ignore[arg-type]
+        except InvalidGoal as exc:
+            errors.append(exc)
+        else:
+            return
+    raise errors[0]
+
+
+def resolve_metadata(metadata: MetadataArg, *args: Any) -> Metadata | None:
+    """The metadata for one request: *metadata* itself, or what calling it with *args* returns."""
+    if metadata is None or isinstance(metadata, Mapping):
+        return metadata
+    return metadata(*args)
+
+
+def is_success(status: int | None) -> bool:
+    """Decorated views track only when they answered with a status below 400."""
+    return status is not None and status < 400
