@@ -26,10 +26,10 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from email.utils import format_datetime
 from http import HTTPStatus
-from typing import Literal, TypeGuard, TypedDict
+from typing import Literal, TypedDict, TypeGuard
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -37,7 +37,14 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["PROVIDERS", "FakeAPIState", "GoalRecord", "ProviderRules", "RequestRecord", "create_app"]
+__all__ = [
+    "PROVIDERS",
+    "FakeAPIState",
+    "GoalRecord",
+    "ProviderRules",
+    "RequestRecord",
+    "create_app",
+]
 
 GOALS_PATH = "/api/v1/goals"
 CLI_GOALS_PATH = "/analytics/api/v1/goals"  # what Flowsery's own CLI posts to
@@ -476,7 +483,9 @@ class FakeAPIState:
 
     # -- scenario set-up
 
-    def add_pageview(self, provider: str, visitor_id: str | None = None, *, bot: bool = False) -> str:
+    def add_pageview(
+        self, provider: str, visitor_id: str | None = None, *, bot: bool = False
+    ) -> str:
         """Register a pageview by a visitor (a fresh UUID v4 if none given); return its id.
 
         The visitor then counts as seen by ``provider`` whatever the key or website.
@@ -831,7 +840,8 @@ class _Endpoints:
             if unknown:
                 raise _ControlError(f"unknown fields: {', '.join(sorted(unknown))}")
             marks = {
-                field: _string_list(body, field) for field in ("revoke", "no_goals_write", "suspend")
+                field: _string_list(body, field)
+                for field in ("revoke", "no_goals_write", "suspend")
             }
         except _ControlError as exc:
             return JSONResponse({"error": str(exc)}, 400)

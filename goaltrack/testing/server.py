@@ -218,7 +218,9 @@ class FakeAPIServer:
     def requests(self) -> list[RequestRecord]:
         return self.state.requests
 
-    def add_pageview(self, provider: str, visitor_id: str | None = None, *, bot: bool = False) -> str:
+    def add_pageview(
+        self, provider: str, visitor_id: str | None = None, *, bot: bool = False
+    ) -> str:
         return self.state.add_pageview(provider, visitor_id, bot=bot)
 
     def set_faults(self, **fields: object) -> dict[str, object]:
