@@ -29,6 +29,7 @@ __all__ = [
     "RetryPolicy",
     "backoff_delay",
     "deliver",
+    "probe",
 ]
 
 _USER_AGENT = b"goaltrack-python/0.1"
@@ -165,7 +166,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Exponential backoff, "equal jitter": half to all of ``base * 2**(attempt-1)``, capped."""
-    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
+    ceiling = min(cap, base * 2.0 ** max(0, attempt - 1))
     jitter: float = (rng or random).uniform(0, ceiling / 2)
     return ceiling / 2 + jitter
 
@@ -226,3 +227,29 @@ class RetryPolicy:
         if result.retry_after is not None:
             return result.retry_after
         return backoff_delay(attempts_made, self.backoff_base, self.backoff_max)
+
+
+def probe(endpoint: Endpoint, http: HttpClient) -> tuple[bool, str]:
+    """Check that the API is reachable and takes the key, without recording anything.
+
+    Posts an empty goal: an API that checks auth first answers 400 (the key is fine, the goal
+    is not), 401/403 when the key is refused.
+    """
+    try:
+        response = http.post(endpoint.url, endpoint._headers, b"{}")
+    except HttpError as exc:
+        return False, f"{endpoint.url} is not reachable: {exc}"
+    status = response.status
+    if status in (400, 422):
+        return (
+            True,
+            f"{endpoint.url} is reachable and accepted the key (HTTP {status} for a test goal)",
+        )
+    if status in (401, 403):
+        return (
+            False,
+            f"{endpoint.url} refused the key: HTTP {status}: {_error_message(response.body)}",
+        )
+    if 200 <= status < 300:
+        return True, f"{endpoint.url} is reachable and accepted the key (HTTP {status})"
+    return False, f"{endpoint.url} answered HTTP {status}: {_error_message(response.body)}"

@@ -18,8 +18,9 @@ from typing import Any, Literal
 
 from goaltrack.config import configuration_problems, settings_from_env
 from goaltrack.cookies import Visitor
-from goaltrack.delivery import Endpoint, InvalidConfiguration, RetryPolicy
+from goaltrack.delivery import Endpoint, InvalidConfiguration, RetryPolicy, probe
 from goaltrack.goals import Goal, MetadataValue
+from goaltrack.http_client import HttpClient
 from goaltrack.providers import Provider, get_provider
 from goaltrack.transports import (
     BackgroundTransport,
@@ -132,10 +133,13 @@ class GoalTracker:
         self._transport = self._make_transport(api_key)
 
     def _make_transport(self, api_key: str | None) -> Transport:
-        if self.mode == "disabled" or not api_key:
+        self._endpoint = (
+            Endpoint(self.provider, api_key, self.api_url, self.website_id) if api_key else None
+        )
+        if self.mode == "disabled" or self._endpoint is None:
             return DisabledTransport(self._settlement)
         opts = self.options
-        endpoint = Endpoint(self.provider, api_key, self.api_url, self.website_id)
+        endpoint = self._endpoint
         retry = RetryPolicy(opts.max_retries, opts.backoff_base, opts.backoff_max)
         if self.mode == "sync":
             return SyncTransport(
@@ -248,6 +252,16 @@ class GoalTracker:
     def close(self, timeout: float | None = 5.0) -> bool:
         """Flush for at most *timeout* seconds, then stop; what is left is dropped and counted."""
         return self._transport.close(timeout)
+
+    def check_connection(self, timeout: float = 5.0) -> tuple[bool, str]:
+        """Is the API reachable, and does it take the key? Records nothing. (ok, explanation)"""
+        if self._endpoint is None:
+            return False, "no API key is set, so nothing can be sent"
+        http = HttpClient(max_connections=1, timeout=timeout, proxy=self.options.proxy)
+        try:
+            return probe(self._endpoint, http)
+        finally:
+            http.close()
 
     @property
     def stats(self) -> Stats:
