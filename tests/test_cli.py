@@ -1,0 +1,103 @@
+"""The ``goaltrack`` command against the fake API: send, check, and the key never printed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from goaltrack.testing.server import FakeAPIServer
+
+KEY = "df_cli_secret_key"
+
+
+def goaltrack_cli(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "goaltrack.cli", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_send_delivers_and_prints_the_event_id(fake_api: FakeAPIServer) -> None:
+    visitor = fake_api.add_pageview("datafast")
+    result = goaltrack_cli(
+        "send",
+        "Trial Started",
+        "--visitor",
+        visitor,
+        "-m",
+        "plan=pro",
+        "--api-url",
+        fake_api.api_url("datafast"),
+        env={"GOALTRACK_API_KEY": KEY},
+    )
+    assert result.returncode == 0, result.stderr
+    [goal] = fake_api.goals
+    assert (goal["name"], goal["metadata"]) == ("trial_started", {"plan": "pro"})
+    assert f"event {goal['event_id']}" in result.stdout
+    assert KEY not in result.stdout + result.stderr
+
+
+def test_send_reports_a_final_failure_with_exit_1(fake_api: FakeAPIServer) -> None:
+    result = goaltrack_cli(
+        "send",
+        "signup",
+        "--visitor",
+        "b3ab2331-989f-4cfa-91c6-2461c9e3c6bd",
+        "--api-url",
+        fake_api.api_url("datafast"),
+        env={"GOALTRACK_API_KEY": KEY},
+    )
+    assert result.returncode == 1
+    assert "HTTP 404" in result.stderr
+    assert KEY not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["send", "identify", "--visitor", "a3ab2331-989f-4cfa-91c6-2461c9e3c6bd"], "reserved"),
+        (["send", "signup", "--visitor", "x", "-m", "novalue"], "KEY=VALUE"),
+    ],
+)
+def test_send_refuses_invalid_goals(args: list[str], message: str) -> None:
+    result = goaltrack_cli(*args, env={"GOALTRACK_API_KEY": KEY})
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_check_passes_for_a_good_configuration(fake_api: FakeAPIServer) -> None:
+    env = {"GOALTRACK_API_KEY": KEY, "GOALTRACK_API_URL": fake_api.api_url("datafast")}
+    result = goaltrack_cli("check", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "accepted the key" in result.stdout
+    assert KEY not in result.stdout
+    assert fake_api.goals == []  # the check records nothing
+
+
+def test_check_fails_for_a_refused_key(fake_api: FakeAPIServer) -> None:
+    fake_api.state.revoke_key(KEY)
+    env = {"GOALTRACK_API_KEY": KEY, "GOALTRACK_API_URL": fake_api.api_url("datafast")}
+    result = goaltrack_cli("check", env=env)
+    assert result.returncode == 1
+    assert "refused the key: HTTP 401" in result.stdout
+    assert KEY not in result.stdout
+
+
+def test_check_fails_when_unreachable_and_for_bad_settings() -> None:
+    env = {"GOALTRACK_API_KEY": KEY, "GOALTRACK_API_URL": "http://127.0.0.1:9"}
+    unreachable = goaltrack_cli("check", "--timeout", "2", env=env)
+    assert unreachable.returncode == 1
+    assert "not reachable" in unreachable.stdout
+    bad = goaltrack_cli("check", env={"GOALTRACK_API_KEY": "dft_token"})
+    assert bad.returncode == 1
+    assert "goaltrack.E003" in bad.stdout
+    assert "dft_token" not in bad.stdout
