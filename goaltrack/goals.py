@@ -217,17 +217,17 @@ def _check_metadata(metadata: object, truncate: bool) -> dict[str, str]:
         text = value if type(value) is str else _metadata_text(key, value)
         if text is None:
             continue  # None means "not set": the key is left out
-        text = sanitize_value(text)
-        if len(text) > METADATA_VALUE_MAX_CHARS:
+        # The API checks the length as sent, before it removes HTML, so we do too.
+        if len(text) > _ASCII_SAFE_LENGTH and _js_length(text) > METADATA_VALUE_MAX_CHARS:
             if not truncate:
                 raise InvalidGoal(
-                    f"metadata value for {key!r} is {len(text)} characters long",
+                    f"metadata value for {key!r} is {_js_length(text)} characters long",
                     field="metadata",
-                    rule=f"values are at most {METADATA_VALUE_MAX_CHARS} characters "
-                    "(pass truncate_metadata=True to cut them)",
+                    rule=f"values are at most {METADATA_VALUE_MAX_CHARS} characters, counted as "
+                    "JavaScript does (UTF-16 units; pass truncate_metadata=True to cut them)",
                 )
-            text = text[:METADATA_VALUE_MAX_CHARS]
-        checked[key] = text
+            text = _js_truncate(text, METADATA_VALUE_MAX_CHARS)
+        checked[key] = sanitize_value(text)
     if len(checked) > METADATA_MAX_KEYS:
         raise InvalidGoal(
             f"metadata has {len(checked)} keys",
@@ -235,6 +235,27 @@ def _check_metadata(metadata: object, truncate: bool) -> dict[str, str]:
             rule=f"at most {METADATA_MAX_KEYS} keys",
         )
     return checked
+
+
+#: A string of at most this many code points cannot exceed 255 UTF-16 units (2 units each at most).
+_ASCII_SAFE_LENGTH = METADATA_VALUE_MAX_CHARS // 2
+
+
+def _js_length(text: str) -> int:
+    """Length as the providers' JavaScript backends count it: UTF-16 code units."""
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _js_truncate(text: str, limit: int) -> str:
+    """Cut to *limit* UTF-16 units without splitting a character."""
+    units = 0
+    for index, char in enumerate(text):
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > limit:
+            return text[:index]
+    return text
 
 
 #: Metadata keys already seen to be valid: apps use a handful, so a set lookup beats the regex.
@@ -249,6 +270,8 @@ def _metadata_text(key: str, value: object) -> str | None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # as JavaScript's String(2.0) writes it: "2"
     if isinstance(value, (int, float, Decimal, uuid.UUID)):
         return str(value)
     if isinstance(value, (_dt.date, _dt.time)):

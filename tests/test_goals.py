@@ -163,6 +163,7 @@ def test_metadata_values_become_strings() -> None:
             "plan": "pro",
             "seats": 3,
             "price": 9.5,
+            "whole": 2.0,
             "exact": Decimal("19.99"),
             "trial": True,
             "annual": False,
@@ -175,6 +176,7 @@ def test_metadata_values_become_strings() -> None:
         "plan": "pro",
         "seats": "3",
         "price": "9.5",
+        "whole": "2",
         "exact": "19.99",
         "trial": "true",
         "annual": "false",
@@ -196,6 +198,8 @@ def test_metadata_values_become_strings() -> None:
         ({"items": [1, 2]}, "metadata value for 'items' is a list"),
         ({"blob": b"x"}, "metadata value for 'blob' is a bytes"),
         ({"long": "x" * 256}, "metadata value for 'long' is 256 characters long"),
+        ({"emoji": "\U0001f600" * 128}, "metadata value for 'emoji' is 256 characters long"),
+        ({"html": "<b>" * 86}, "metadata value for 'html' is 258 characters long"),
     ],
 )
 def test_metadata_errors(metadata: dict[Any, Any], message: str) -> None:
@@ -215,9 +219,16 @@ def test_ten_keys_and_255_characters_are_fine() -> None:
     assert datafast("signup", metadata=metadata).metadata == metadata
 
 
-def test_truncation_is_opt_in() -> None:
+def test_truncation_is_opt_in_and_never_splits_a_character() -> None:
     goal = datafast("signup", metadata={"note": "x" * 300}, truncate_metadata=True)
     assert goal.metadata == {"note": "x" * 255}
+    emoji = datafast("signup", metadata={"e": "\U0001f600" * 200}, truncate_metadata=True)
+    assert emoji.metadata == {"e": "\U0001f600" * 127}
+
+
+def test_lengths_count_utf16_units_as_the_api_does() -> None:
+    assert datafast("signup", metadata={"e": "\U0001f600" * 127 + "x"}).metadata is not None
+    assert datafast("signup", metadata={"e": "é" * 255}).metadata == {"e": "é" * 255}
 
 
 @pytest.mark.parametrize(
@@ -247,6 +258,7 @@ ACCEPTED = [
     ("datafast", {"name": "checkout:done", "description": "Form <b>submit</b>"}),
     ("datafast", {"name": "x", "metadata": {f"k{i}": "v" * 255 for i in range(10)}}),
     ("datafast", {"name": "signup", "metadata": {"v": "<script>x</script>a & b"}}),
+    ("datafast", {"name": "signup", "metadata": {"e": "\U0001f600" * 127 + "x", "n": 2.0}}),
     ("faurya", {"name": "signup", "session_id": "sess-1", "metadata": {"trial": True}}),
     ("flowsery", {"name": "signup", "session_id": "s1", "timezone": "Europe/Paris"}),
     ("flowsery", {"name": "anonymous-goal", "visitor_id": None}),

@@ -1,14 +1,19 @@
 """The fake provider API: a Starlette app and the in-memory state behind it.
 
-This module owns the create-goal rules as the fake enforces them (the ``PROVIDERS`` table and the
-validators right below it), fault injection, and the ``/_fake/`` control and inspection
-endpoints. The rules are written from the providers' public contracts, independently of
-goaltrack's own client-side validation, so that the fake catches the client's mistakes instead of
-repeating them. Run it with :class:`goaltrack.testing.FakeAPIServer` or ``python -m
-goaltrack.fakeapi``.
+This module owns the create-goal rules as the fake enforces them, fault injection, and the
+``/_fake/`` control and inspection endpoints. The rules are written from the providers' public
+contracts, independently of goaltrack's client-side validation, so that the fake catches the
+client's mistakes instead of repeating them. Where to look:
+
+- per-provider rules: the ``PROVIDERS`` table; body and metadata rules: the functions below it;
+- order of checks for one goal request: ``FakeAPIState._handle_goal`` (latency, injected fault,
+  auth, Flowsery's rate limit, body, pageview);
+- routes: ``POST [/<provider>]/api/v1/goals`` (the bare path serves the default provider) and
+  ``POST [/flowsery]/analytics/api/v1/goals``; the ``/_fake/`` endpoints: ``_Endpoints.routes``.
 
 Simplifications, on purpose: a pageview registers a visitor for a provider whatever the key or
-website; keys need no registration (any key with the right prefix is valid until revoked).
+website; any key with the right prefix is valid until revoked, suspended or denied.
+Run it with :class:`goaltrack.testing.FakeAPIServer` or ``python -m goaltrack.fakeapi``.
 """
 
 from __future__ import annotations
@@ -509,15 +514,23 @@ class FakeAPIState:
             self._no_goals_write.add(key)
 
     def suspend(self, key_or_website_id: str) -> None:
-        """Suspend tracking for a website: named by its ``websiteId`` (or Flowsery ``domain``)
-        for scoped tokens, by the key itself otherwise. Its goal requests get 403."""
+        """Suspend tracking for a website: its goal requests get 403.
+
+        A website is named by ``?websiteId=`` (or Flowsery's ``?domain=``) for the tokens that
+        need one (``dft_``, ``flow_ws_``), and by the key itself for every other key.
+        """
         with self._cond:
             self._suspended.add(key_or_website_id)
 
     def set_faults(self, **fields: object) -> dict[str, object]:
-        """Merge fault settings (see ``_Faults`` for the names); return the current ones.
+        """Merge fault settings into the current ones and return them all.
 
-        Setting ``seed`` restarts the random sequence behind ``error_rate``.
+        ``latency_ms``: delay before answering each goal request. ``fail_next`` (with
+        ``fail_status``, default 503), ``rate_limit_next`` (429 with ``retry_after`` seconds,
+        sent as an HTTP date if ``retry_after_http_date``) and ``reset_next`` (connection
+        dropped mid-response): the next N goal requests fail that way and store nothing.
+        ``error_rate`` (0..1, with ``error_status``, default 500): random failures from a
+        ``random.Random(seed)``; setting ``seed`` restarts that sequence.
         """
         _check_faults(fields)
         with self._cond:
@@ -549,11 +562,11 @@ class FakeAPIState:
 
     # -- handling one goal request
 
-    def latency_seconds(self) -> float:
+    def _latency_seconds(self) -> float:
         with self._cond:
             return self._faults.latency_ms / 1000
 
-    def handle_goal(
+    def _handle_goal(
         self,
         provider: str,
         path: str,
@@ -578,12 +591,12 @@ class FakeAPIState:
             try:
                 self._inject_faults()
                 key, website_id = self._authenticate(rules, authorization, query)
-                record["key_hint"] = _key_hint(key)
+                record["key_hint"] = key_hint = _key_hint(key)
                 headers = self._count_rate_limit(rules, key)
                 body = _parse_object(raw_body)
                 sent_name = body.get("name")
                 record["name"] = sent_name if isinstance(sent_name, str) else None
-                goal = self._goal(rules, body, key, website_id, record["received_at"])
+                goal = self._goal(rules, body, website_id, key_hint, record["received_at"])
             except _Dropped:
                 record["error"] = "connection dropped (injected reset_next)"
                 record["fault"] = "reset_next"
@@ -672,8 +685,8 @@ class FakeAPIState:
         self,
         rules: ProviderRules,
         body: Mapping[str, object],
-        key: str,
         website_id: str | None,
+        key_hint: str,
         received_at: str,
     ) -> GoalRecord:
         """Validate the body against the provider's rules; return the goal to store."""
@@ -698,7 +711,7 @@ class FakeAPIState:
             timezone=texts.get("timezone"),
             event_id=_object_id() if rules.returns_event_id else None,
             website_id=website_id,
-            key_hint=_key_hint(key),
+            key_hint=key_hint,
             received_at=received_at,
         )
 
@@ -774,10 +787,10 @@ class _Endpoints:
             if rules is None or path not in rules.goal_paths:
                 return JSONResponse({"error": f"no such endpoint for {provider!r}"}, 404)
             raw = await request.body()
-            latency = self.state.latency_seconds()
+            latency = self.state._latency_seconds()
             if latency:
                 await asyncio.sleep(latency)
-            answer = self.state.handle_goal(
+            answer = self.state._handle_goal(
                 provider,
                 request.url.path,
                 request.headers.get("authorization"),
@@ -823,6 +836,8 @@ class _Endpoints:
             except _ControlError as exc:
                 return JSONResponse({"error": str(exc)}, 400)
             fields = {name: value for name, value in body.items() if name != "clear"}
+            if not isinstance(body.get("clear", False), bool):
+                return JSONResponse({"error": "clear must be true or false"}, 400)
             try:
                 # Checked before clearing, so that a bad request changes nothing.
                 _check_faults(fields)

@@ -182,27 +182,42 @@ class BackgroundTransport:
     # -- workers ------------------------------------------------------------------------------
 
     def _start_workers(self) -> None:
+        # Only one thread is started here, in the caller's request: it builds the connection
+        # pool (TLS set-up takes milliseconds) and starts the other workers itself.
         with self._lock:
             if self._threads or self._closed:
                 return
             if sys.is_finalizing() or _exiting:
                 return  # the exit flush delivers inline: no new thread at shutdown
-            _warn_if_threads_cannot_run()
-            self._http = HttpClient(
-                max_connections=self._max_in_flight,
-                timeout=self._timeout,
-                proxy=self._proxy,
-                target_url=self._endpoint.url,
+            first = threading.Thread(
+                target=self._boot_and_work, name="goaltrack-worker-0", daemon=True
             )
-            for index in range(self._max_in_flight):
+            try:
+                first.start()
+            except RuntimeError:  # interpreter shutting down
+                return
+            self._threads.append(first)
+
+    def _boot_and_work(self) -> None:
+        _warn_if_threads_cannot_run()
+        http = HttpClient(
+            max_connections=self._max_in_flight,
+            timeout=self._timeout,
+            proxy=self._proxy,
+            target_url=self._endpoint.url,
+        )
+        with self._lock:
+            self._http = http
+            for index in range(1, self._max_in_flight):
                 thread = threading.Thread(
                     target=self._work, name=f"goaltrack-worker-{index}", daemon=True
                 )
                 try:
                     thread.start()
-                except RuntimeError:  # interpreter shutting down
+                except RuntimeError:  # interpreter shutting down: deliver with fewer workers
                     break
                 self._threads.append(thread)
+        self._work()
 
     def _work(self) -> None:
         while True:
