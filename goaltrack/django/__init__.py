@@ -1,0 +1,18 @@
+"""goaltrack for Django: ``INSTALLED_APPS``, a middleware, ``track_goal`` and signals.
+
+Add ``"goaltrack.django"`` to ``INSTALLED_APPS``, its middleware
+(``"goaltrack.django.middleware.GoalTrackMiddleware"``) to ``MIDDLEWARE`` and a
+``GOALTRACK = {"API_KEY": ..., "PROVIDER": ...}`` setting; then call
+``track_goal(request, "signup")`` or decorate a view with ``@track_goal("signup")``.
+"""
+
+from __future__ import annotations
+
+try:
+    import django  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised only without Django installed
+    raise ImportError("goaltrack.django needs Django: pip install 'goaltrack[django]'") from exc
+
+from goaltrack.django.helpers import RequestGoals, connect_goal, current_visitor, track_goal
+
+__all__ = ["RequestGoals", "connect_goal", "current_visitor", "track_goal"]

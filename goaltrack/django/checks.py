@@ -1,0 +1,103 @@
+"""System checks for the ``GOALTRACK`` setting (``manage.py check``).
+
+The account checks are the core's (:func:`goaltrack.configuration_problems`, same ids); this
+module adds the Django-only ones: ``goaltrack.E100`` the setting is not a dict, ``goaltrack.W100``
+an unknown (probably misspelled) key, ``goaltrack.E101`` a tracker option with a bad value,
+``goaltrack.E102`` a bad ``AUTH_GOALS`` entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.apps import AppConfig
+from django.core.checks import CheckMessage, Error, Warning
+
+from goaltrack.config import configuration_problems
+from goaltrack.django.conf import OPTION_KEYS, goaltrack_settings
+from goaltrack.django.wiring import AUTH_SIGNAL_NAMES
+from goaltrack.goals import InvalidGoal
+from goaltrack.integrations import precheck_goal_name
+from goaltrack.tracker import TrackerOptions
+
+__all__ = ["check_settings"]
+
+OBJ = "settings.GOALTRACK"
+
+
+def check_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    if not goaltrack_settings.is_mapping:
+        return [
+            Error(
+                "the GOALTRACK setting must be a dict",
+                hint='GOALTRACK = {"API_KEY": "...", "PROVIDER": "datafast"}',
+                obj=OBJ,
+                id="goaltrack.E100",
+            )
+        ]
+    messages: list[CheckMessage] = []
+    for key, close in goaltrack_settings.unknown_keys().items():
+        messages.append(
+            Warning(
+                f"unknown GOALTRACK key {key!r}: it is ignored",
+                hint=f"did you mean {close!r}?" if close else "see goaltrack's settings table",
+                obj=OBJ,
+                id="goaltrack.W100",
+            )
+        )
+    account = goaltrack_settings.effective_account()
+    for problem in configuration_problems(**account):
+        level = Error if problem.level == "error" else Warning
+        messages.append(level(problem.message, hint=problem.hint, obj=OBJ, id=problem.id))
+    kwargs_ = goaltrack_settings.tracker_kwargs()
+    options = {arg: kwargs_[arg] for arg in OPTION_KEYS.values() if arg in kwargs_}
+    try:
+        TrackerOptions.from_options(options)
+    except (ValueError, TypeError) as exc:
+        messages.append(
+            Error(
+                f"invalid GOALTRACK option: {exc}",
+                hint="see goaltrack's settings table for each option's values",
+                obj=OBJ,
+                id="goaltrack.E101",
+            )
+        )
+    messages.extend(_auth_goal_problems())
+    return messages
+
+
+def _auth_goal_problems() -> list[CheckMessage]:
+    value = goaltrack_settings.raw.get("AUTH_GOALS")
+    if value is None or isinstance(value, bool):
+        return []
+    if not hasattr(value, "items"):
+        return [
+            Error(
+                "AUTH_GOALS must be True or a dict of auth signal names to goal names",
+                hint='AUTH_GOALS = {"user_logged_in": "login"}',
+                obj=OBJ,
+                id="goaltrack.E102",
+            )
+        ]
+    problems: list[CheckMessage] = []
+    for signal_name, goal_name in goaltrack_settings.auth_goals.items():
+        if signal_name not in AUTH_SIGNAL_NAMES:
+            problems.append(
+                Error(
+                    f"AUTH_GOALS names an unknown signal {signal_name!r}",
+                    hint="use one of: " + ", ".join(AUTH_SIGNAL_NAMES),
+                    obj=OBJ,
+                    id="goaltrack.E102",
+                )
+            )
+            continue
+        try:
+            precheck_goal_name(goal_name)
+        except InvalidGoal as exc:
+            problems.append(
+                Error(f"AUTH_GOALS[{signal_name!r}]: {exc}", obj=OBJ, id="goaltrack.E102")
+            )
+    return problems

@@ -1,0 +1,1 @@
+"""Management commands: goaltrack_check and goaltrack_send."""

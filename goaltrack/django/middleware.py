@@ -1,0 +1,117 @@
+"""``GoalTrackMiddleware``: the visitor of each request, for code that has no request at hand.
+
+For each request it reads the provider's cookies and the User-Agent once (into
+``request.goaltrack``) and binds the visitor as goaltrack's current visitor
+(``goaltrack.django.current_visitor()``) until the response is produced, and while a streaming
+response produces its chunks. Known bots get no visitor, so nothing is tracked for them. It works
+in sync (WSGI) and async (ASGI) stacks without switching per request, and tracks nothing itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import FileResponse, HttpRequest, HttpResponseBase, StreamingHttpResponse
+
+from goaltrack.cookies import Visitor
+from goaltrack.django.conf import goaltrack_settings
+from goaltrack.django.helpers import REQUEST_ATTRIBUTE, RequestGoals, request_goals
+from goaltrack.integrations import bind_visitor, unbind_visitor
+from goaltrack.tracker import get_tracker
+
+__all__ = ["GoalTrackMiddleware"]
+
+GetResponse = Callable[[HttpRequest], HttpResponseBase]
+AsyncGetResponse = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
+
+
+class GoalTrackMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: GetResponse | AsyncGetResponse) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            # Without this the next middleware up would see a sync callable (Django #34328).
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        if REQUEST_ATTRIBUTE in request.__dict__:  # listed twice: the outer one did the work
+            return self.get_response(request)
+        state = request_goals(request, get_tracker().provider)
+        token = bind_visitor(state.visitor)
+        try:
+            response: HttpResponseBase = self.get_response(request)  # type: ignore[assignment]
+        finally:
+            unbind_visitor(token)
+        _bind_while_streaming(response, state)
+        flush_timeout = goaltrack_settings.flush_at_request_end
+        if flush_timeout is not None:
+            get_tracker().flush(flush_timeout)
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        if REQUEST_ATTRIBUTE in request.__dict__:
+            return await self.get_response(request)  # type: ignore[misc, no-any-return]
+        state = request_goals(request, get_tracker().provider)
+        token = bind_visitor(state.visitor)
+        try:
+            response: HttpResponseBase = await self.get_response(request)  # type: ignore[misc]
+        finally:
+            unbind_visitor(token)
+        _bind_while_streaming(response, state)
+        flush_timeout = goaltrack_settings.flush_at_request_end
+        if flush_timeout is not None:
+            await get_tracker().aflush(flush_timeout)
+        return response
+
+
+def _bind_while_streaming(response: HttpResponseBase, state: RequestGoals) -> None:
+    """Make the visitor current while each chunk of a streaming response is produced.
+
+    The chunks are produced after the middleware returned, by the server, possibly in another
+    thread or task: the visitor is bound and unbound around each one, so it never leaks into
+    what the server does next.
+    """
+    if not isinstance(response, StreamingHttpResponse) or state.visitor is None:
+        return
+    if isinstance(response, FileResponse):
+        return  # re-wrapping its content would turn off the server's sendfile
+    content = response.streaming_content
+    if response.is_async:
+        response.streaming_content = _bound_async_chunks(content, state.visitor)  # type: ignore[arg-type]
+    else:
+        response.streaming_content = _bound_chunks(content, state.visitor)  # type: ignore[arg-type]
+
+
+def _bound_chunks(content: Iterator[bytes], visitor: Visitor) -> Iterator[bytes]:
+    iterator = iter(content)
+    while True:
+        token = bind_visitor(visitor)
+        try:
+            chunk = next(iterator)
+        except StopIteration:
+            return
+        finally:
+            unbind_visitor(token)
+        yield chunk
+
+
+async def _bound_async_chunks(
+    content: AsyncIterator[bytes], visitor: Visitor
+) -> AsyncIterator[bytes]:
+    iterator = aiter(content)
+    while True:
+        token = bind_visitor(visitor)
+        try:
+            chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        finally:
+            unbind_visitor(token)
+        yield chunk

@@ -1,0 +1,87 @@
+"""The process-wide tracker built from the ``GOALTRACK`` setting, and the opt-in auth goals.
+
+:func:`configure_from_settings` runs when the app is ready and again whenever the setting
+changes (``override_settings``). The tracker's delivery hooks send the Django signals of
+:mod:`goaltrack.django.signals`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from goaltrack.delivery import DeliveryResult
+from goaltrack.django.conf import goaltrack_settings
+from goaltrack.django.helpers import connect_goal
+from goaltrack.django.signals import goal_delivered, goal_failed
+from goaltrack.goals import Goal, InvalidGoal
+from goaltrack.providers import PROVIDERS
+from goaltrack.tracker import GoalTracker, configure
+
+__all__ = ["configure_from_settings", "connect_auth_goals"]
+
+logger = logging.getLogger("goaltrack")
+
+AUTH_SIGNAL_NAMES = ("user_logged_in", "user_logged_out", "user_login_failed")
+
+
+def _delivered(goal: Goal, result: DeliveryResult) -> None:
+    goal_delivered.send(sender=GoalTracker, goal=goal, result=result)
+
+
+def _failed(goal: Goal, result: DeliveryResult) -> None:
+    goal_failed.send(sender=GoalTracker, goal=goal, result=result, reason=result.reason)
+
+
+def _dropped(goal: Goal, reason: str) -> None:
+    goal_failed.send(sender=GoalTracker, goal=goal, result=None, reason=reason)
+
+
+def configure_from_settings() -> GoalTracker:
+    """(Re)build the process-wide tracker from ``settings.GOALTRACK``.
+
+    An invalid setting does not stop the site: it is logged, reported by ``manage.py check``,
+    and the tracker is disabled (goals are still validated, nothing is sent).
+    """
+    hooks: dict[str, Any] = {"on_delivery": _delivered, "on_failure": _failed, "on_drop": _dropped}
+    try:
+        return configure(**goaltrack_settings.tracker_kwargs(), **hooks)
+    except (ValueError, TypeError) as exc:  # InvalidConfiguration is a ValueError
+        logger.error(
+            "goaltrack: the GOALTRACK setting is invalid, goals will not be sent: %s "
+            "(run 'manage.py check' for details)",
+            exc,
+        )
+        provider = goaltrack_settings.raw.get("PROVIDER")
+        if not isinstance(provider, str) or provider.strip().lower() not in PROVIDERS:
+            provider = "datafast"
+        # Explicit empty values keep GOALTRACK_* environment variables out of the fallback.
+        return configure(
+            api_key="", provider=provider, api_url=None, website_id=None, mode="disabled", **hooks
+        )
+
+
+_auth_receivers: list[tuple[Callable[..., None], object]] = []
+
+
+def connect_auth_goals() -> None:
+    """Connect the ``AUTH_GOALS`` mapping, replacing what an earlier value connected."""
+    from django.contrib.auth import signals as auth_signals
+
+    for receiver, signal in _auth_receivers:
+        signal.disconnect(receiver)  # type: ignore[attr-defined]
+    _auth_receivers.clear()
+    for signal_name, goal_name in goaltrack_settings.auth_goals.items():
+        signal = (
+            getattr(auth_signals, signal_name, None) if signal_name in AUTH_SIGNAL_NAMES else None
+        )
+        if signal is None:
+            logger.error("goaltrack: AUTH_GOALS names an unknown auth signal %r", signal_name)
+            continue
+        try:
+            receiver = connect_goal(signal, goal_name)
+        except InvalidGoal as exc:
+            logger.error("goaltrack: AUTH_GOALS[%r] is not a valid goal name: %s", signal_name, exc)
+            continue
+        _auth_receivers.append((receiver, signal))
