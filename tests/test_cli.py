@@ -101,3 +101,26 @@ def test_check_fails_when_unreachable_and_for_bad_settings() -> None:
     assert bad.returncode == 1
     assert "goaltrack.E003" in bad.stdout
     assert "dft_token" not in bad.stdout
+
+
+def test_fake_api_subcommand_serves_until_terminated() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "goaltrack.cli", "fake-api", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        url = line.split("listening on ")[1].split()[0]
+        response = subprocess.run(
+            [sys.executable, "-c", f"import httpx; print(httpx.get('{url}/_fake/goals').text)"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        assert response.stdout.strip() == "[]"
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0

@@ -528,6 +528,20 @@ def test_goals_queued_at_exit_are_flushed(fake_api: FakeAPIServer) -> None:
     assert sorted(g["metadata"]["n"] for g in fake_api.goals) == ["0", "1", "2", "3", "4"]
 
 
+def test_goal_tracked_from_an_atexit_handler_is_still_delivered(fake_api: FakeAPIServer) -> None:
+    # Python 3.12+ refuses new threads at shutdown: the exit flush must deliver it inline.
+    visitor = fake_api.add_pageview("datafast")
+    run_python(
+        f"""
+        import atexit, os, goaltrack
+        tracker = goaltrack.GoalTracker("df_k", api_url=os.environ["FAKE_API"])
+        atexit.register(lambda: tracker.track("at_shutdown", visitor_id="{visitor}"))
+        """,
+        fake_api,
+    )
+    assert [g["name"] for g in fake_api.goals] == ["at_shutdown"]
+
+
 def test_exit_with_a_dead_api_is_bounded_by_shutdown_timeout(fake_api: FakeAPIServer) -> None:
     fake_api.stop()
     try:
