@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from goaltrack import fakeapi
 from goaltrack.config import configuration_problems, settings_from_env
 from goaltrack.delivery import DeliveryResult, InvalidConfiguration
 from goaltrack.goals import Goal, InvalidGoal
@@ -51,8 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(command=_check)
 
     fake = commands.add_parser("fake-api", help="run the bundled fake API on 127.0.0.1")
-    fake.add_argument("fake_api_args", nargs=argparse.REMAINDER, help="--port N, --provider P")
-    fake.set_defaults(command=_fake_api)
+    fakeapi.add_arguments(fake)
+    fake.set_defaults(command=fakeapi.run)
     return parser
 
 
@@ -144,12 +145,6 @@ def _check(args: argparse.Namespace) -> int:
     ok, message = tracker.check_connection(timeout=args.timeout)
     print(("ok: " if ok else "error: ") + message)
     return 0 if ok else 1
-
-
-def _fake_api(args: argparse.Namespace) -> int:
-    from goaltrack import fakeapi
-
-    return fakeapi.main(list(args.fake_api_args))
 
 
 if __name__ == "__main__":
