@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.views import LoginView
 from django.urls import path
 
 from tests.django_app import views
@@ -29,5 +28,5 @@ urlpatterns = [
     path("stream-async/", views.stream_async),
     path("signup/", views.signup),
     path("create-signup/", views.create_signup),
-    path("login/", LoginView.as_view()),
+    path("login/", views.login_view),
 ]

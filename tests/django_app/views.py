@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from django.contrib.auth import authenticate, login
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils.decorators import method_decorator
@@ -167,3 +168,14 @@ def create_signup(request: HttpRequest) -> HttpResponse:
     """Create a Signup: a post_save receiver connected with connect_goal can track it."""
     Signup.objects.create(email=request.POST["email"], plan=request.POST.get("plan", "free"))
     return HttpResponse("created", status=201)
+
+
+def login_view(request: HttpRequest) -> HttpResponse:
+    """Log in with username and password (django.contrib.auth sends its signals)."""
+    user = authenticate(
+        request, username=request.POST["username"], password=request.POST["password"]
+    )
+    if user is None:
+        return HttpResponse("wrong credentials", status=401)
+    login(request, user)
+    return HttpResponse("welcome", status=302, headers={"Location": "/"})
