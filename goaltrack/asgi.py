@@ -69,7 +69,8 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: Loose on purpose: frameworks type their scope differently (Django: ``dict[str, Any]``).
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 Metadata = Mapping[str, MetadataValue]
 #: ``metadata=`` of the decorator: a mapping, or ``callable(result, *args, **kwargs)``.
 DecoratorMetadata = Metadata | Callable[..., Metadata | None] | None
