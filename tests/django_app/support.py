@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
+
 from goaltrack.testing.server import FakeAPIServer
+
+REPOSITORY = Path(__file__).resolve().parent.parent.parent
 
 BROWSER_UA = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -28,3 +41,51 @@ def goaltrack_setting(
         "MAX_RETRIES": 2,
         **extra,
     }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def serve_test_project(fake_api: FakeAPIServer, server: str = "uvicorn") -> Iterator[str]:
+    """Serve this test project under uvicorn (ASGI) or gunicorn (WSGI); yield its base URL."""
+    port = free_port()
+    if server == "uvicorn":
+        command = ["uvicorn", "tests.django_app.asgi:application", "--port", str(port)]
+        command += ["--host", "127.0.0.1", "--lifespan", "off"]
+    else:
+        command = ["gunicorn", "tests.django_app.wsgi:application", "-b", f"127.0.0.1:{port}"]
+    env = {
+        **os.environ,
+        "GOALTRACK_TEST_API_URL": fake_api.api_url("datafast"),
+        "GOALTRACK_TEST_MODE": "background",
+        "PYTHONPATH": str(REPOSITORY),
+    }
+    base_url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", *command], cwd=REPOSITORY, env=env, stdout=log, stderr=log
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"{server} did not start:\n{log.read()}")
+                try:
+                    httpx.get(f"{base_url}/visitor/", timeout=1)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)  # polling interval, bounded by the deadline
+            yield base_url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)

@@ -1,0 +1,1 @@
+"""An example shop using goaltrack: signup, login, plan purchase."""

@@ -1,0 +1,71 @@
+"""The shop's pages, each showing one way of tracking a goal with goaltrack.
+
+- ``signup``: the helper, ``track_goal(request, "signup", {...})`` (sent once the transaction
+  commits: ``ON_COMMIT`` is on in settings);
+- ``newsletter``: the decorator on an async function view;
+- ``PricingView``: the decorator on a class-based view's ``post``, with metadata from the request;
+- login: ``connect_goal(user_logged_in, "login")`` in ``apps.py``.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import login
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.utils.decorators import method_decorator
+from django.views import View
+
+from goaltrack.django import track_goal
+from shop.forms import PurchaseForm, SignupForm
+from shop.models import PLANS, Customer, Purchase
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return render(request, "shop/home.html", {"plans": PLANS})
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            customer = form.save()
+            track_goal(request, "signup", {"referral": customer.referral or "none"})
+        login(request, customer.user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("pricing")
+    status = 400 if request.method == "POST" else 200
+    return render(request, "shop/signup.html", {"form": form}, status=status)
+
+
+@track_goal("newsletter", metadata={"source": "footer"})
+async def newsletter(request: HttpRequest) -> HttpResponse:
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])  # 405: no goal
+    return redirect("home")
+
+
+def purchase_metadata(request: HttpRequest, response: HttpResponse) -> dict[str, object]:
+    plan = request.POST.get("plan", "")
+    return {"plan": plan, "amount": PLANS.get(plan)}
+
+
+class PricingView(LoginRequiredMixin, View):
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return render(request, "shop/pricing.html", {"plans": PLANS, "form": PurchaseForm()})
+
+    @method_decorator(track_goal("purchase", metadata=purchase_metadata))
+    def post(self, request: HttpRequest) -> HttpResponse:
+        form = PurchaseForm(request.POST)
+        if not form.is_valid():  # answered with 400: no goal
+            context = {"plans": PLANS, "form": form}
+            return render(request, "shop/pricing.html", context, status=400)
+        customer = Customer.objects.get(user=request.user)  # type: ignore[misc]
+        Purchase.objects.create(
+            customer=customer, plan=form.cleaned_data["plan"], amount=form.amount()
+        )
+        return HttpResponseRedirect("/thanks/")
+
+
+def thanks(request: HttpRequest) -> HttpResponse:
+    return render(request, "shop/thanks.html")
