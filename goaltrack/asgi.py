@@ -163,7 +163,7 @@ class RequestGoals:
     __slots__ = ("bot", "scope", "tracked", "tracker", "visitor")
 
     def __init__(
-        self, tracker: GoalTracker, visitor: Visitor | None, bot: bool, scope: Scope
+        self, tracker: GoalTracker, visitor: Visitor | None, bot: bool, scope: Scope | None
     ) -> None:
         self.tracker = tracker
         self.visitor = visitor
@@ -338,6 +338,9 @@ class GoalTrackMiddleware:
         finally:
             _current_goals.reset(goals_token)
             unbind_visitor(visitor_token)
+            # scope -> goals -> scope is a cycle: break it so the request is freed at once,
+            # not by the garbage collector.
+            goals.scope = None
         if self.flush_at_request_end and goals.tracked:
             await self._flush(tracker, "the end of the request")
 
@@ -523,7 +526,7 @@ def _track_result(
         logger.exception("goaltrack: goal %r from a decorated endpoint is invalid", name)
 
 
-def _status_of(result: Any, kwargs: Mapping[str, Any], scope: Scope) -> int:
+def _status_of(result: Any, kwargs: Mapping[str, Any], scope: Scope | None) -> int:
     status = getattr(result, "status_code", None)
     if isinstance(status, int):
         return status
@@ -533,7 +536,8 @@ def _status_of(result: Any, kwargs: Mapping[str, Any], scope: Scope) -> int:
         for value in kwargs.values():
             if isinstance(value, responses.Response) and isinstance(value.status_code, int):
                 return value.status_code
-    route_status = getattr(scope.get("route"), "status_code", None)
+    route = scope.get("route") if scope is not None else None
+    route_status = getattr(route, "status_code", None)
     return route_status if isinstance(route_status, int) else 200
 
 

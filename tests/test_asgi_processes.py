@@ -305,3 +305,41 @@ def test_starlette_example_with_the_process_wide_tracker(fake_api: FakeAPIServer
     assert {(goal["visitor_id"], goal["session_id"]) for goal in goals} == {
         ("visitor_1", "session_1")
     }
+
+
+NO_FRAMEWORK_SCRIPT = """
+import asyncio, sys
+for name in ("starlette", "fastapi"):
+    sys.modules[name] = None  # as if not installed
+from goaltrack import GoalTracker
+from goaltrack.asgi import GoalTrackMiddleware, track_goal
+
+seen = []
+
+async def app(scope, receive, send):
+    seen.append(track_goal(scope, "signup"))
+
+async def main():
+    middleware = GoalTrackMiddleware(app, tracker=GoalTracker(mode="disabled"))
+    await middleware({"type": "http", "headers": []}, None, None)
+
+asyncio.run(main())
+assert seen == [False], seen
+try:
+    from goaltrack.asgi import GoalTrackerDep
+except ImportError as exc:
+    print("ImportError:", exc)
+"""
+
+
+def test_the_middleware_needs_no_framework() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", NO_FRAMEWORK_SCRIPT],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ImportError: goaltrack.asgi.GoalTrackerDep needs FastAPI" in result.stdout
