@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
@@ -34,14 +35,42 @@ MetadataArg = Metadata | Callable[..., Metadata | None] | None
 
 _current_visitor: ContextVar[Visitor | None] = ContextVar("goaltrack_visitor", default=None)
 
-_BOT_USER_AGENT = re.compile(
-    # Crawlers and monitors only. HTTP libraries are not here on purpose: mobile apps (okhttp)
-    # and API clients are real visitors, and so are test clients.
-    r"bot\b|bot/|crawl|spider|slurp|bingpreview|facebookexternalhit|embedly|quora link preview|"
-    r"phantomjs|lighthouse|pingdom|uptimerobot|statuscake|scrapy|semrush|ahrefs|mj12|dotbot|"
-    r"petalbot|bytespider|gptbot|ccbot|claudebot|perplexitybot|applebot|yandex|baiduspider|"
-    r"duckduckbot|sogou|exabot|ia_archiver",
-    re.IGNORECASE,
+# Crawlers and monitors only. HTTP libraries are not here on purpose: mobile apps (okhttp) and
+# API clients are real visitors, and so are test clients. Matched on the lower-cased User-Agent
+# with plain substring tests: one big case-insensitive regex costs tens of microseconds a call.
+_BOT_WORD = re.compile(r"bot\b")
+_BOT_TOKENS = (
+    "bot/",
+    "crawl",
+    "spider",
+    "slurp",
+    "bingpreview",
+    "facebookexternalhit",
+    "embedly",
+    "quora link preview",
+    "phantomjs",
+    "lighthouse",
+    "pingdom",
+    "uptimerobot",
+    "statuscake",
+    "scrapy",
+    "semrush",
+    "ahrefs",
+    "mj12",
+    "dotbot",
+    "petalbot",
+    "bytespider",
+    "gptbot",
+    "ccbot",
+    "claudebot",
+    "perplexitybot",
+    "applebot",
+    "yandex",
+    "baiduspider",
+    "duckduckbot",
+    "sogou",
+    "exabot",
+    "ia_archiver",
 )
 
 
@@ -63,7 +92,15 @@ def is_bot(user_agent: str | None) -> bool:
     """True for known crawlers and uptime monitors (by User-Agent); False when there is none."""
     if not user_agent:
         return False
-    return _BOT_USER_AGENT.search(user_agent) is not None
+    return _is_bot_user_agent(user_agent)
+
+
+@functools.lru_cache(maxsize=2048)  # a site sees few distinct User-Agents, over and over
+def _is_bot_user_agent(user_agent: str) -> bool:
+    lowered = user_agent.lower()
+    if "bot" in lowered and _BOT_WORD.search(lowered):
+        return True
+    return any(token in lowered for token in _BOT_TOKENS)
 
 
 def precheck_goal_name(name: object) -> None:

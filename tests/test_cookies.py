@@ -29,8 +29,14 @@ def test_raw_header_str_and_bytes() -> None:
 
 
 def test_quoted_values_and_spacing() -> None:
-    header = f'  datafast_visitor_id = "{VISITOR}" ;x=1'
+    # RFC 6265: no blanks around "=", but blanks around pairs and quoted values happen.
+    header = f'x=1;  datafast_visitor_id= "{VISITOR}" ;y=2'
     assert visitor_from_cookies(header, "datafast") == Visitor(VISITOR, None)
+
+
+def test_a_name_inside_another_cookie_does_not_count() -> None:
+    header = f"my_datafast_visitor_id={VISITOR}; note=datafast_visitor_id={VISITOR}"
+    assert visitor_from_cookies(header, "datafast") is None
 
 
 def test_first_duplicate_wins() -> None:
