@@ -41,6 +41,7 @@ def test_a_good_setting_has_no_problems(fake_api: FakeAPIServer) -> None:
         ({"API_KEY": "df_x", "API_URL": "http://analytics.example.com"}, ["goaltrack.E004"]),
         ({"API_KEY": "df_x", "PROVIDER": "flowsery"}, ["goaltrack.E005"]),
         ({"API_KEY": "df_x", "MODE": "fast"}, ["goaltrack.E101"]),
+        ({"API_KEY": "df_x", "FLUSH_AT_REQUEST_END": "soon"}, ["goaltrack.E101"]),
         ({"API_KEY": "df_x", "AUTH_GOALS": {"user_signed_in": "login"}}, ["goaltrack.E102"]),
         ({"API_KEY": "df_x", "AUTH_GOALS": {"user_logged_in": "Log In!"}}, ["goaltrack.E102"]),
         ({"API_KEY": "df_x", "AUTH_GOALS": "login"}, ["goaltrack.E102"]),

@@ -31,7 +31,9 @@ class GoalTrackConfig(AppConfig):
 def _reconfigure(*, setting: str, **kwargs: Any) -> None:
     if setting != SETTING_NAME:
         return
+    from goaltrack.django.conf import goaltrack_settings
     from goaltrack.django.wiring import configure_from_settings, connect_auth_goals
 
+    goaltrack_settings.reset()
     configure_from_settings()
     connect_auth_goals()

@@ -1,9 +1,9 @@
 """System checks for the ``GOALTRACK`` setting (``manage.py check``).
 
 The account checks are the core's (:func:`goaltrack.configuration_problems`, same ids); this
-module adds the Django-only ones: ``goaltrack.E100`` the setting is not a dict, ``goaltrack.W100``
-an unknown (probably misspelled) key, ``goaltrack.E101`` a tracker option with a bad value,
-``goaltrack.E102`` a bad ``AUTH_GOALS`` entry.
+module adds the Django-only ones: ``goaltrack.E100`` the setting is not a dict,
+``goaltrack.W100`` an unknown (probably misspelled) key, ``goaltrack.E101`` a tracker option
+(or ``FLUSH_AT_REQUEST_END``) with a bad value, ``goaltrack.E102`` a bad ``AUTH_GOALS`` entry.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from django.apps import AppConfig
 from django.core.checks import CheckMessage, Error, Warning
 
 from goaltrack.config import configuration_problems
-from goaltrack.django.conf import OPTION_KEYS, goaltrack_settings
+from goaltrack.django.conf import OPTION_KEYS, flush_timeout, goaltrack_settings
 from goaltrack.django.wiring import AUTH_SIGNAL_NAMES
 from goaltrack.goals import InvalidGoal
 from goaltrack.integrations import precheck_goal_name
@@ -56,6 +56,7 @@ def check_settings(
     options = {arg: kwargs_[arg] for arg in OPTION_KEYS.values() if arg in kwargs_}
     try:
         TrackerOptions.from_options(options)
+        flush_timeout(goaltrack_settings.raw.get("FLUSH_AT_REQUEST_END"))
     except (ValueError, TypeError) as exc:
         messages.append(
             Error(

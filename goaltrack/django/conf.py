@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 
@@ -54,8 +54,26 @@ DEFAULT_AUTH_GOALS: Mapping[str, str] = {"user_logged_in": "login"}
 DEFAULT_FLUSH_TIMEOUT = 2.0
 
 
+class _RequestTimeValues(NamedTuple):
+    on_commit: bool
+    skip_bots: bool
+    flush_at_request_end: float | None
+    auth_goals: Mapping[str, str]
+
+
 class GoalTrackSettings:
-    """Typed, lazy access to ``settings.GOALTRACK``."""
+    """Typed, lazy access to ``settings.GOALTRACK``.
+
+    The values read on every request are parsed once and kept until the setting changes
+    (:meth:`reset`, called on Django's ``setting_changed``): a request must not pay for
+    re-reading settings.
+    """
+
+    def __init__(self) -> None:
+        self._request_time: _RequestTimeValues | None = None
+
+    def reset(self) -> None:
+        self._request_time = None
 
     @property
     def raw(self) -> Mapping[str, Any]:
@@ -66,33 +84,35 @@ class GoalTrackSettings:
     def is_mapping(self) -> bool:
         return isinstance(getattr(settings, SETTING_NAME, {}), Mapping)
 
+    def _values(self) -> _RequestTimeValues:
+        values = self._request_time
+        if values is None:
+            raw = self.raw
+            values = self._request_time = _RequestTimeValues(
+                on_commit=bool(raw.get("ON_COMMIT", False)),
+                skip_bots=bool(raw.get("SKIP_BOTS", True)),
+                flush_at_request_end=_safe_flush_timeout(raw.get("FLUSH_AT_REQUEST_END")),
+                auth_goals=_auth_goals(raw.get("AUTH_GOALS")),
+            )
+        return values
+
     @property
     def on_commit(self) -> bool:
-        return bool(self.raw.get("ON_COMMIT", False))
+        return self._values().on_commit
 
     @property
     def skip_bots(self) -> bool:
-        return bool(self.raw.get("SKIP_BOTS", True))
+        return self._values().skip_bots
 
     @property
     def flush_at_request_end(self) -> float | None:
         """Seconds to wait for delivery at the end of each request, or None not to wait."""
-        value = self.raw.get("FLUSH_AT_REQUEST_END")
-        if value is None or value is False:
-            return None
-        if value is True:
-            return DEFAULT_FLUSH_TIMEOUT
-        return float(value)
+        return self._values().flush_at_request_end
 
     @property
     def auth_goals(self) -> Mapping[str, str]:
         """``django.contrib.auth`` signal name -> goal name, for the opt-in auth goals."""
-        value = self.raw.get("AUTH_GOALS")
-        if value is True:
-            return DEFAULT_AUTH_GOALS
-        if isinstance(value, Mapping):
-            return value
-        return {}
+        return self._values().auth_goals
 
     def tracker_kwargs(self) -> dict[str, Any]:
         """``goaltrack.configure`` arguments for the keys the setting gives (None means unset)."""
@@ -117,6 +137,31 @@ class GoalTrackSettings:
                 close = difflib.get_close_matches(str(key).upper(), KNOWN_KEYS, n=1, cutoff=0.6)
                 unknown[str(key)] = close[0] if close else None
         return unknown
+
+
+def _safe_flush_timeout(value: object) -> float | None:
+    # A bad value is reported by the system checks (goaltrack.E101); requests must not fail.
+    try:
+        return flush_timeout(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def flush_timeout(value: object) -> float | None:
+    """``FLUSH_AT_REQUEST_END`` in seconds (None: do not flush); raises for a bad value."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return DEFAULT_FLUSH_TIMEOUT
+    return float(value)  # type: ignore[arg-type]
+
+
+def _auth_goals(value: object) -> Mapping[str, str]:
+    if value is True:
+        return DEFAULT_AUTH_GOALS
+    if isinstance(value, Mapping):
+        return value
+    return {}
 
 
 goaltrack_settings = GoalTrackSettings()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, overload
 
@@ -55,7 +56,9 @@ class RequestGoals:
     def __init__(
         self, request: HttpRequest, visitor: Visitor | None, is_bot: bool, provider: Provider
     ) -> None:
-        self._request = request
+        # Weak: a strong reference would make a cycle with the request, left to the garbage
+        # collector on every request.
+        self._request = weakref.ref(request)
         self.visitor = visitor
         """The provider's visitor ids from the cookies; None for cookieless visitors and bots."""
         self.is_bot = is_bot
@@ -71,8 +74,11 @@ class RequestGoals:
         on_commit: bool | None = None,
     ) -> bool:
         """``track_goal(request, ...)`` for this request."""
+        request = self._request()
+        if request is None:
+            raise RuntimeError("the request this object belonged to is gone")
         return track_goal(
-            self._request,
+            request,
             name,
             metadata,
             description=description,
@@ -89,13 +95,27 @@ def request_goals(request: HttpRequest, provider: Provider | None = None) -> Req
     if provider is None:
         provider = get_tracker().provider
     state = request.__dict__.get(REQUEST_ATTRIBUTE)
-    if isinstance(state, RequestGoals) and state.provider is provider:
-        return state
-    bot = goaltrack_settings.skip_bots and is_bot(request.META.get("HTTP_USER_AGENT"))
-    visitor = None if bot else visitor_from_cookies(request.COOKIES, provider)
+    if state is not None and state.provider is provider:
+        return state  # type: ignore[no-any-return]
+    bot = goaltrack_settings.skip_bots and _is_bot(request.META.get("HTTP_USER_AGENT"))
+    visitor = None
+    if not bot:
+        # Cookies Django has parsed already are cheaper to read than the raw header.
+        cookies = request.__dict__.get("COOKIES") or request.META.get("HTTP_COOKIE")
+        visitor = visitor_from_cookies(cookies, provider) if cookies else None
     state = RequestGoals(request, visitor, bot, provider)
     request.__dict__[REQUEST_ATTRIBUTE] = state
     return state
+
+
+#: Sites see a few hundred distinct User-Agents again and again; the bot pattern is costly.
+_cached_is_bot = functools.lru_cache(maxsize=2048)(is_bot)
+
+
+def _is_bot(user_agent: str | None) -> bool:
+    if user_agent is None or len(user_agent) > 512:
+        return is_bot(user_agent)
+    return _cached_is_bot(user_agent)
 
 
 # -- tracking now ------------------------------------------------------------------------------
@@ -162,7 +182,7 @@ def track_goal(
         )
     if name is None:
         raise TypeError("track_goal(request, name, metadata): the goal name is missing")
-    if metadata is not None and not isinstance(metadata, Mapping):
+    if metadata is not None and type(metadata) is not dict and not isinstance(metadata, Mapping):
         raise InvalidGoal(
             "track_goal(request, ...) takes metadata as a mapping; callables are for decorators",
             field="metadata",
@@ -229,7 +249,7 @@ def _send(
     sent = tracker.track_visitor(
         visitor, name, metadata=metadata, description=description, timezone=timezone
     )
-    if sent and goal_tracked.has_listeners(GoalTracker):
+    if sent and goal_tracked.receivers:
         goal_tracked.send(
             sender=GoalTracker, name=name, visitor=visitor, metadata=metadata, request=request
         )

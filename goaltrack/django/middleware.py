@@ -41,34 +41,58 @@ class GoalTrackMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        if REQUEST_ATTRIBUTE in request.__dict__:  # listed twice: the outer one did the work
-            return self.get_response(request)
-        state = request_goals(request, get_tracker().provider)
-        token = bind_visitor(state.visitor)
-        try:
-            response: HttpResponseBase = self.get_response(request)  # type: ignore[assignment]
-        finally:
-            unbind_visitor(token)
-        _bind_while_streaming(response, state)
+        get_response: GetResponse = self.get_response  # type: ignore[assignment]
+        state = _visitor_state(request)
+        if state is None:
+            response = get_response(request)
+        else:
+            token = bind_visitor(state.visitor)
+            try:
+                response = get_response(request)
+            finally:
+                unbind_visitor(token)
+            _bind_while_streaming(response, state)
         flush_timeout = goaltrack_settings.flush_at_request_end
         if flush_timeout is not None:
             get_tracker().flush(flush_timeout)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        if REQUEST_ATTRIBUTE in request.__dict__:
-            return await self.get_response(request)  # type: ignore[misc, no-any-return]
-        state = request_goals(request, get_tracker().provider)
-        token = bind_visitor(state.visitor)
-        try:
-            response: HttpResponseBase = await self.get_response(request)  # type: ignore[misc]
-        finally:
-            unbind_visitor(token)
-        _bind_while_streaming(response, state)
+        get_response: AsyncGetResponse = self.get_response  # type: ignore[assignment]
+        state = _visitor_state(request)
+        if state is None:
+            response = await get_response(request)
+        else:
+            token = bind_visitor(state.visitor)
+            try:
+                response = await get_response(request)
+            finally:
+                unbind_visitor(token)
+            _bind_while_streaming(response, state)
         flush_timeout = goaltrack_settings.flush_at_request_end
         if flush_timeout is not None:
             await get_tracker().aflush(flush_timeout)
         return response
+
+
+def _visitor_state(request: HttpRequest) -> RequestGoals | None:
+    """The request's goaltrack state, or None when there is no visitor cookie to read.
+
+    Most requests (assets, API clients, bots, first visits) carry no visitor cookie: for them
+    the middleware does nothing more, and ``track_goal`` reads the request if it is called.
+    A request already read (the middleware listed twice) is not bound twice.
+    """
+    if REQUEST_ATTRIBUTE in request.__dict__:
+        return None
+    header = request.META.get("HTTP_COOKIE")
+    if not header:
+        return None
+    provider = get_tracker().provider
+    if provider.visitor_cookie not in header and (
+        provider.session_cookie is None or provider.session_cookie not in header
+    ):
+        return None
+    return request_goals(request, provider)
 
 
 def _bind_while_streaming(response: HttpResponseBase, state: RequestGoals) -> None:
