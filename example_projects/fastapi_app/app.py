@@ -10,7 +10,6 @@ cookie), so the demo works offline: open http://127.0.0.1:8000/. With ``GOALTRAC
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -42,13 +41,8 @@ def start_demo_api() -> str:
     """Start the bundled fake API for the demo; it lives as long as this process."""
     from goaltrack.testing import FakeAPIServer
 
-    # Starting a uvicorn server sets the uvicorn loggers' levels: keep the ones this app runs with.
-    loggers = [logging.getLogger(name) for name in ("uvicorn", "uvicorn.error", "uvicorn.access")]
-    levels = [logger.level for logger in loggers]
     server = FakeAPIServer()
     server.start()
-    for logger, level in zip(loggers, levels, strict=True):
-        logger.setLevel(level)
     return server.url
 
 

@@ -84,9 +84,11 @@ class FakeAPIServer:
             sock = self._bind()
             config = uvicorn.Config(
                 self._app,
-                log_config=None,  # leave the host application's logging configuration alone
-                log_level="warning",
-                access_log=False,
+                # Leave the host application's logging alone: uvicorn's log_level and
+                # access_log=False would reconfigure the process-wide "uvicorn.*" loggers.
+                log_config=None,
+                log_level=None,
+                access_log=True,
                 lifespan="off",
                 http="h11",
                 ws="none",
