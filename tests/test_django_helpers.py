@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -254,3 +256,14 @@ def test_decorator_keeps_the_view_s_name() -> None:
     assert decorated.__name__ == "my_view"
     with pytest.raises(TypeError, match="View subclass"):
         track_goal("signup")(int)
+
+
+def test_importing_without_django_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['django'] = None\n"
+        "try:\n    import goaltrack.django\nexcept ImportError as exc:\n    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    )
+    assert "pip install 'goaltrack[django]'" in result.stdout
