@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) example_projects/demo.py
+	$(PY) example_projects/django_shop/demo.py
+	$(PY) example_projects/plain_python_demo.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check goaltrack tests bench example_projects

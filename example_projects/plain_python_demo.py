@@ -1,4 +1,4 @@
-"""``make demo``: the main job end to end on the embedded defaults.
+"""goaltrack without a framework: the public API end to end against the bundled fake API.
 
 Starts the bundled fake API (a real HTTP server on 127.0.0.1), plays a visitor of each provider
 whose tracking script recorded a pageview, tracks their goals through goaltrack's public API from
@@ -64,7 +64,10 @@ def main() -> int:
                     print(f"not delivered in time: {tracker.stats}", file=sys.stderr)
                     return 1
             goals = api.get("/_fake/goals").json()
-        print(f"4 goals tracked in {track_ms:.2f} ms (the request path), delivered in background\n")
+        print(
+            f"4 goals validated and queued in {track_ms:.2f} ms (the first goal of each tracker "
+            "starts its worker), then delivered in the background\n"
+        )
         print(f"{'provider':<10} {'goal':<20} {'visitor':<38} {'metadata'}")
         for goal in goals:
             print(
