@@ -70,12 +70,12 @@ def configuration_problems(
             )
         )
     else:
-        if api_key != api_key.strip() or not api_key.isascii() or " " in api_key:
+        if not (api_key.isascii() and api_key.isprintable()) or " " in api_key:
             problems.append(
                 Problem(
                     "goaltrack.E006",
                     "error",
-                    "the API key contains spaces or non-ASCII characters",
+                    "the API key contains spaces, control or non-ASCII characters",
                     "copy the key again from the provider's dashboard",
                 )
             )

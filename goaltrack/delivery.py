@@ -32,7 +32,7 @@ __all__ = [
     "probe",
 ]
 
-_USER_AGENT = b"goaltrack-python/0.1"
+_USER_AGENT = "goaltrack-python/0.1"
 _MAX_REASON_CHARS = 300
 
 
@@ -79,12 +79,12 @@ class Endpoint:
         if website_id:
             url += "?" + urlencode({provider.website_query_param: website_id})
         self.url = url
-        self._headers = [
-            (b"Authorization", b"Bearer " + api_key.encode("ascii")),
-            (b"Content-Type", b"application/json"),
-            (b"Accept", b"application/json"),
-            (b"User-Agent", _USER_AGENT),
-        ]
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": _USER_AGENT,
+        }
 
     def __repr__(self) -> str:
         return f"Endpoint({self.url!r}, key=<redacted>)"
