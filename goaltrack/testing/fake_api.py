@@ -9,7 +9,10 @@ client's mistakes instead of repeating them. Where to look:
 - order of checks for one goal request: ``FakeAPIState._handle_goal`` (latency, injected fault,
   auth, Flowsery's rate limit, body, pageview);
 - routes: ``POST [/<provider>]/api/v1/goals`` (the bare path serves the default provider) and
-  ``POST [/flowsery]/analytics/api/v1/goals``; the ``/_fake/`` endpoints: ``_Endpoints.routes``.
+  ``POST [/flowsery]/analytics/api/v1/goals``; the ``/_fake/`` endpoints: ``_Endpoints.routes``;
+- the tracking script, ``GET [/<provider>]/js/script.js``: like the providers' own, it sets the
+  visitor and session cookies on the page's origin and records a pageview with a cross-origin
+  ``POST [/<provider>]/api/events`` (answered with CORS headers): ``tracking_script``.
 
 Simplifications, on purpose: a pageview registers a visitor for a provider whatever the key or
 website; any key with the right prefix is valid until revoked, suspended or denied.
@@ -46,9 +49,11 @@ __all__ = [
     "PROVIDERS",
     "FakeAPIState",
     "GoalRecord",
+    "PageviewRecord",
     "ProviderRules",
     "RequestRecord",
     "create_app",
+    "tracking_script",
 ]
 
 GOALS_PATH = "/api/v1/goals"
@@ -172,6 +177,17 @@ class GoalRecord(TypedDict):
     event_id: str | None
     website_id: str | None  # from ?websiteId= (or Flowsery's ?domain=); None for website keys
     key_hint: str  # never the key itself
+    received_at: str
+
+
+class PageviewRecord(TypedDict):
+    """One pageview, as ``FakeAPIState.pageviews`` shows it."""
+
+    provider: str
+    visitor_id: str
+    session_id: str | None
+    url: str | None  # the page's address, as the tracking script reported it
+    source: Literal["script", "control"]  # the tracking script, or add_pageview / /_fake/
     received_at: str
 
 
@@ -432,6 +448,7 @@ class FakeAPIState:
         self._cond = threading.Condition(threading.RLock())
         self._goals: list[GoalRecord] = []
         self._requests: list[RequestRecord] = []
+        self._pageviews: list[PageviewRecord] = []
         self._visitors: dict[str, dict[str, bool]] = {p: {} for p in PROVIDERS}  # id -> is bot
         self._revoked: set[str] = set()
         self._no_goals_write: set[str] = set()
@@ -453,6 +470,22 @@ class FakeAPIState:
         """Every goal request seen, accepted or rejected, in arrival order (a copy)."""
         with self._cond:
             return copy.deepcopy(self._requests)
+
+    @property
+    def pageviews(self) -> list[PageviewRecord]:
+        """Every pageview registered, by the tracking script or the control API (a copy)."""
+        with self._cond:
+            return copy.deepcopy(self._pageviews)
+
+    def wait_for_pageviews(self, count: int, timeout: float = 10.0) -> list[PageviewRecord]:
+        """Block until at least ``count`` pageviews were registered; return them all."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self._pageviews) >= count, timeout):
+                raise TimeoutError(
+                    f"fake API: waited {timeout:g}s for {count} pageview(s),"
+                    f" got {len(self._pageviews)}"
+                )
+            return copy.deepcopy(self._pageviews)
 
     @property
     def faults(self) -> dict[str, object]:
@@ -489,7 +522,14 @@ class FakeAPIState:
     # -- scenario set-up
 
     def add_pageview(
-        self, provider: str, visitor_id: str | None = None, *, bot: bool = False
+        self,
+        provider: str,
+        visitor_id: str | None = None,
+        *,
+        bot: bool = False,
+        session_id: str | None = None,
+        url: str | None = None,
+        source: Literal["script", "control"] = "control",
     ) -> str:
         """Register a pageview by a visitor (a fresh UUID v4 if none given); return its id.
 
@@ -501,6 +541,17 @@ class FakeAPIState:
         with self._cond:
             visitors = self._visitors[provider]
             visitors[visitor] = visitors.get(visitor, False) or bot
+            self._pageviews.append(
+                PageviewRecord(
+                    provider=provider,
+                    visitor_id=visitor,
+                    session_id=session_id,
+                    url=url,
+                    source=source,
+                    received_at=_now_iso(),
+                )
+            )
+            self._cond.notify_all()
         return visitor
 
     def revoke_key(self, key: str) -> None:
@@ -551,6 +602,7 @@ class FakeAPIState:
         with self._cond:
             self._goals.clear()
             self._requests.clear()
+            self._pageviews.clear()
             for visitors in self._visitors.values():
                 visitors.clear()
             self._revoked.clear()
@@ -726,6 +778,111 @@ def _object_id() -> str:
     return f"{int(time.time()) & 0xFFFFFFFF:08x}{uuid.uuid4().hex[:16]}"
 
 
+# ---- the tracking script -------------------------------------------------------------------------
+
+SCRIPT_PATH = "/js/script.js"
+EVENTS_PATH = "/api/events"
+VISITOR_COOKIE_MAX_AGE_S = 365 * 24 * 3600
+SESSION_COOKIE_MAX_AGE_S = 30 * 60
+_SCRIPT_ID_MAX = 128
+
+
+@dataclass(frozen=True)
+class _ScriptCookies:
+    visitor: str
+    session: str
+    uuid_ids: (
+        bool  # visitor id a UUID v4 and session id "s" + UUID (DataFast); else url-safe tokens
+    )
+
+
+_SCRIPT_COOKIES = {
+    "datafast": _ScriptCookies("datafast_visitor_id", "datafast_session_id", uuid_ids=True),
+    "faurya": _ScriptCookies("faurya_visitor_id", "faurya_session_id", uuid_ids=True),
+    "flowsery": _ScriptCookies("_fs_vid", "_fs_sid", uuid_ids=False),
+}
+
+_SCRIPT_TEMPLATE = """\
+/* goaltrack fake API: a stand-in for the analytics provider's tracking script. */
+(function () {
+  "use strict";
+  var config = %(config)s;
+  function readCookie(name) {
+    var pairs = document.cookie ? document.cookie.split("; ") : [];
+    for (var i = 0; i < pairs.length; i++) {
+      var at = pairs[i].indexOf("=");
+      if (pairs[i].slice(0, at) === name) return pairs[i].slice(at + 1);
+    }
+    return null;
+  }
+  function writeCookie(name, value, maxAge) {
+    document.cookie = name + "=" + value + "; path=/; max-age=" + maxAge + "; SameSite=Lax";
+  }
+  function uuid4() {
+    var bytes = crypto.getRandomValues(new Uint8Array(16));
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    var hex = Array.prototype.map.call(bytes, function (b) {
+      return (b + 0x100).toString(16).slice(1);
+    }).join("");
+    return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20),
+      hex.slice(20)].join("-");
+  }
+  function token() { return uuid4().replace(/-/g, ""); }
+  var visitorId = readCookie(config.visitorCookie) || (config.uuidIds ? uuid4() : token());
+  var sessionId = readCookie(config.sessionCookie) || (config.uuidIds ? "s" + uuid4() : token());
+  writeCookie(config.visitorCookie, visitorId, config.visitorMaxAge);
+  writeCookie(config.sessionCookie, sessionId, config.sessionMaxAge);
+  var root = document.documentElement;
+  fetch(config.eventsUrl, {
+    method: "POST",
+    mode: "cors",
+    keepalive: true,
+    headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({type: "pageview", visitorId: visitorId, sessionId: sessionId,
+      url: location.href})
+  }).then(function (response) {
+    root.setAttribute("data-goaltrack-pageview", response.ok ? "recorded" : "refused");
+  }, function () {
+    root.setAttribute("data-goaltrack-pageview", "failed");
+  });
+})();
+"""
+
+
+def tracking_script(provider: str, events_url: str) -> str:
+    """The JavaScript ``GET /<provider>/js/script.js`` serves, posting pageviews to events_url."""
+    _check_provider(provider)
+    cookies = _SCRIPT_COOKIES[provider]
+    config = {
+        "visitorCookie": cookies.visitor,
+        "sessionCookie": cookies.session,
+        "uuidIds": cookies.uuid_ids,
+        "visitorMaxAge": VISITOR_COOKIE_MAX_AGE_S,
+        "sessionMaxAge": SESSION_COOKIE_MAX_AGE_S,
+        "eventsUrl": events_url,
+    }
+    # "</" escaped: the config must not be able to end a <script> element it is inlined in.
+    return _SCRIPT_TEMPLATE % {"config": json.dumps(config).replace("</", "<\\/")}
+
+
+def _script_id(value: object, field: str) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= _SCRIPT_ID_MAX:
+        raise _ControlError(f"{field} must be a string of 1 to {_SCRIPT_ID_MAX} characters")
+    return value
+
+
+def _cors_headers(request: Request) -> dict[str, str]:
+    # Any page may load the script and report its pageview, as with the real providers.
+    return {
+        "Access-Control-Allow-Origin": request.headers.get("origin", "*"),
+        "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Content-Type",
+        "Access-Control-Max-Age": "600",
+        "Vary": "Origin",
+    }
+
+
 # ---- the app -----------------------------------------------------------------------------------
 
 
@@ -769,8 +926,17 @@ class _Endpoints:
             for prefix in ("", "/{provider}")
             for path in (GOALS_PATH, CLI_GOALS_PATH)
         ]
+        script_routes = [
+            route
+            for prefix in ("", "/{provider}")
+            for route in (
+                Route(prefix + SCRIPT_PATH, self.script, methods=["GET"]),
+                Route(prefix + EVENTS_PATH, self.events, methods=["POST", "OPTIONS"]),
+            )
+        ]
         return [
             *goal_routes,
+            *script_routes,
             Route("/_fake/", self.index, methods=["GET"]),
             Route("/_fake/goals", self.goals, methods=["GET"]),
             Route("/_fake/requests", self.requests, methods=["GET"]),
@@ -802,6 +968,41 @@ class _Endpoints:
             return JSONResponse(answer.body, answer.status, headers=answer.headers)
 
         return goal
+
+    async def script(self, request: Request) -> Response:
+        provider = request.path_params.get("provider", self.state.default_provider)
+        if provider not in PROVIDERS:
+            return JSONResponse({"error": f"no such provider {provider!r}"}, 404)
+        prefix = f"/{provider}" if "provider" in request.path_params else ""
+        events_url = str(request.base_url).rstrip("/") + prefix + EVENTS_PATH
+        return Response(
+            tracking_script(provider, events_url),
+            media_type="text/javascript",
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def events(self, request: Request) -> Response:
+        cors = _cors_headers(request)
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=cors)
+        provider = request.path_params.get("provider", self.state.default_provider)
+        if provider not in PROVIDERS:
+            return JSONResponse({"error": f"no such provider {provider!r}"}, 404, headers=cors)
+        try:
+            body = await _control_body(request)
+            if body.get("type") != "pageview":
+                raise _ControlError("type must be 'pageview'")
+            visitor_id = _script_id(body.get("visitorId"), "visitorId")
+            session_id = _script_id(body.get("sessionId"), "sessionId")
+            url = body.get("url")
+            if url is not None and not isinstance(url, str):
+                raise _ControlError("url must be a string")
+        except _ControlError as exc:
+            return JSONResponse({"error": str(exc)}, 400, headers=cors)
+        self.state.add_pageview(
+            provider, visitor_id, session_id=session_id, url=url, source="script"
+        )
+        return JSONResponse({"status": "success"}, headers=cors)
 
     async def goals(self, request: Request) -> Response:
         return JSONResponse(self.state.goals)
