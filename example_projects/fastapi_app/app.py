@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
@@ -68,7 +69,14 @@ async def index(request: Request) -> HTMLResponse:
     response = templates.TemplateResponse(
         request,
         "index.html",
-        {"visitor": visitor, "plans": PRICES, "fake_api_url": fake_api_url},
+        {
+            "visitor": visitor,
+            "plans": PRICES,
+            "fake_api_url": fake_api_url,
+            "tracking_script_url": tracking_script_url(
+                os.environ.get("GOALTRACK_API_URL") or f"{fake_api_url}/datafast"
+            ),
+        },
     )
     if fake_api_url is not None and visitor is None:
         # What DataFast's script does in a real browser: record a pageview, set the cookie.
@@ -78,6 +86,17 @@ async def index(request: Request) -> HTMLResponse:
             answer = await client.post("/_fake/pageviews", json={"provider": "datafast"})
         response.set_cookie("datafast_visitor_id", answer.json()["visitor_id"], samesite="lax")
     return response
+
+
+def tracking_script_url(api_url: str) -> str | None:
+    """The fake API's stand-in for the provider's tracking script, when goals go to a fake API.
+
+    On a real site, paste the provider's own snippet into the page instead.
+    """
+    parts = urlsplit(api_url)
+    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost"):
+        return f"{api_url.rstrip('/')}/js/script.js"
+    return None
 
 
 def signup_metadata(result: dict[str, Any], body: Signup) -> dict[str, str]:
