@@ -217,6 +217,8 @@ def _check_metadata(metadata: object, truncate: bool) -> dict[str, str]:
         text = value if type(value) is str else _metadata_text(key, value)
         if text is None:
             continue  # None means "not set": the key is left out
+        if not text.isascii():
+            _check_encodable(text, f"metadata value for {key!r}", "metadata")
         # The API checks the length as sent, before it removes HTML, so we do too.
         if len(text) > _ASCII_SAFE_LENGTH and _js_length(text) > METADATA_VALUE_MAX_CHARS:
             if not truncate:
@@ -263,6 +265,19 @@ _known_good_keys: set[str] = set()
 _KNOWN_GOOD_KEYS_MAX = 1024
 
 
+def _check_encodable(text: str, what: str, field: str) -> None:
+    # A lone surrogate (a JSON "\\ud800" escape, say) passes every other rule but cannot be
+    # sent as UTF-8: refuse it here rather than fail in the background.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidGoal(
+            f"{what} contains a lone surrogate, which is not valid Unicode text",
+            field=field,
+            rule="text must be valid Unicode (encodable as UTF-8)",
+        ) from None
+
+
 def _metadata_text(key: str, value: object) -> str | None:
     if isinstance(value, str):
         return value
@@ -273,7 +288,14 @@ def _metadata_text(key: str, value: object) -> str | None:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))  # as JavaScript's String(2.0) writes it: "2"
     if isinstance(value, (int, float, Decimal, uuid.UUID)):
-        return str(value)
+        try:
+            return str(value)
+        except ValueError:  # an int of more than 4300 digits: far over the length limit anyway
+            raise InvalidGoal(
+                f"metadata value for {key!r} is a number too long to send",
+                field="metadata",
+                rule=f"values are at most {METADATA_VALUE_MAX_CHARS} characters",
+            ) from None
     if isinstance(value, (_dt.date, _dt.time)):
         return value.isoformat()
     raise InvalidGoal(
@@ -298,6 +320,8 @@ def _check_description(provider: Provider, description: object) -> str | None:
             field="description",
             rule="description is a string",
         )
+    if not description.isascii():
+        _check_encodable(description, "description", "description")
     return sanitize_value(description)
 
 

@@ -285,3 +285,12 @@ def test_what_the_client_accepts_the_fake_api_accepts(
     assert stored["name"] == goal.name
     assert stored["visitor_id"] == goal.visitor_id
     assert stored["metadata"] == dict(goal.metadata or {})
+
+
+def test_lone_surrogates_and_huge_numbers_are_invalid_goals() -> None:
+    with pytest.raises(InvalidGoal, match="lone surrogate"):
+        datafast("signup", metadata={"note": "ok \ud800"})
+    with pytest.raises(InvalidGoal, match="lone surrogate"):
+        datafast("signup", description="\udfff")
+    with pytest.raises(InvalidGoal, match="number too long"):
+        datafast("signup", metadata={"n": 10**5000})
