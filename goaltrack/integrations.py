@@ -1,6 +1,7 @@
 """Framework-neutral helpers the adapters share, so each adapter stays a thin file.
 
-- the current visitor, one ContextVar for every adapter (set per request by the middleware);
+- the current visitor, one ContextVar for every adapter (set per request by the middleware, to a
+  visitor or to a :class:`VisitorSource` that reads the cookies only if someone asks);
 - bot detection by User-Agent (known crawlers get no goals: the providers refuse bots);
 - decorator helpers: goal-name precheck at import, metadata from a mapping or a callable, and the
   rule that only successful responses (status < 400) count.
@@ -20,6 +21,7 @@ from goaltrack.providers import PROVIDERS
 
 __all__ = [
     "MetadataArg",
+    "VisitorSource",
     "bind_visitor",
     "current_visitor",
     "is_bot",
@@ -33,7 +35,24 @@ Metadata = Mapping[str, MetadataValue]
 #: What decorators accept as ``metadata=``: a mapping, or a callable building one per request.
 MetadataArg = Metadata | Callable[..., Metadata | None] | None
 
-_current_visitor: ContextVar[Visitor | None] = ContextVar("goaltrack_visitor", default=None)
+
+class VisitorSource:
+    """A request's visitor, read from its cookies only when first asked for.
+
+    Middleware binds one of these instead of a :class:`Visitor`, so that a request whose code
+    never tracks a goal never pays for cookie parsing and id validation.
+    """
+
+    __slots__ = ()
+
+    @property
+    def visitor(self) -> Visitor | None:
+        raise NotImplementedError
+
+
+_current_visitor: ContextVar[Visitor | VisitorSource | None] = ContextVar(
+    "goaltrack_visitor", default=None
+)
 
 # Crawlers and monitors only. HTTP libraries are not here on purpose: mobile apps (okhttp) and
 # API clients are real visitors, and so are test clients. Matched on the lower-cased User-Agent
@@ -76,15 +95,21 @@ _BOT_TOKENS = (
 
 def current_visitor() -> Visitor | None:
     """The visitor of the request being handled (set by a goaltrack middleware), or None."""
-    return _current_visitor.get()
+    bound = _current_visitor.get()
+    if isinstance(bound, VisitorSource):
+        return bound.visitor
+    return bound
 
 
-def bind_visitor(visitor: Visitor | None) -> Token[Visitor | None]:
-    """Make *visitor* the current one; pass the token to :func:`unbind_visitor` afterwards."""
+def bind_visitor(visitor: Visitor | VisitorSource | None) -> Token[Visitor | VisitorSource | None]:
+    """Make *visitor* the current one; pass the token to :func:`unbind_visitor` afterwards.
+
+    A :class:`VisitorSource` is asked for its visitor only when :func:`current_visitor` is called.
+    """
     return _current_visitor.set(visitor)
 
 
-def unbind_visitor(token: Token[Visitor | None]) -> None:
+def unbind_visitor(token: Token[Visitor | VisitorSource | None]) -> None:
     _current_visitor.reset(token)
 
 

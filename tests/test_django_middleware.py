@@ -222,3 +222,65 @@ def test_flowsery_cookies(api: FakeAPIServer, settings: Any) -> None:
         "vid_abc123",
         "sid_xyz789",
     )
+
+
+def test_cookies_are_read_only_when_the_visitor_is_asked_for(
+    visitor_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from goaltrack.django import helpers
+
+    reads: list[object] = []
+    real = helpers.visitor_from_cookies
+
+    def counting(cookies: Any, provider: Any) -> Visitor | None:
+        reads.append(cookies)
+        return real(cookies, provider)
+
+    monkeypatch.setattr(helpers, "visitor_from_cookies", counting)
+    request = RequestFactory().get(
+        "/", HTTP_USER_AGENT=BROWSER_UA, HTTP_COOKIE=f"datafast_visitor_id={visitor_id}"
+    )
+    GoalTrackMiddleware(lambda request: HttpResponse())(request)
+    assert reads == []  # a request that tracks nothing parses nothing
+    state = request.goaltrack  # type: ignore[attr-defined]
+    assert state.visitor == Visitor(visitor_id, None)
+    assert state.is_bot is False
+    assert state.visitor == Visitor(visitor_id, None)
+    assert len(reads) == 1  # then once
+
+
+def test_is_bot_read_first_still_reads_the_visitor_once(visitor_id: str) -> None:
+    request = RequestFactory().get(
+        "/", HTTP_USER_AGENT=BOT_UA, HTTP_COOKIE=f"datafast_visitor_id={visitor_id}"
+    )
+    GoalTrackMiddleware(lambda request: HttpResponse())(request)
+    state = request.goaltrack  # type: ignore[attr-defined]
+    assert state.is_bot is True
+    assert state.visitor is None
+
+
+def test_current_visitor_during_the_request_follows_the_cookies(visitor_id: str) -> None:
+    seen: list[Visitor | None] = []
+
+    def get_response(request: HttpRequest) -> HttpResponse:
+        seen.append(current_visitor())
+        seen.append(current_visitor())
+        return HttpResponse()
+
+    for user_agent in (BROWSER_UA, BOT_UA):
+        request = RequestFactory().get(
+            "/", HTTP_USER_AGENT=user_agent, HTTP_COOKIE=f"datafast_visitor_id={visitor_id}"
+        )
+        GoalTrackMiddleware(get_response)(request)
+    assert seen == [Visitor(visitor_id, None)] * 2 + [None] * 2
+    assert current_visitor() is None
+
+
+def test_parsed_cookies_are_read_when_the_middleware_ran_after_parsing(visitor_id: str) -> None:
+    # As before the visitor became lazy: cookies Django had parsed when the middleware ran are
+    # the ones read, even if the visitor is asked for later.
+    request = RequestFactory().get("/", HTTP_COOKIE=f"datafast_visitor_id={visitor_id}")
+    assert request.COOKIES["datafast_visitor_id"] == visitor_id
+    request.META["HTTP_COOKIE"] = "datafast_visitor_id=not-this-one"
+    GoalTrackMiddleware(lambda request: HttpResponse())(request)
+    assert request.goaltrack.visitor == Visitor(visitor_id, None)  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any, NamedTuple
+from typing import Any
 
 from django.conf import settings
 
@@ -54,26 +54,43 @@ DEFAULT_AUTH_GOALS: Mapping[str, str] = {"user_logged_in": "login"}
 DEFAULT_FLUSH_TIMEOUT = 2.0
 
 
-class _RequestTimeValues(NamedTuple):
-    on_commit: bool
-    skip_bots: bool
-    flush_at_request_end: float | None
-    auth_goals: Mapping[str, str]
+#: The values read at request time; see :meth:`GoalTrackSettings.__getattr__`.
+_REQUEST_TIME_NAMES = ("on_commit", "skip_bots", "flush_at_request_end", "auth_goals")
 
 
 class GoalTrackSettings:
     """Typed, lazy access to ``settings.GOALTRACK``.
 
-    The values read on every request are parsed once and kept until the setting changes
-    (:meth:`reset`, called on Django's ``setting_changed``): a request must not pay for
-    re-reading settings.
+    The values read on every request (``on_commit``, ``skip_bots``, ``flush_at_request_end``,
+    ``auth_goals``) are parsed on first use into plain instance attributes, kept until the
+    setting changes (:meth:`reset`, called on Django's ``setting_changed``): a request reads
+    them as cheaply as any attribute, never re-reading settings.
     """
 
-    def __init__(self) -> None:
-        self._request_time: _RequestTimeValues | None = None
+    on_commit: bool
+    skip_bots: bool
+    flush_at_request_end: float | None
+    """Seconds to wait for delivery at the end of each request, or None not to wait."""
+    auth_goals: Mapping[str, str]
+    """``django.contrib.auth`` signal name -> goal name, for the opt-in auth goals."""
 
     def reset(self) -> None:
-        self._request_time = None
+        for name in _REQUEST_TIME_NAMES:
+            self.__dict__.pop(name, None)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when the attribute is missing: first use, or first use after reset().
+        if name not in _REQUEST_TIME_NAMES:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        raw = self.raw
+        values = {
+            "on_commit": bool(raw.get("ON_COMMIT", False)),
+            "skip_bots": bool(raw.get("SKIP_BOTS", True)),
+            "flush_at_request_end": _safe_flush_timeout(raw.get("FLUSH_AT_REQUEST_END")),
+            "auth_goals": _auth_goals(raw.get("AUTH_GOALS")),
+        }
+        self.__dict__.update(values)
+        return values[name]
 
     @property
     def raw(self) -> Mapping[str, Any]:
@@ -83,36 +100,6 @@ class GoalTrackSettings:
     @property
     def is_mapping(self) -> bool:
         return isinstance(getattr(settings, SETTING_NAME, {}), Mapping)
-
-    def _values(self) -> _RequestTimeValues:
-        values = self._request_time
-        if values is None:
-            raw = self.raw
-            values = self._request_time = _RequestTimeValues(
-                on_commit=bool(raw.get("ON_COMMIT", False)),
-                skip_bots=bool(raw.get("SKIP_BOTS", True)),
-                flush_at_request_end=_safe_flush_timeout(raw.get("FLUSH_AT_REQUEST_END")),
-                auth_goals=_auth_goals(raw.get("AUTH_GOALS")),
-            )
-        return values
-
-    @property
-    def on_commit(self) -> bool:
-        return self._values().on_commit
-
-    @property
-    def skip_bots(self) -> bool:
-        return self._values().skip_bots
-
-    @property
-    def flush_at_request_end(self) -> float | None:
-        """Seconds to wait for delivery at the end of each request, or None not to wait."""
-        return self._values().flush_at_request_end
-
-    @property
-    def auth_goals(self) -> Mapping[str, str]:
-        """``django.contrib.auth`` signal name -> goal name, for the opt-in auth goals."""
-        return self._values().auth_goals
 
     def tracker_kwargs(self) -> dict[str, Any]:
         """``goaltrack.configure`` arguments for the keys the setting gives (None means unset)."""

@@ -26,6 +26,7 @@ from goaltrack.django.signals import goal_tracked
 from goaltrack.goals import Goal, InvalidGoal, MetadataValue
 from goaltrack.integrations import (
     MetadataArg,
+    VisitorSource,
     current_visitor,
     is_bot,
     is_success,
@@ -45,24 +46,52 @@ ViewT = TypeVar("ViewT", bound=Callable[..., Any])
 REQUEST_ATTRIBUTE = "goaltrack"
 
 
-class RequestGoals:
+class RequestGoals(VisitorSource):
     """What goaltrack knows about one request, available as ``request.goaltrack``.
 
-    Built once per request (by the middleware, or by the first ``track_goal`` call).
+    Built once per request (by the middleware, or by the first ``track_goal`` call). Cheap to
+    build: the cookies and the User-Agent are read the first time ``visitor`` or ``is_bot`` is
+    asked for, so a request that tracks nothing never parses them.
     """
 
-    __slots__ = ("_request", "is_bot", "provider", "visitor")
+    __slots__ = ("_cookies", "_is_bot", "_meta", "_request", "_visitor", "provider")
 
-    def __init__(
-        self, request: HttpRequest, visitor: Visitor | None, is_bot: bool, provider: Provider
-    ) -> None:
+    def __init__(self, request: HttpRequest, provider: Provider) -> None:
         # Weak: a strong reference would make a cycle with the request, left to the garbage
         # collector on every request.
         self._request = weakref.ref(request)
-        self.visitor = visitor
-        """The provider's visitor ids from the cookies; None for cookieless visitors and bots."""
-        self.is_bot = is_bot
+        self._meta = request.META
+        # Cookies Django has parsed already are cheaper to read than the raw header; which one
+        # is read is decided now, as if the request were read now.
+        self._cookies: Mapping[str, str] | None = request.__dict__.get("COOKIES")
         self.provider = provider
+        self._is_bot: bool | None = None  # None: the request is not read yet
+        self._visitor: Visitor | None = None
+
+    @property
+    def visitor(self) -> Visitor | None:
+        """The provider's visitor ids from the cookies; None for cookieless visitors and bots."""
+        if self._is_bot is None:
+            self._read()
+        return self._visitor
+
+    @property
+    def is_bot(self) -> bool:
+        """True for a known crawler's User-Agent (when ``SKIP_BOTS`` is on): it tracks nothing."""
+        is_bot = self._is_bot
+        if is_bot is None:
+            is_bot = self._read()
+        return is_bot
+
+    def _read(self) -> bool:
+        meta = self._meta
+        bot = goaltrack_settings.skip_bots and _is_bot(meta.get("HTTP_USER_AGENT"))
+        if not bot:
+            cookies = self._cookies or meta.get("HTTP_COOKIE")
+            if cookies:
+                self._visitor = visitor_from_cookies(cookies, self.provider)
+        self._is_bot = bot
+        return bot
 
     def track(
         self,
@@ -91,20 +120,13 @@ class RequestGoals:
 
 
 def request_goals(request: HttpRequest, provider: Provider | None = None) -> RequestGoals:
-    """The request's :class:`RequestGoals`, reading its cookies and User-Agent the first time."""
+    """The request's :class:`RequestGoals` (made on first use; it reads the request lazily)."""
     if provider is None:
         provider = get_tracker().provider
     state = request.__dict__.get(REQUEST_ATTRIBUTE)
     if state is not None and state.provider is provider:
         return state  # type: ignore[no-any-return]
-    bot = goaltrack_settings.skip_bots and _is_bot(request.META.get("HTTP_USER_AGENT"))
-    visitor = None
-    if not bot:
-        # Cookies Django has parsed already are cheaper to read than the raw header.
-        cookies = request.__dict__.get("COOKIES") or request.META.get("HTTP_COOKIE")
-        visitor = visitor_from_cookies(cookies, provider) if cookies else None
-    state = RequestGoals(request, visitor, bot, provider)
-    request.__dict__[REQUEST_ATTRIBUTE] = state
+    state = request.__dict__[REQUEST_ATTRIBUTE] = RequestGoals(request, provider)
     return state
 
 

@@ -1,10 +1,12 @@
 """``GoalTrackMiddleware``: the visitor of each request, for code that has no request at hand.
 
-For each request it reads the provider's cookies and the User-Agent once (into
-``request.goaltrack``) and binds the visitor as goaltrack's current visitor
-(``goaltrack.django.current_visitor()``) until the response is produced, and while a streaming
-response produces its chunks. Known bots get no visitor, so nothing is tracked for them. It works
-in sync (WSGI) and async (ASGI) stacks without switching per request, and tracks nothing itself.
+For each request carrying the provider's cookie it attaches ``request.goaltrack`` and binds it
+as goaltrack's current visitor (``goaltrack.django.current_visitor()``) until the response is
+produced, and while a streaming response produces its chunks. The cookies and the User-Agent are
+read only when a goal is tracked or the visitor is asked for: a request that tracks nothing pays
+for a substring test and a ContextVar. Known bots get no visitor, so nothing is tracked for them.
+It works in sync (WSGI) and async (ASGI) stacks without switching per request, and tracks nothing
+itself.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from django.http import FileResponse, HttpRequest, HttpResponseBase, StreamingHt
 
 from goaltrack.cookies import Visitor
 from goaltrack.django.conf import goaltrack_settings
-from goaltrack.django.helpers import REQUEST_ATTRIBUTE, RequestGoals, request_goals
+from goaltrack.django.helpers import REQUEST_ATTRIBUTE, RequestGoals
 from goaltrack.integrations import bind_visitor, unbind_visitor
 from goaltrack.tracker import get_tracker
 
@@ -46,12 +48,13 @@ class GoalTrackMiddleware:
         if state is None:
             response = get_response(request)
         else:
-            token = bind_visitor(state.visitor)
+            token = bind_visitor(state)
             try:
                 response = get_response(request)
             finally:
                 unbind_visitor(token)
-            _bind_while_streaming(response, state)
+            if isinstance(response, StreamingHttpResponse):
+                _bind_while_streaming(response, state)
         flush_timeout = goaltrack_settings.flush_at_request_end
         if flush_timeout is not None:
             get_tracker().flush(flush_timeout)
@@ -63,12 +66,13 @@ class GoalTrackMiddleware:
         if state is None:
             response = await get_response(request)
         else:
-            token = bind_visitor(state.visitor)
+            token = bind_visitor(state)
             try:
                 response = await get_response(request)
             finally:
                 unbind_visitor(token)
-            _bind_while_streaming(response, state)
+            if isinstance(response, StreamingHttpResponse):
+                _bind_while_streaming(response, state)
         flush_timeout = goaltrack_settings.flush_at_request_end
         if flush_timeout is not None:
             await get_tracker().aflush(flush_timeout)
@@ -92,17 +96,19 @@ def _visitor_state(request: HttpRequest) -> RequestGoals | None:
         provider.session_cookie is None or provider.session_cookie not in header
     ):
         return None
-    return request_goals(request, provider)
+    # Not read yet: RequestGoals parses the cookies when the visitor is first asked for.
+    state = request.__dict__[REQUEST_ATTRIBUTE] = RequestGoals(request, provider)
+    return state
 
 
-def _bind_while_streaming(response: HttpResponseBase, state: RequestGoals) -> None:
+def _bind_while_streaming(response: StreamingHttpResponse, state: RequestGoals) -> None:
     """Make the visitor current while each chunk of a streaming response is produced.
 
     The chunks are produced after the middleware returned, by the server, possibly in another
     thread or task: the visitor is bound and unbound around each one, so it never leaks into
     what the server does next.
     """
-    if not isinstance(response, StreamingHttpResponse) or state.visitor is None:
+    if state.visitor is None:
         return
     if isinstance(response, FileResponse):
         return  # re-wrapping its content would turn off the server's sendfile
