@@ -236,6 +236,26 @@ def test_retry_after_is_honoured(
     assert _received_at(second) - _received_at(first) >= 0.95
 
 
+def test_goals_tracked_while_the_gate_is_closed_wait_for_it_then_all_arrive(
+    fake_api: FakeAPIServer, make_tracker: Callable[..., GoalTracker]
+) -> None:
+    # Idle workers are not woken for each new goal while the gate is closed: they wake when it
+    # opens and deliver everything that was queued meanwhile.
+    fake_api.set_faults(rate_limit_next=1, retry_after=1)
+    tracker = make_tracker(max_in_flight=2)
+    visitor_id = fake_api.add_pageview("datafast")
+    tracker.track("first", visitor_id=visitor_id)
+    wait_until(lambda: tracker.stats.retried == 1)
+    for name in ("second", "third", "fourth"):
+        tracker.track(name, visitor_id=visitor_id)
+    assert tracker.flush(10)
+    limited, *delivered = fake_api.requests
+    assert limited["status"] == 429
+    assert [r["status"] for r in delivered] == [200] * 4
+    assert all(_received_at(r) - _received_at(limited) >= 0.95 for r in delivered)
+    assert sorted(g["name"] for g in fake_api.goals) == ["first", "fourth", "second", "third"]
+
+
 def test_connection_reset_mid_response_is_retried_and_counted_as_possible_duplicate(
     fake_api: FakeAPIServer, make_tracker: Callable[..., GoalTracker]
 ) -> None:

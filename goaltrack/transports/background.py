@@ -118,7 +118,9 @@ class BackgroundTransport:
                 self._queue.append(_Item(self._next_seq, goal))
                 self._next_seq += 1
                 self._pending += 1
-                if self._idle_workers:
+                # While the retry gate is closed (the API is down) the idle workers sleep until
+                # it opens: waking one per goal would only steal the GIL from the request.
+                if self._idle_workers and self._not_before <= time.monotonic():
                     self._cond.notify()
             start_workers = not self._threads and not drop_reason
         if drop_reason:
