@@ -97,14 +97,16 @@ class Goal:
         ``require_visitor=False`` checks everything but the presence of a visitor id: for
         callers that want bad names caught even when there is no visitor to send the goal for.
         """
-        return cls(
+        return create_goal(
             provider,
-            _check_name(provider, name),
-            _check_visitor_id(provider, visitor_id, require_visitor),
-            _check_session_id(provider, session_id),
-            _check_metadata(metadata, truncate_metadata) if metadata else None,
-            _check_description(provider, description),
-            _check_timezone(provider, timezone),
+            name,
+            visitor_id,
+            session_id,
+            metadata,
+            description,
+            timezone,
+            truncate_metadata,
+            require_visitor,
         )
 
     def body(self) -> dict[str, Any]:
@@ -130,7 +132,53 @@ class Goal:
         )
 
 
+def create_goal(
+    provider: Provider,
+    name: str,
+    visitor_id: str | None,
+    session_id: str | None,
+    metadata: Mapping[str, MetadataValue] | None,
+    description: str | None,
+    timezone: str | None,
+    truncate_metadata: bool,
+    require_visitor: bool,
+) -> Goal:
+    """:meth:`Goal.create` with positional arguments, for the request path (no keyword mapping)."""
+    return Goal(
+        provider,
+        _check_name(provider, name),
+        _check_visitor_id(provider, visitor_id, require_visitor),
+        None if session_id is None else _check_session_id(provider, session_id),
+        _check_metadata(metadata, truncate_metadata) if metadata else None,
+        None if description is None else _check_description(provider, description),
+        None if timezone is None else _check_timezone(provider, timezone),
+    )
+
+
 def _check_name(provider: Provider, name: object) -> str:
+    if type(name) is str:
+        known = _known_good_names.get(id(provider))
+        if known is not None and known[0] is provider:
+            normalized = known[1].get(name)
+            if normalized is not None:
+                return normalized
+    normalized = _checked_name(provider, name)
+    if type(name) is str:
+        known = _known_good_names.get(id(provider))
+        if known is None or known[0] is not provider:
+            known = _known_good_names[id(provider)] = (provider, {})
+        if len(known[1]) < _KNOWN_GOOD_NAMES_MAX:
+            known[1][name] = normalized
+    return normalized
+
+
+#: Goal names already checked, per provider (by identity; the entry holds the provider, so its
+#: id cannot be reused): apps track a handful of names, so a dict lookup beats the rules.
+_known_good_names: dict[int, tuple[Provider, dict[str, str]]] = {}
+_KNOWN_GOOD_NAMES_MAX = 1024
+
+
+def _checked_name(provider: Provider, name: object) -> str:
     if not isinstance(name, str):
         raise InvalidGoal(
             f"goal name must be a string, got {type(name).__name__}",
@@ -191,7 +239,7 @@ def _check_session_id(provider: Provider, session_id: object) -> str | None:
 
 def _check_metadata(metadata: object, truncate: bool) -> dict[str, str]:
     rule_keys = "keys: lowercase letters, digits, '_' and '-', 1 to 64 characters"
-    if not isinstance(metadata, Mapping):
+    if type(metadata) is not dict and not isinstance(metadata, Mapping):
         raise InvalidGoal(
             f"metadata must be a mapping of names to values, got {type(metadata).__name__}",
             field="metadata",
@@ -214,7 +262,8 @@ def _check_metadata(metadata: object, truncate: bool) -> dict[str, str]:
             raise InvalidGoal(
                 f"invalid metadata key {str(key)[:80]!r}{hint}", field="metadata", rule=rule_keys
             )
-        text = value if type(value) is str else _metadata_text(key, value)
+        value_type = type(value)
+        text = value if value_type is str else _metadata_text(key, value)
         if text is None:
             continue  # None means "not set": the key is left out
         if not text.isascii():
@@ -229,7 +278,8 @@ def _check_metadata(metadata: object, truncate: bool) -> dict[str, str]:
                     "JavaScript does (UTF-16 units; pass truncate_metadata=True to cut them)",
                 )
             text = _js_truncate(text, METADATA_VALUE_MAX_CHARS)
-        checked[key] = sanitize_value(text)
+        # Digits, and letters and digits only, have nothing to clean: skip the pattern search.
+        checked[key] = text if value_type is int or text.isalnum() else sanitize_value(text)
     if len(checked) > METADATA_MAX_KEYS:
         raise InvalidGoal(
             f"metadata has {len(checked)} keys",

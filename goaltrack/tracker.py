@@ -19,7 +19,7 @@ from typing import Any, Literal
 from goaltrack.config import configuration_problems, settings_from_env
 from goaltrack.cookies import Visitor
 from goaltrack.delivery import Endpoint, InvalidConfiguration, RetryPolicy, probe
-from goaltrack.goals import Goal, MetadataValue
+from goaltrack.goals import Goal, MetadataValue, create_goal
 from goaltrack.http_client import HttpClient
 from goaltrack.providers import Provider, get_provider
 from goaltrack.transports import (
@@ -211,22 +211,28 @@ class GoalTracker:
         needs one) the goal is still validated, so a bad name raises, but nothing is sent and
         False is returned.
         """
-        visitor_id = visitor.visitor_id if visitor else None
-        goal = Goal.create(
-            self.provider,
+        provider = self.provider
+        if visitor is None:
+            visitor_id = session_id = None
+        else:
+            visitor_id, session_id = visitor
+        goal = create_goal(
+            provider,
             name,
-            visitor_id=visitor_id,
-            session_id=visitor.session_id if visitor else None,
-            metadata=metadata,
-            description=description,
-            timezone=timezone,
-            truncate_metadata=self.options.truncate_metadata,
-            require_visitor=False,
+            visitor_id,
+            session_id,
+            metadata,
+            description,
+            timezone,
+            self.options.truncate_metadata,
+            False,  # require_visitor: without one the goal is validated, then not sent
         )
-        if visitor_id is None and self.provider.visitor_required:
-            logger.debug("goaltrack: no %s visitor cookie; %r not sent", self.provider.name, name)
+        if visitor_id is None and provider.visitor_required:
+            logger.debug("goaltrack: no %s visitor cookie; %r not sent", provider.name, name)
             return False
-        return self.submit(goal)
+        if _captures:
+            return self.submit(goal)
+        return self._transport.submit(goal)
 
     def submit(self, goal: Goal) -> bool:
         """Hand an already validated goal to the transport (or to an active capture)."""

@@ -294,3 +294,46 @@ def test_lone_surrogates_and_huge_numbers_are_invalid_goals() -> None:
         datafast("signup", description="\udfff")
     with pytest.raises(InvalidGoal, match="number too long"):
         datafast("signup", metadata={"n": 10**5000})
+
+
+# -- the fast paths give the same answers --------------------------------------------------------
+
+
+def test_a_name_known_for_one_provider_is_still_checked_for_another() -> None:
+    assert datafast("Newsletter Signup").name == "newsletter_signup"
+    assert datafast("Newsletter Signup").name == "newsletter_signup"  # known now
+    with pytest.raises(InvalidGoal, match="invalid goal name"):
+        Goal.create(FLOWSERY, "Newsletter Signup", visitor_id="vid_1")
+    with pytest.raises(InvalidGoal, match="reserved"):
+        datafast("identify")
+    with pytest.raises(InvalidGoal, match="reserved"):
+        datafast("identify")  # refused names are never remembered
+
+
+def test_a_provider_with_the_same_name_but_other_rules_gets_its_own_check() -> None:
+    import dataclasses
+
+    strict = dataclasses.replace(DATAFAST, reserved_names=frozenset({"signup"}))
+    assert datafast("signup").name == "signup"
+    with pytest.raises(InvalidGoal, match="reserved"):
+        Goal.create(strict, "signup", visitor_id=VISITOR)
+
+
+def test_a_str_subclass_name_is_checked_every_time() -> None:
+    class Name(str):
+        pass
+
+    assert datafast(Name("Sign Up")).name == "sign_up"
+    assert type(datafast(Name("Sign Up")).name) is str
+
+
+def test_plain_values_skip_cleaning_but_others_are_still_cleaned() -> None:
+    class Shouting(int):
+        def __str__(self) -> str:
+            return "<b>42</b>"
+
+    goal = datafast(
+        "signup",
+        metadata={"plan": "Pro2", "n": 7, "word": "héllo", "tag": "<i>x</i>", "s": Shouting(1)},
+    )
+    assert goal.metadata == {"plan": "Pro2", "n": "7", "word": "héllo", "tag": "x", "s": "42"}

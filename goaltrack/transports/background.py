@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import heapq
 import logging
 import os
@@ -93,6 +94,7 @@ class BackgroundTransport:
         self._queue: deque[_Item] = deque()
         self._retries: list[_Item] = []
         self._pending = 0
+        self._queued = 0
         self._next_seq = 1
         self._lowest_unsettled = 1
         self._settled_above_lowest: set[int] = set()
@@ -118,6 +120,7 @@ class BackgroundTransport:
                 self._queue.append(_Item(self._next_seq, goal))
                 self._next_seq += 1
                 self._pending += 1
+                self._queued += 1  # counted here, under the lock already held
                 # While the retry gate is closed (the API is down) the idle workers sleep until
                 # it opens: waking one per goal would only steal the GIL from the request.
                 if self._idle_workers and self._not_before <= time.monotonic():
@@ -126,14 +129,14 @@ class BackgroundTransport:
         if drop_reason:
             self._settlement.dropped(goal, drop_reason)
             return False
-        self._settlement.count("queued")
         if start_workers:
             self._start_workers()
         return True
 
     @property
     def stats(self) -> Stats:
-        return self._settlement.snapshot(pending=self._pending)
+        stats = self._settlement.snapshot(pending=self._pending)
+        return dataclasses.replace(stats, queued=stats.queued + self._queued)
 
     # -- flush and close ---------------------------------------------------------------------
 
