@@ -1,4 +1,5 @@
-"""The ``goaltrack`` command: ``send`` one goal, ``check`` a configuration, run the ``fake-api``.
+"""The ``goaltrack`` command: ``send`` one goal, ``check`` a configuration, look after the
+``outbox``, run the ``fake-api``.
 
 Configuration comes from the ``GOALTRACK_*`` environment variables, overridden by options. The
 API key is best left in ``GOALTRACK_API_KEY`` (a command-line argument is visible to other users
@@ -8,11 +9,12 @@ of the machine); it is never printed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from goaltrack import fakeapi
+from goaltrack import fakeapi, outbox_commands
 from goaltrack.config import configuration_problems, settings_from_env
 from goaltrack.delivery import DeliveryResult, InvalidConfiguration
 from goaltrack.goals import Goal, InvalidGoal
@@ -50,6 +52,26 @@ def _parser() -> argparse.ArgumentParser:
     _add_connection_arguments(check)
     check.add_argument("--offline", action="store_true", help="skip the reachability check")
     check.set_defaults(command=_check)
+
+    outbox = commands.add_parser(
+        "outbox", help="the SQLite outbox: status, dead-letters, retry, purge"
+    )
+    outbox.add_argument("action", choices=outbox_commands.ACTIONS)
+    outbox.add_argument(
+        "--id",
+        dest="ids",
+        action="append",
+        type=int,
+        default=[],
+        help="retry: a dead letter's id (repeatable; default: all of them)",
+    )
+    outbox.add_argument("--path", help="the outbox file (default: GOALTRACK_OUTBOX)")
+    outbox.add_argument("--limit", type=int, default=50, help="dead-letters: how many to list")
+    outbox.add_argument(
+        "--waiting", action="store_true", help="purge: also delete goals not delivered yet"
+    )
+    outbox.add_argument("--yes", action="store_true", help="purge: do not ask")
+    outbox.set_defaults(command=_outbox)
 
     fake = commands.add_parser("fake-api", help="run the bundled fake API on 127.0.0.1")
     fakeapi.add_arguments(fake)
@@ -112,6 +134,28 @@ def _send(args: argparse.Namespace) -> int:
             return 0
         print(f"failed: {result.reason}", file=sys.stderr)
     return 1
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    path = args.path or os.environ.get("GOALTRACK_OUTBOX")
+    if not path:
+        print(f"error: {outbox_commands.NO_PATH}", file=sys.stderr)
+        return 2
+    if args.action != "status" and not os.path.exists(path):
+        print(f"error: no outbox at {path}", file=sys.stderr)
+        return 2
+    if args.action == "status":
+        return outbox_commands.status(path, print)
+    if args.action == "dead-letters":
+        return outbox_commands.dead_letters(path, print, args.limit)
+    if args.action == "retry":
+        return outbox_commands.retry(path, print, args.ids)
+    if not args.yes:
+        what = "dead letters" + (" and goals not delivered yet" if args.waiting else "")
+        if input(f"delete all {what} in {path}? [y/N] ").strip().lower() != "y":
+            print("nothing deleted")
+            return 1
+    return outbox_commands.purge(path, print, waiting=args.waiting)
 
 
 def _key_value(item: str) -> tuple[str, str]:

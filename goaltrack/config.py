@@ -23,6 +23,7 @@ ENVIRONMENT_VARIABLES = {
     "GOALTRACK_API_URL": "api_url",
     "GOALTRACK_WEBSITE_ID": "website_id",
     "GOALTRACK_MODE": "mode",
+    "GOALTRACK_OUTBOX": "outbox",
 }
 
 

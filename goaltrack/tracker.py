@@ -36,7 +36,7 @@ __all__ = ["GoalTracker", "TrackerOptions", "configure", "flush", "get_tracker",
 
 logger = logging.getLogger("goaltrack")
 
-Mode = Literal["background", "sync", "disabled"]
+Mode = Literal["background", "sync", "disabled", "celery"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,8 @@ class TrackerOptions:
 
     mode: Mode = "background"
     """``background`` (default): a worker delivers; ``sync``: deliver before ``track`` returns;
-    ``disabled``: validate, log at debug level, send nothing."""
+    ``disabled``: validate, log at debug level, send nothing; ``celery``: enqueue a Celery task
+    that a Celery worker delivers (``goaltrack.transports.celery``)."""
     max_queue_size: int = 10_000
     max_in_flight: int = 4
     """Requests in flight at once (one worker thread each)."""
@@ -62,19 +63,41 @@ class TrackerOptions:
     truncate_metadata: bool = False
     """Cut over-long metadata values to 255 characters instead of raising."""
     proxy: str | None = None
+    outbox: str | None = None
+    """Path of a SQLite outbox file: in ``background`` mode each goal is committed there before
+    ``track`` returns, and survives crashes, restarts and outages (``transports.outbox``)."""
+    outbox_max_goals: int = 100_000
+    """Goals the outbox holds at most; past that new goals are dropped (counted, logged)."""
+    outbox_max_age: float = 7 * 24 * 3600.0
+    """Seconds after which an undelivered goal moves to the outbox's dead letters."""
+    celery_app: Any = None
+    """In ``celery`` mode: the Celery app (or "module:attribute"); default: Celery's current."""
+    celery_queue: str | None = None
+    """In ``celery`` mode: the queue for the delivery tasks (default: the app's default)."""
     on_delivery: DeliveryHook | None = None
     on_failure: FailureHook | None = None
     on_drop: DropHook | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in ("background", "sync", "disabled"):
+        if self.mode not in ("background", "sync", "disabled", "celery"):
             raise InvalidConfiguration(
-                f"mode must be 'background', 'sync' or 'disabled', not {self.mode!r}"
+                f"mode must be 'background', 'sync', 'disabled' or 'celery', not {self.mode!r}"
             )
-        for name in ("max_queue_size", "max_in_flight"):
+        if self.outbox is not None and self.mode in ("sync", "celery"):
+            raise InvalidConfiguration(
+                f"outbox is for the background mode; mode {self.mode!r} does not use it"
+            )
+        for name in ("max_queue_size", "max_in_flight", "outbox_max_goals"):
             if int(getattr(self, name)) < 1:
                 raise InvalidConfiguration(f"{name} must be at least 1")
-        for name in ("max_retries", "backoff_base", "backoff_max", "timeout", "shutdown_timeout"):
+        for name in (
+            "max_retries",
+            "backoff_base",
+            "backoff_max",
+            "timeout",
+            "shutdown_timeout",
+            "outbox_max_age",
+        ):
             if getattr(self, name) < 0:
                 raise InvalidConfiguration(f"{name} must not be negative")
 
@@ -149,6 +172,28 @@ class GoalTracker:
                 timeout=opts.timeout,
                 sync_deadline=opts.sync_deadline,
                 proxy=opts.proxy,
+            )
+        if self.mode == "celery":
+            from goaltrack.transports.celery import CeleryTransport
+
+            return CeleryTransport(
+                self.provider, self._settlement, app=opts.celery_app, queue=opts.celery_queue
+            )
+        if opts.outbox:
+            from goaltrack.transports.outbox import OutboxTransport
+
+            return OutboxTransport(
+                opts.outbox,
+                endpoint,
+                self._settlement,
+                retry=retry,
+                max_in_flight=opts.max_in_flight,
+                timeout=opts.timeout,
+                shutdown_timeout=opts.shutdown_timeout,
+                flush_at_exit=opts.flush_at_exit,
+                proxy=opts.proxy,
+                max_goals=opts.outbox_max_goals,
+                max_age=opts.outbox_max_age,
             )
         return BackgroundTransport(
             endpoint,
