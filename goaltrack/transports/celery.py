@@ -1,0 +1,201 @@
+"""The Celery transport: ``track()`` enqueues a task on your broker; Celery workers deliver it.
+
+For apps that outgrow one process's delivery threads, or that already run Celery. The request
+path publishes one small task message (the validated goal's fields, never the API key); a
+Celery worker runs :func:`deliver_goal` with the same contract and failure rules as every other
+transport (:func:`goaltrack.delivery.deliver`): delivered, or a transient failure retried with
+Celery's ``retry`` and goaltrack's backoff (``Retry-After`` honoured), or a final failure that is
+logged and not retried.
+
+The worker needs the account, not the message: it uses the process-wide tracker
+(:func:`goaltrack.get_tracker`), so configure it in the worker as in the web app
+(``GOALTRACK_*`` environment variables, Django's ``GOALTRACK`` setting, or
+``goaltrack.configure(...)`` in the Celery app module). The worker must import this module:
+``Celery(..., include=["goaltrack.transports.celery"])`` or ``app.conf.imports``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from typing import Any
+
+try:
+    from celery import Celery, shared_task
+except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+    raise ImportError(
+        "goaltrack's celery mode needs Celery: pip install 'goaltrack[celery]'"
+    ) from exc
+
+from goaltrack.delivery import DeliveryResult, Outcome, RetryPolicy, deliver
+from goaltrack.goals import Goal
+from goaltrack.http_client import HttpClient
+from goaltrack.providers import Provider, get_provider
+from goaltrack.transports.base import Settlement, Stats
+
+__all__ = ["TASK_NAME", "CeleryTransport", "deliver_goal"]
+
+logger = logging.getLogger("goaltrack")
+
+TASK_NAME = "goaltrack.deliver_goal"
+
+
+def goal_message(goal: Goal) -> dict[str, Any]:
+    """The task's argument: the goal's validated fields and its provider (JSON-serializable)."""
+    return {
+        "provider": goal.provider.name,
+        "name": goal.name,
+        "visitor_id": goal.visitor_id,
+        "session_id": goal.session_id,
+        "metadata": dict(goal.metadata) if goal.metadata else None,
+        "description": goal.description,
+        "timezone": goal.timezone,
+    }
+
+
+def goal_from_message(message: dict[str, Any]) -> Goal:
+    return Goal(
+        get_provider(message["provider"]),
+        message["name"],
+        message.get("visitor_id"),
+        message.get("session_id"),
+        message.get("metadata"),
+        message.get("description"),
+        message.get("timezone"),
+    )
+
+
+class CeleryTransport:
+    """Publish one ``goaltrack.deliver_goal`` task per goal; Celery workers deliver them."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        settlement: Settlement,
+        *,
+        app: Celery | str | None = None,
+        queue: str | None = None,
+    ) -> None:
+        self._provider = provider
+        self._settlement = settlement
+        self._app_spec = app
+        self._app: Celery | None = app if isinstance(app, Celery) else None
+        self._queue = queue
+        self._lock = threading.Lock()
+        self._queued = 0
+
+    def _celery(self) -> Celery:
+        app = self._app
+        if app is None:
+            spec = self._app_spec
+            if isinstance(spec, str):
+                module, _, attribute = spec.partition(":")
+                app = getattr(importlib.import_module(module), attribute or "app")
+            else:
+                from celery import current_app
+
+                app = current_app
+            self._app = app
+        assert app is not None
+        return app
+
+    def submit(self, goal: Goal) -> bool:
+        options: dict[str, Any] = {"retry": False}  # a broker that is down must not hang requests
+        if self._queue:
+            options["queue"] = self._queue
+        try:
+            self._celery().send_task(TASK_NAME, args=(goal_message(goal),), **options)
+        except Exception as exc:
+            self._settlement.dropped(goal, f"the Celery broker refused the task: {exc}")
+            return False
+        with self._lock:
+            self._queued += 1
+        return True
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Tasks are on the broker once ``submit`` returned: nothing is held in this process."""
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        return True
+
+    @property
+    def stats(self) -> Stats:
+        stats = self._settlement.snapshot()
+        return Stats(
+            queued=stats.queued + self._queued,
+            delivered=stats.delivered,
+            failed=stats.failed,
+            retried=stats.retried,
+            dropped=stats.dropped,
+            possible_duplicates=stats.possible_duplicates,
+        )
+
+
+_http_lock = threading.Lock()
+_http: dict[str, HttpClient] = {}
+
+
+def _client(url: str, timeout: float, proxy: str | None) -> HttpClient:
+    with _http_lock:
+        http = _http.get(url)
+        if http is None:
+            http = _http[url] = HttpClient(
+                max_connections=4, timeout=timeout, proxy=proxy, target_url=url
+            )
+        return http
+
+
+@shared_task(bind=True, name=TASK_NAME, ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
+def deliver_goal(self: Any, message: dict[str, Any], may_have_arrived: bool = False) -> str:
+    """Deliver one goal from the worker; retried by Celery while the failure is transient."""
+    from goaltrack.tracker import get_tracker
+
+    tracker = get_tracker()
+    endpoint = tracker._endpoint
+    goal = goal_from_message(message)
+    if endpoint is None:
+        logger.error(
+            "goaltrack: this Celery worker has no API key configured; goal %r not delivered "
+            "(set GOALTRACK_API_KEY or the framework setting in the worker too)",
+            goal.name,
+        )
+        return "failed"
+    if endpoint.provider.name != goal.provider.name:
+        logger.error(
+            "goaltrack: goal %r is for %s but this worker is configured for %s; not delivered",
+            goal.name,
+            goal.provider.name,
+            endpoint.provider.name,
+        )
+        return "failed"
+    options = tracker.options
+    settlement: Settlement = tracker._settlement
+    try:
+        result = deliver(goal, endpoint, _client(endpoint.url, options.timeout, options.proxy))
+    except Exception as exc:  # a bug of ours: retried like a transient failure
+        logger.exception("goaltrack: unexpected error delivering %r", goal.name)
+        result = DeliveryResult(Outcome.RETRY, f"unexpected error: {type(exc).__name__}")
+    if result.outcome is Outcome.DELIVERED:
+        settlement.delivered(goal, result, maybe_duplicate=may_have_arrived)
+        return "delivered"
+    attempts = self.request.retries + 1
+    if result.outcome is Outcome.RETRY:
+        policy = RetryPolicy(options.max_retries, options.backoff_base, options.backoff_max)
+        delay = policy.delay_before_retry(attempts, result)
+        if delay is not None:
+            settlement.count("retried")
+            raise self.retry(
+                args=(message,),
+                kwargs={"may_have_arrived": may_have_arrived or result.may_have_arrived},
+                countdown=delay,
+                max_retries=policy.max_retries,
+            )
+        result = DeliveryResult(
+            Outcome.FAILED,
+            f"gave up after {attempts} attempts; last: {result.reason}",
+            status=result.status,
+        )
+    settlement.failed(goal, result)
+    return "failed"
