@@ -36,6 +36,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "goaltrack.flask needs Flask and blinker: pip install 'goaltrack[flask]'"
     ) from exc
 
+from goaltrack import outbox_commands
 from goaltrack.config import configuration_problems
 from goaltrack.cookies import Visitor, visitor_from_cookies
 from goaltrack.delivery import DeliveryResult, InvalidConfiguration
@@ -706,3 +707,26 @@ def send_command(
     if not ok:
         raise click.ClickException(f"goal {name!r} {message}")
     click.echo(f"goal {name!r} {message}")
+
+
+@goaltrack_cli.command("outbox")
+@click.argument("action", type=click.Choice(outbox_commands.ACTIONS))
+@click.option("--path", help="The outbox file (default: GOALTRACK_OUTBOX).")
+@click.option("--id", "ids", multiple=True, type=int, help="retry: a dead letter's id.")
+@click.option("--limit", type=int, default=50, show_default=True, help="dead-letters: how many.")
+@click.option("--waiting", is_flag=True, help="purge: also delete goals not delivered yet.")
+def outbox_command(
+    action: str, path: str | None, ids: tuple[int, ...], limit: int, waiting: bool
+) -> None:
+    """The SQLite outbox: status, dead-letters, retry, purge."""
+    path = path or current_app.config.get("GOALTRACK_OUTBOX")
+    if not path:
+        raise click.ClickException(outbox_commands.NO_PATH)
+    if action == "status":
+        outbox_commands.status(path, click.echo)
+    elif action == "dead-letters":
+        outbox_commands.dead_letters(path, click.echo, limit)
+    elif action == "retry":
+        outbox_commands.retry(path, click.echo, ids)
+    else:
+        outbox_commands.purge(path, click.echo, waiting=waiting)

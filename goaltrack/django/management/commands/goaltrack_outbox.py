@@ -1,0 +1,56 @@
+"""``manage.py goaltrack_outbox status|dead-letters|retry|purge``: look after the SQLite outbox.
+
+The outbox is ``GOALTRACK["OUTBOX"]`` (or ``GOALTRACK_OUTBOX``), or ``--path``. Needs no API key.
+"""
+
+from __future__ import annotations
+
+import os
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from goaltrack import outbox_commands
+from goaltrack.django.conf import goaltrack_settings
+
+
+class Command(BaseCommand):
+    help = "Show the goaltrack outbox's depth and dead letters; retry or purge dead letters."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("action", choices=outbox_commands.ACTIONS)
+        parser.add_argument("--path", help="the outbox file (default: GOALTRACK['OUTBOX'])")
+        parser.add_argument(
+            "--id",
+            dest="ids",
+            action="append",
+            type=int,
+            default=[],
+            help="retry: a dead letter's id (repeatable; default: all of them)",
+        )
+        parser.add_argument("--limit", type=int, default=50, help="dead-letters: how many")
+        parser.add_argument(
+            "--waiting", action="store_true", help="purge: also delete goals not delivered yet"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        path = (
+            options["path"]
+            or goaltrack_settings.tracker_kwargs().get("outbox")
+            or os.environ.get("GOALTRACK_OUTBOX")
+        )
+        if not path:
+            raise CommandError(outbox_commands.NO_PATH)
+        action = options["action"]
+        if action != "status" and not os.path.exists(path):
+            raise CommandError(f"no outbox at {path}")
+        echo = self.stdout.write
+        if action == "status":
+            outbox_commands.status(path, echo)
+        elif action == "dead-letters":
+            outbox_commands.dead_letters(path, echo, options["limit"])
+        elif action == "retry":
+            outbox_commands.retry(path, echo, options["ids"])
+        else:
+            outbox_commands.purge(path, echo, waiting=options["waiting"])
