@@ -1,8 +1,11 @@
 """Overhead of GoalTrackMiddleware on a trivial endpoint, measured in one run.
 
 Calls the ASGI apps directly in-process (no server, no sockets) with a synthetic scope carrying a
-browser User-Agent and a DataFast visitor cookie, so that the figure is the middleware's own
-cost: header scan, cookie parsing, bot check, scope state and the ContextVar binding. Rounds of
+browser User-Agent and DataFast visitor and session cookies, so that the figure is the
+middleware's own cost: header scan, cookie parsing, bot check, scope state and the ContextVar
+binding. A browser sends the same Cookie header request after request, and the middleware
+remembers the visitor of the last headers it read: the "new visitor each req." row gives every
+request a Cookie header never seen before, so it pays the full parse every time. Rounds of
 "without", "with a no-op middleware" and "with GoalTrackMiddleware" alternate, and the fastest
 round of each counts, to keep machine noise out of the ratio. The no-op column shows what adding
 any middleware layer costs on that framework.
@@ -55,7 +58,10 @@ async def bare_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 def make_scope() -> Scope:
-    cookie = f"theme=dark; datafast_visitor_id={uuid.uuid4()}; lang=en".encode()
+    cookie = (
+        f"theme=dark; datafast_visitor_id={uuid.uuid4()}; datafast_session_id=s{uuid.uuid4()}; "
+        "lang=en"
+    ).encode()
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -80,8 +86,8 @@ def make_scope() -> Scope:
     }
 
 
-async def run_requests(app: ASGIApp, count: int) -> float:
-    """Seconds for *count* requests through *app*."""
+async def run_requests(app: ASGIApp, count: int, fresh: bool = False) -> float:
+    """Seconds for *count* requests through *app*; *fresh*: another visitor on each one."""
     template = make_scope()
 
     async def receive() -> Message:
@@ -90,20 +96,27 @@ async def run_requests(app: ASGIApp, count: int) -> float:
     async def send(message: Message) -> None:
         return None
 
+    if fresh:
+        # Made before the clock starts: new ids, never seen before, in every round.
+        scopes = [make_scope() for _ in range(count)]
+        started = time.perf_counter()
+        for scope in scopes:
+            await app(scope, receive, send)
+        return time.perf_counter() - started
     started = time.perf_counter()
     for _ in range(count):
         await app(dict(template), receive, send)
     return time.perf_counter() - started
 
 
-async def compare(apps: list[ASGIApp], count: int, rounds: int) -> list[float]:
+async def compare(apps: list[ASGIApp], count: int, rounds: int, fresh: bool) -> list[float]:
     """Fastest per-request seconds of each app, rounds interleaved."""
     for app in apps:
-        await run_requests(app, count // 10)  # warm up
+        await run_requests(app, count // 10, fresh)  # warm up
     best = [float("inf")] * len(apps)
     for _ in range(rounds):
         for index, app in enumerate(apps):
-            best[index] = min(best[index], await run_requests(app, count) / count)
+            best[index] = min(best[index], await run_requests(app, count, fresh) / count)
     return best
 
 
@@ -128,22 +141,22 @@ def main() -> None:
     tracker = GoalTracker("df_bench_key_0123456789", api_url="http://127.0.0.1:9")
     goaltrack_layer = Middleware(GoalTrackMiddleware, tracker=tracker)
     passthrough_layer = Middleware(Passthrough)
-    cases: dict[str, list[ASGIApp]] = {
-        "Starlette trivial endpoint": [
-            starlette_app([]),
-            starlette_app([passthrough_layer]),
-            starlette_app([goaltrack_layer]),
-        ],
-        "FastAPI trivial endpoint": [
-            fastapi_app([]),
-            fastapi_app([passthrough_layer]),
-            fastapi_app([goaltrack_layer]),
-        ],
-        "bare ASGI app (worst case)": [
-            bare_app,
-            Passthrough(bare_app),
-            GoalTrackMiddleware(bare_app, tracker=tracker),
-        ],
+    bare_bones = [bare_app, Passthrough(bare_app), GoalTrackMiddleware(bare_app, tracker=tracker)]
+    cases: dict[str, tuple[list[ASGIApp], bool]] = {
+        "Starlette trivial endpoint": (
+            [
+                starlette_app([]),
+                starlette_app([passthrough_layer]),
+                starlette_app([goaltrack_layer]),
+            ],
+            False,
+        ),
+        "FastAPI trivial endpoint": (
+            [fastapi_app([]), fastapi_app([passthrough_layer]), fastapi_app([goaltrack_layer])],
+            False,
+        ),
+        "bare ASGI app (worst case)": (bare_bones, False),
+        "bare, new visitor each req.": (bare_bones, True),
     }
     print(f"{args.requests} requests x {args.rounds} rounds, fastest round, in-process ASGI calls")
     print("a visitor cookie and a browser User-Agent on every request; no goal tracked")
@@ -151,8 +164,8 @@ def main() -> None:
         f"{'case':<28} {'without':>9} {'no-op mw':>9} {'goaltrack':>10} "
         f"{'overhead':>9} {'ratio':>6} {'vs no-op':>8}"
     )
-    for label, apps in cases.items():
-        base, noop, wrapped = asyncio.run(compare(apps, args.requests, args.rounds))
+    for label, (apps, fresh) in cases.items():
+        base, noop, wrapped = asyncio.run(compare(apps, args.requests, args.rounds, fresh))
         print(
             f"{label:<28} {base * 1e6:>7.2f}us {noop * 1e6:>7.2f}us {wrapped * 1e6:>8.2f}us "
             f"{(wrapped - base) * 1e6:>7.2f}us {wrapped / base:>6.3f} {wrapped / noop:>8.3f}"

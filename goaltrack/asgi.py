@@ -30,16 +30,11 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from goaltrack.cookies import Visitor, visitor_from_cookies
+from goaltrack.cookies import HeaderReader, Visitor, header_reader
 from goaltrack.delivery import DeliveryResult
 from goaltrack.goals import Goal, InvalidGoal, MetadataValue
-from goaltrack.integrations import (
-    bind_visitor,
-    is_bot,
-    is_success,
-    precheck_goal_name,
-    unbind_visitor,
-)
+from goaltrack.integrations import _current_visitor as _bound_visitor
+from goaltrack.integrations import is_bot, is_success, precheck_goal_name
 from goaltrack.providers import Provider
 from goaltrack.tracker import GoalTracker, get_tracker
 from goaltrack.transports.base import DeliveryHook, DropHook, FailureHook
@@ -132,15 +127,6 @@ def signal_hooks(
             goal_dropped.send(goal, reason=reason)
 
     return {"on_delivery": delivered, "on_failure": failed, "on_drop": dropped}
-
-
-_COOKIE_NAMES: dict[str, tuple[bytes, ...]] = {}
-
-
-def _cookie_names(provider: Provider) -> tuple[bytes, ...]:
-    names = (provider.visitor_cookie, provider.session_cookie)
-    found = _COOKIE_NAMES[provider.name] = tuple(n.encode("latin-1") for n in names if n)
-    return found
 
 
 @functools.lru_cache(maxsize=4096)
@@ -256,6 +242,7 @@ class GoalTrackMiddleware:
     ) -> None:
         self.app = app
         self.skip_bots = skip_bots
+        self._reader: HeaderReader | None = None  # the tracker's provider's, built on first use
         self.flush_at_request_end = flush_at_request_end
         tracker_args: dict[str, Any] = {
             name: value
@@ -309,12 +296,11 @@ class GoalTrackMiddleware:
         provider = tracker.provider
         visitor = None
         if cookie is not None:
-            names = _COOKIE_NAMES.get(provider.name) or _cookie_names(provider)
-            # Parsing is the costly part: most requests carry cookies, but not necessarily ours.
-            for name in names:
-                if name in cookie:
-                    visitor = visitor_from_cookies(cookie, provider)
-                    break
+            reader = self._reader
+            if reader is None or reader.provider is not provider:
+                reader = self._reader = header_reader(provider)
+            # Encoded cookie names, id checks on the matched values only: no header decoding.
+            visitor = reader.visitor(cookie)
         # Without a visitor a provider that needs one gets nothing anyway: no need to ask.
         bot = (
             self.skip_bots
@@ -331,13 +317,14 @@ class GoalTrackMiddleware:
             state = scope["state"] = {}
         state[STATE_KEY] = visitor
 
-        visitor_token = bind_visitor(visitor)
+        # The ContextVars themselves, not bind_visitor() / unbind_visitor(): one call less each.
+        visitor_token = _bound_visitor.set(visitor)
         goals_token = _current_goals.set(goals)
         try:
             await self.app(scope, receive, send)
         finally:
             _current_goals.reset(goals_token)
-            unbind_visitor(visitor_token)
+            _bound_visitor.reset(visitor_token)
             # scope -> goals -> scope is a cycle: break it so the request is freed at once,
             # not by the garbage collector.
             goals.scope = None

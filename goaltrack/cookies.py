@@ -13,7 +13,13 @@ from typing import AnyStr, NamedTuple
 
 from goaltrack.providers import PROVIDERS, Provider, get_provider
 
-__all__ = ["Visitor", "parse_cookie_header", "visitor_from_cookies"]
+__all__ = [
+    "HeaderReader",
+    "Visitor",
+    "header_reader",
+    "parse_cookie_header",
+    "visitor_from_cookies",
+]
 
 #: Longer Cookie headers are not scanned: no browser sends one, and it bounds the work per request.
 MAX_COOKIE_HEADER_BYTES = 16 * 1024
@@ -86,8 +92,10 @@ def visitor_from_cookies(
         spec = get_provider(provider)
     if cookies is None:
         return None
+    if isinstance(cookies, bytes):
+        return header_reader(spec).visitor(cookies)
     session_cookie = spec.session_cookie
-    if isinstance(cookies, (str, bytes)):
+    if isinstance(cookies, str):
         if len(cookies) > MAX_COOKIE_HEADER_BYTES:
             return None
         raw_visitor = _cookie_value(cookies, spec.visitor_cookie)
@@ -108,3 +116,117 @@ def _well_formed(value: object, pattern: re.Pattern[str]) -> str | None:
     if not isinstance(value, str) or not value or len(value) > 128:
         return None
     return value if pattern.fullmatch(value) is not None else None
+
+
+#: Headers up to this size have their result remembered (a browser sends the same Cookie header
+#: on request after request), at most this many per provider: at worst 1024 x 2 KiB of memory.
+REMEMBERED_HEADER_BYTES = 2048
+REMEMBERED_HEADERS = 1024
+
+
+class HeaderReader:
+    """One provider's visitor lookup in raw ``bytes`` Cookie headers, prepared once.
+
+    ``reader.visitor(header)`` is ``visitor_from_cookies(header, provider)`` for a bytes header,
+    made for the ASGI middleware, which runs it on every request: the cookie names are encoded
+    once, only the matched values are decoded (never the whole header), and the results for the
+    last headers seen are remembered, so a browser's next request with the same cookies costs a
+    dict lookup. The result is a function of the header alone: remembering it changes nothing.
+    """
+
+    __slots__ = (
+        "_seen",
+        "provider",
+        "session_key",
+        "session_pattern",
+        "visitor_key",
+        "visitor_pattern",
+        "visitor_required",
+    )
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+        self.visitor_key = provider.visitor_cookie.encode("latin-1") + b"="
+        self.visitor_pattern = provider.visitor_id_pattern
+        self.visitor_required = provider.visitor_required
+        # A session id the provider has no pattern for is never forwarded: not looked for.
+        self.session_pattern = provider.session_id_pattern
+        self.session_key = (
+            provider.session_cookie.encode("latin-1") + b"="
+            if provider.session_cookie and self.session_pattern is not None
+            else None
+        )
+        self._seen: dict[bytes, Visitor | None] = {}
+
+    def visitor(self, header: bytes) -> Visitor | None:
+        """The provider's visitor (and session) ids in a raw header, or None (no visitor)."""
+        seen = self._seen
+        found = seen.get(header, _UNSEEN)
+        if found is not _UNSEEN:
+            return found  # type: ignore[return-value]
+        visitor = self.read(header)
+        if len(header) <= REMEMBERED_HEADER_BYTES:
+            if len(seen) >= REMEMBERED_HEADERS:
+                seen.clear()  # cheaper than an LRU's bookkeeping on every hit; refills at once
+            seen[header] = visitor
+        return visitor
+
+    def read(self, header: bytes) -> Visitor | None:
+        """:meth:`visitor` without the memory of the last headers: always parses *header*."""
+        if len(header) > MAX_COOKIE_HEADER_BYTES:
+            return None
+        visitor_id = _header_id(header, self.visitor_key, self.visitor_pattern)
+        if visitor_id is None and self.visitor_required:
+            return None
+        session_id = None
+        if self.session_key is not None and self.session_pattern is not None:
+            session_id = _header_id(header, self.session_key, self.session_pattern)
+        if visitor_id is None and session_id is None:
+            return None
+        # Visitor(visitor_id, session_id) without the generated __new__'s Python call.
+        return _new_tuple(Visitor, (visitor_id, session_id))
+
+
+_READERS: dict[str, HeaderReader] = {}
+
+
+def header_reader(provider: Provider) -> HeaderReader:
+    """The :class:`HeaderReader` of *provider*, built on first use."""
+    reader = _READERS.get(provider.name)
+    if reader is None or reader.provider is not provider:
+        reader = _READERS[provider.name] = HeaderReader(provider)
+    return reader
+
+
+def _header_id(header: bytes, key: bytes, pattern: re.Pattern[str]) -> str | None:
+    """The first value of the cookie *key* (``name=``) if it is a well-formed id, else None.
+
+    The same rules as ``_cookie_value`` then ``_well_formed`` on the decoded header: the key
+    must begin a cookie, blanks around the value and one pair of double quotes are dropped.
+    """
+    find = header.find
+    index = find(key)
+    while index >= 0:
+        # The key must begin a cookie: only blanks between it and the previous ";".
+        before = index - 1
+        while before >= 0 and header[before] in _BLANKS:
+            before -= 1
+        if before < 0 or header[before] == _SEMICOLON:
+            start = index + len(key)
+            end = find(b";", start)
+            raw = (header[start:] if end < 0 else header[start:end]).strip(b" \t")
+            if len(raw) >= 2 and raw[0] == raw[-1] == _QUOTE:
+                raw = raw[1:-1]
+            if not raw or len(raw) > 128:
+                return None
+            value = raw.decode("latin-1")
+            return value if pattern.fullmatch(value) is not None else None
+        index = find(key, index + 1)
+    return None
+
+
+_UNSEEN = object()
+_new_tuple = tuple.__new__
+_BLANKS = frozenset(b" \t")
+_SEMICOLON = ord(";")
+_QUOTE = ord('"')
