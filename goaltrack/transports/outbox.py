@@ -304,6 +304,7 @@ class OutboxTransport:
         if flush_at_exit:
             _flush_at_exit.add(self)
         if self._has_goals():
+            self._release_dead_owners_leases()
             self._start_workers()  # what a previous run left
 
     def _reset_state(self) -> None:
@@ -379,6 +380,25 @@ class OutboxTransport:
             self._depth, self._added_since_check = int(depth), 0
             self._depth_checked_at = time.monotonic()
         return self._depth
+
+    def _release_dead_owners_leases(self) -> None:
+        """Leases held by processes of this host that no longer exist end now, not at expiry.
+
+        (A pid reused by an unrelated process only means waiting for the lease to expire.)
+        """
+        host = socket.gethostname()
+        with self._lock:
+            owners = self._conn.execute(
+                "SELECT DISTINCT lease_owner FROM goals WHERE lease_until > ?", (time.time(),)
+            ).fetchall()
+        dead = [owner for (owner,) in owners if owner and _is_dead_local_owner(owner, host)]
+        if dead:
+            with self._lock, _write(self._conn) as conn:
+                conn.executemany(
+                    "UPDATE goals SET lease_until = 0 WHERE lease_owner = ?",
+                    [(owner,) for owner in dead],
+                )
+            logger.info("goaltrack: re-delivering goals left by %d ended process(es)", len(dead))
 
     def _has_goals(self) -> bool:
         with self._lock:
@@ -683,6 +703,22 @@ class OutboxTransport:
 
     def __repr__(self) -> str:
         return f"<OutboxTransport {self.path!r} {self._endpoint!r} workers={len(self._threads)}>"
+
+
+def _is_dead_local_owner(owner: str, host: str) -> bool:
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, but not ours to signal
+        return False
+    return False
 
 
 _live_transports: weakref.WeakSet[OutboxTransport] = weakref.WeakSet()
