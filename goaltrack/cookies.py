@@ -94,6 +94,13 @@ def visitor_from_cookies(
         return None
     if isinstance(cookies, bytes):
         return header_reader(spec).visitor(cookies)
+    if isinstance(cookies, str):
+        return header_reader(spec).visitor_text(cookies)
+    return _parsed(cookies, spec)
+
+
+def _parsed(cookies: Mapping[str, str] | str, spec: Provider) -> Visitor | None:
+    """:func:`visitor_from_cookies` for a mapping or a text header, never remembered."""
     session_cookie = spec.session_cookie
     if isinstance(cookies, str):
         if len(cookies) > MAX_COOKIE_HEADER_BYTES:
@@ -132,10 +139,12 @@ class HeaderReader:
     once, only the matched values are decoded (never the whole header), and the results for the
     last headers seen are remembered, so a browser's next request with the same cookies costs a
     dict lookup. The result is a function of the header alone: remembering it changes nothing.
+    :meth:`visitor_text` does the same for text headers (WSGI's ``HTTP_COOKIE``).
     """
 
     __slots__ = (
         "_seen",
+        "_seen_text",
         "provider",
         "session_key",
         "session_pattern",
@@ -157,6 +166,7 @@ class HeaderReader:
             else None
         )
         self._seen: dict[bytes, Visitor | None] = {}
+        self._seen_text: dict[str, Visitor | None] = {}
 
     def visitor(self, header: bytes) -> Visitor | None:
         """The provider's visitor (and session) ids in a raw header, or None (no visitor)."""
@@ -168,6 +178,19 @@ class HeaderReader:
         if len(header) <= REMEMBERED_HEADER_BYTES:
             if len(seen) >= REMEMBERED_HEADERS:
                 seen.clear()  # cheaper than an LRU's bookkeeping on every hit; refills at once
+            seen[header] = visitor
+        return visitor
+
+    def visitor_text(self, header: str) -> Visitor | None:
+        """:meth:`visitor` for a text header (WSGI's ``HTTP_COOKIE``), remembered alike."""
+        seen = self._seen_text
+        found = seen.get(header, _UNSEEN)
+        if found is not _UNSEEN:
+            return found  # type: ignore[return-value]
+        visitor = _parsed(header, self.provider)
+        if len(header) <= REMEMBERED_HEADER_BYTES:
+            if len(seen) >= REMEMBERED_HEADERS:
+                seen.clear()
             seen[header] = visitor
         return visitor
 

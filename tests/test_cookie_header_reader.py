@@ -1,11 +1,11 @@
-"""The bytes fast path of the cookie parser agrees with the text path on any header."""
+"""The bytes fast path and the remembered headers agree with the plain parser on any header."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from goaltrack.cookies import header_reader, visitor_from_cookies
+from goaltrack.cookies import _parsed, header_reader, visitor_from_cookies
 from goaltrack.providers import PROVIDERS
 from tests.test_fuzz_inputs import FUZZ, HEADER_EXAMPLES, cookie_headers
 
@@ -23,8 +23,12 @@ CASES = [
 def test_known_headers_read_as_the_text_parser_reads_them() -> None:
     for header in CASES:
         for provider in PROVIDERS.values():
-            expected = visitor_from_cookies(header.decode("latin-1"), provider)
+            text = header.decode("latin-1")
+            expected = _parsed(text, provider)
             reader = header_reader(provider)
+            assert reader.visitor_text(text) == expected
+            assert reader.visitor_text(text) == expected  # remembered
+            assert visitor_from_cookies(text, provider) == expected
             assert reader.read(header) == expected
             assert reader.visitor(header) == expected
             assert reader.visitor(header) == expected  # remembered
@@ -35,8 +39,11 @@ def test_known_headers_read_as_the_text_parser_reads_them() -> None:
 @given(header=cookie_headers(), provider=st.sampled_from(sorted(PROVIDERS)))
 def test_the_bytes_path_matches_the_text_path(header: bytes, provider: str) -> None:
     spec = PROVIDERS[provider]
-    expected = visitor_from_cookies(header.decode("latin-1"), spec)
+    text = header.decode("latin-1")
+    expected = _parsed(text, spec)
     reader = header_reader(spec)
+    assert reader.visitor_text(text) == expected
+    assert reader.visitor_text(text) == expected
     assert reader.read(header) == expected
     assert reader.visitor(header) == expected
     assert reader.visitor(header) == expected
