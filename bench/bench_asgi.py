@@ -10,7 +10,10 @@ request a Cookie header never seen before, so it pays the full parse every time.
 round of each counts, to keep machine noise out of the ratio. The no-op column shows what adding
 any middleware layer costs on that framework.
 
-    python bench/bench_asgi.py [--requests 5000] [--rounds 15]
+Then, unless ``--no-http``, the end-to-end figures: the Starlette and FastAPI endpoints served
+by uvicorn, with vs without the middleware, over loopback HTTP (``bench/_http.py``).
+
+    python bench/bench_asgi.py [--requests 5000] [--rounds 15] [--no-http]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import asyncio
 import time
 import uuid
 
+import _http
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -134,6 +138,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=15)
+    _http.add_arguments(parser)
     args = parser.parse_args()
 
     # A real tracker (background mode) pointed at an address nothing listens on: the trivial
@@ -172,6 +177,17 @@ def main() -> None:
         )
     print(f"goal: ratio <= {1 + GOAL_BUDGET:.2f}")
     tracker.close(0)
+    _http.run_section(
+        args,
+        [
+            (
+                "uvicorn, Starlette",
+                _http.uvicorn("starlette_plain"),
+                _http.uvicorn("starlette_tracked"),
+            ),
+            ("uvicorn, FastAPI", _http.uvicorn("fastapi_plain"), _http.uvicorn("fastapi_tracked")),
+        ],
+    )
 
 
 if __name__ == "__main__":

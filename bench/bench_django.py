@@ -17,7 +17,10 @@
    final queue put, and no consumer thread: it keeps nothing). Rounds are interleaved; figures
    are medians of process CPU time per call. Goal: at most 0.25x segment.
 
-    python bench/bench_django.py [--batches 30] [--batch-size 2000] [--calls 20000]
+3. Unless ``--no-http``: the end-to-end figure, the trivial view served by gunicorn (one sync
+   worker, bare stack), with vs without the middleware, over loopback HTTP (``bench/_http.py``).
+
+    python bench/bench_django.py [--batches 30] [--batch-size 2000] [--calls 20000] [--no-http]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import _http
 import django
 from _support import closed_port, wait_for_goaltrack_workers_to_exit
 from django.conf import settings
@@ -250,6 +254,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=2000)
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=7)
+    _http.add_arguments(parser)
     args = parser.parse_args()
     configure_django()
     # Replacing a tracker with goals still queued logs a (rate-limited) drop warning: expected.
@@ -278,6 +283,16 @@ def main() -> int:
     ratio, _ = track_goal_cost(args.calls, args.rounds)
     verdict = "within" if ratio <= TRACK_GOAL_RATIO else "OVER"
     print(f"  track_goal / segment: {ratio:.2f}x ({verdict} the {TRACK_GOAL_RATIO}x goal)")
+    _http.run_section(
+        args,
+        [
+            (
+                "gunicorn sync, Django",
+                _http.gunicorn("django_plain"),
+                _http.gunicorn("django_tracked"),
+            )
+        ],
+    )
     return 0
 
 

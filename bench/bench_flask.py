@@ -5,7 +5,10 @@ baseline has) with the same request, alternating between the two apps in many sh
 keeping each app's fastest batch, which filters out the noise of a busy machine. Prints the time
 per request and the overhead relative to the plain app.
 
-    python bench/bench_flask.py [--batches 40] [--batch-size 1000]
+Then, unless ``--no-http``, the end-to-end figure: the trivial view served by gunicorn (one sync
+worker), with vs without the extension, over loopback HTTP (``bench/_http.py``).
+
+    python bench/bench_flask.py [--batches 40] [--batch-size 1000] [--no-http]
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import _http
 from flask import Flask
 from werkzeug.test import EnvironBuilder
 
@@ -99,6 +103,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=1000)
+    _http.add_arguments(parser)
     args = parser.parse_args()
     plain = make_app(with_extension=False).wsgi_app
     tracked = make_app(with_extension=True).wsgi_app
@@ -132,6 +137,10 @@ def main() -> int:
     worst = max(overheads)
     verdict = "within" if worst <= GOAL_LIMIT else "OVER"
     print(f"worst extension overhead {worst * 100:+.1f}% ({verdict} the {GOAL_LIMIT:.0%} goal)")
+    _http.run_section(
+        args,
+        [("gunicorn sync, Flask", _http.gunicorn("flask_plain"), _http.gunicorn("flask_tracked"))],
+    )
     return 0
 
 
