@@ -26,6 +26,7 @@ __all__ = [
     "Endpoint",
     "InvalidConfiguration",
     "Outcome",
+    "RetryGate",
     "RetryPolicy",
     "backoff_delay",
     "deliver",
@@ -227,6 +228,48 @@ class RetryPolicy:
         if result.retry_after is not None:
             return result.retry_after
         return backoff_delay(attempts_made, self.backoff_base, self.backoff_max)
+
+    @staticmethod
+    def gave_up(attempts_made: int, last: DeliveryResult) -> DeliveryResult:
+        """The final failure of a goal whose retries ran out."""
+        return DeliveryResult(
+            Outcome.FAILED,
+            f"gave up after {attempts_made} attempts; last: {last.reason}",
+            status=last.status,
+        )
+
+
+class RetryGate:
+    """When the workers of one transport may next send anything at all.
+
+    A 429's ``Retry-After`` closes the gate for every request; so does a run of transient
+    failures (the API looks down: it is then probed, not hammered). Not thread-safe: callers hold
+    their transport's lock.
+    """
+
+    FAILURES_BEFORE_CLOSING = 3
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._policy = policy
+        self.not_before = 0.0
+        """``time.monotonic()`` before which nothing should be sent."""
+        self._failures_in_a_row = 0
+
+    def succeeded(self) -> None:
+        self._failures_in_a_row = 0
+
+    def failed(self, result: DeliveryResult, now: float) -> None:
+        self._failures_in_a_row += 1
+        closed_for = 0.0
+        if result.retry_after is not None:
+            closed_for = result.retry_after  # the API asked every request to wait
+        elif self._failures_in_a_row >= self.FAILURES_BEFORE_CLOSING:
+            closed_for = backoff_delay(
+                self._failures_in_a_row - self.FAILURES_BEFORE_CLOSING + 1,
+                self._policy.backoff_base,
+                self._policy.backoff_max,
+            )
+        self.not_before = max(self.not_before, now + closed_for)
 
 
 def probe(endpoint: Endpoint, http: HttpClient) -> tuple[bool, str]:

@@ -29,8 +29,8 @@ from goaltrack.delivery import (
     DeliveryResult,
     Endpoint,
     Outcome,
+    RetryGate,
     RetryPolicy,
-    backoff_delay,
     deliver,
 )
 from goaltrack.goals import Goal
@@ -40,9 +40,6 @@ from goaltrack.transports.base import Settlement, Stats
 __all__ = ["BackgroundTransport"]
 
 logger = logging.getLogger("goaltrack")
-
-#: After this many transient failures in a row, the API is treated as down: one probe at a time.
-_FAILURES_BEFORE_GATE = 3
 
 
 class _Item:
@@ -102,8 +99,7 @@ class BackgroundTransport:
         self._idle_workers = 0
         self._flush_waiters = 0
         self._in_flight = 0
-        self._not_before = 0.0
-        self._failures_in_a_row = 0
+        self._gate = RetryGate(self._retry)
         self._closed = False
         self._http: HttpClient | None = None
 
@@ -123,7 +119,7 @@ class BackgroundTransport:
                 self._queued += 1  # counted here, under the lock already held
                 # While the retry gate is closed (the API is down) the idle workers sleep until
                 # it opens: waking one per goal would only steal the GIL from the request.
-                if self._idle_workers and self._not_before <= time.monotonic():
+                if self._idle_workers and self._gate.not_before <= time.monotonic():
                     self._cond.notify()
             start_workers = not self._threads and not drop_reason
         if drop_reason:
@@ -238,7 +234,7 @@ class BackgroundTransport:
                 if self._closed:
                     return None
                 now = time.monotonic()
-                wake_at = self._not_before if self._not_before > now else None
+                wake_at = self._gate.not_before if self._gate.not_before > now else None
                 if wake_at is None:
                     if self._retries and self._retries[0].due <= now:
                         item = heapq.heappop(self._retries)
@@ -286,7 +282,7 @@ class BackgroundTransport:
         item.attempts += 1
         if result.outcome is Outcome.DELIVERED:
             with self._lock:
-                self._failures_in_a_row = 0
+                self._gate.succeeded()
             self._settlement.delivered(item.goal, result, maybe_duplicate=item.may_have_arrived)
             self._mark_settled(item)
             return
@@ -295,11 +291,7 @@ class BackgroundTransport:
             if delay is not None:
                 self._schedule_retry(item, result, delay)
                 return
-            result = DeliveryResult(
-                Outcome.FAILED,
-                f"gave up after {item.attempts} attempts; last: {result.reason}",
-                status=result.status,
-            )
+            result = self._retry.gave_up(item.attempts, result)
         self._settlement.failed(item.goal, result)
         self._mark_settled(item)
 
@@ -308,17 +300,7 @@ class BackgroundTransport:
         item.may_have_arrived = item.may_have_arrived or result.may_have_arrived
         with self._cond:
             now = time.monotonic()
-            self._failures_in_a_row += 1
-            gate = 0.0
-            if result.retry_after is not None:
-                gate = result.retry_after  # the API asked every request to wait
-            elif self._failures_in_a_row >= _FAILURES_BEFORE_GATE:
-                gate = backoff_delay(
-                    self._failures_in_a_row - _FAILURES_BEFORE_GATE + 1,
-                    self._retry.backoff_base,
-                    self._retry.backoff_max,
-                )
-            self._not_before = max(self._not_before, now + gate)
+            self._gate.failed(result, now)
             item.due = now + delay
             if self._closed:
                 closed = True

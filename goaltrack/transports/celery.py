@@ -192,10 +192,6 @@ def deliver_goal(self: Any, message: dict[str, Any], may_have_arrived: bool = Fa
                 countdown=delay,
                 max_retries=policy.max_retries,
             )
-        result = DeliveryResult(
-            Outcome.FAILED,
-            f"gave up after {attempts} attempts; last: {result.reason}",
-            status=result.status,
-        )
+        result = policy.gave_up(attempts, result)
     settlement.failed(goal, result)
     return "failed"

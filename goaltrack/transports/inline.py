@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 
-from goaltrack.delivery import DeliveryResult, Endpoint, Outcome, RetryPolicy, deliver
+from goaltrack.delivery import Endpoint, Outcome, RetryPolicy, deliver
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpClient
 from goaltrack.transports.base import Settlement, Stats
@@ -61,11 +61,7 @@ class SyncTransport:
                     may_have_arrived = may_have_arrived or result.may_have_arrived
                     time.sleep(delay)  # backoff between attempts: this mode blocks by design
                     continue
-                result = DeliveryResult(
-                    Outcome.FAILED,
-                    f"gave up after {attempts} attempts; last: {result.reason}",
-                    status=result.status,
-                )
+                result = self._retry.gave_up(attempts, result)
             self._settlement.failed(goal, result)
             return True
 

@@ -43,8 +43,8 @@ from goaltrack.delivery import (
     DeliveryResult,
     Endpoint,
     Outcome,
+    RetryGate,
     RetryPolicy,
-    backoff_delay,
     deliver,
 )
 from goaltrack.goals import Goal
@@ -69,7 +69,6 @@ DEFAULT_MAX_AGE = 7 * 24 * 3600.0
 POLL_INTERVAL = 0.5
 #: How long a write waits for another process's write transaction before giving up.
 BUSY_TIMEOUT_MS = 5_000
-_FAILURES_BEFORE_GATE = 3
 _NO_LIMIT = 2**62
 AGE_CHECK_INTERVAL = 60.0
 _WARNING_INTERVAL = 10.0
@@ -322,8 +321,7 @@ class OutboxTransport:
         self._last_id = 0
         self._threads: list[threading.Thread] = []
         self._closed = False
-        self._not_before = 0.0
-        self._failures_in_a_row = 0
+        self._gate = RetryGate(self._retry)
         self._http: HttpClient | None = None
         self._last_full_warning = 0.0
         self._next_age_check = 0.0
@@ -356,7 +354,7 @@ class OutboxTransport:
             return False
         if not self._threads:
             self._start_workers()
-        elif self._not_before <= time.monotonic():  # while the API is down, let workers sleep
+        elif self._gate.not_before <= time.monotonic():  # while the API is down, let workers sleep
             with self._cond:
                 self._cond.notify()
         return True
@@ -519,7 +517,7 @@ class OutboxTransport:
                 return
             if time.time() >= self._next_age_check:
                 self._expire_old_goals()
-            wait = self._not_before - now
+            wait = self._gate.not_before - now
             claim = None
             if wait <= 0:
                 try:
@@ -591,7 +589,7 @@ class OutboxTransport:
             with self._lock:
                 self._conn.execute("DELETE FROM goals WHERE id = ?", (claim.id,))
             with self._cond:
-                self._failures_in_a_row = 0
+                self._gate.succeeded()
             self._settlement.delivered(claim.goal, result, maybe_duplicate=claim.may_have_arrived)
             return
         if result.outcome is Outcome.RETRY:
@@ -599,11 +597,7 @@ class OutboxTransport:
             if delay is not None:
                 self._schedule_retry(claim, attempts, result, delay)
                 return
-            result = DeliveryResult(
-                Outcome.FAILED,
-                f"gave up after {attempts} attempts; last: {result.reason}",
-                status=result.status,
-            )
+            result = self._retry.gave_up(attempts, result)
         self._dead_letter(claim.id, attempts, result.status, result.reason)
         self._settlement.failed(claim.goal, result)
 
@@ -630,17 +624,7 @@ class OutboxTransport:
             )
         with self._cond:
             now = time.monotonic()
-            self._failures_in_a_row += 1
-            gate = 0.0
-            if result.retry_after is not None:
-                gate = result.retry_after  # the API asked every request to wait
-            elif self._failures_in_a_row >= _FAILURES_BEFORE_GATE:
-                gate = backoff_delay(
-                    self._failures_in_a_row - _FAILURES_BEFORE_GATE + 1,
-                    self._retry.backoff_base,
-                    self._retry.backoff_max,
-                )
-            self._not_before = max(self._not_before, now + gate)
+            self._gate.failed(result, now)
 
     def _dead_letter(self, row_id: int, attempts: int, status: int | None, reason: str) -> None:
         with self._lock, _write(self._conn) as conn:
