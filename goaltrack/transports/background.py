@@ -14,15 +14,11 @@
 
 from __future__ import annotations
 
-import atexit
-import dataclasses
 import heapq
 import logging
-import os
 import sys
 import threading
 import time
-import weakref
 from collections import deque
 
 from goaltrack.delivery import (
@@ -35,7 +31,13 @@ from goaltrack.delivery import (
 )
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpClient
-from goaltrack.transports.base import Settlement, Stats
+from goaltrack.transports.base import (
+    Settlement,
+    Stats,
+    exiting,
+    forget_at_exit,
+    register_for_process_events,
+)
 
 __all__ = ["BackgroundTransport"]
 
@@ -81,9 +83,7 @@ class BackgroundTransport:
         self._proxy = proxy
         self.shutdown_timeout = shutdown_timeout
         self._reset_state()
-        _live_transports.add(self)
-        if flush_at_exit:
-            _flush_at_exit.add(self)
+        register_for_process_events(self, close_at_exit=flush_at_exit)
 
     def _reset_state(self) -> None:
         self._lock = threading.Lock()
@@ -131,8 +131,7 @@ class BackgroundTransport:
 
     @property
     def stats(self) -> Stats:
-        stats = self._settlement.snapshot(pending=self._pending)
-        return dataclasses.replace(stats, queued=stats.queued + self._queued)
+        return self._settlement.snapshot(pending=self._pending, queued=self._queued)
 
     # -- flush and close ---------------------------------------------------------------------
 
@@ -177,7 +176,7 @@ class BackgroundTransport:
         http, self._http = self._http, None
         if http is not None:
             http.close()
-        _flush_at_exit.discard(self)
+        forget_at_exit(self)
         return flushed and not leftovers
 
     # -- workers ------------------------------------------------------------------------------
@@ -188,7 +187,7 @@ class BackgroundTransport:
         with self._lock:
             if self._threads or self._closed:
                 return
-            if sys.is_finalizing() or _exiting:
+            if sys.is_finalizing() or exiting():
                 return  # the exit flush delivers inline: no new thread at shutdown
             first = threading.Thread(
                 target=self._boot_and_work, name="goaltrack-worker-0", daemon=True
@@ -341,6 +340,14 @@ class BackgroundTransport:
         self._settlement = self._settlement.fresh()
         self._reset_state()
 
+    def _close_at_exit(self) -> None:
+        if not self.close(self.shutdown_timeout):
+            logger.warning(
+                "goaltrack: %d goal(s) not delivered at exit within %.1fs",
+                self.stats.dropped,
+                self.shutdown_timeout,
+            )
+
     def __repr__(self) -> str:
         return (
             f"<BackgroundTransport {self._endpoint!r} pending={self._pending} "
@@ -348,30 +355,7 @@ class BackgroundTransport:
         )
 
 
-_live_transports: weakref.WeakSet[BackgroundTransport] = weakref.WeakSet()
-_flush_at_exit: weakref.WeakSet[BackgroundTransport] = weakref.WeakSet()
-_exiting = False
 _warned_environment = False
-
-
-def _after_fork_in_child() -> None:
-    for transport in list(_live_transports):
-        transport._after_fork_in_child()
-
-
-def _flush_all_at_exit() -> None:
-    global _exiting
-    _exiting = True
-    for transport in list(_flush_at_exit):
-        try:
-            if not transport.close(transport.shutdown_timeout):
-                logger.warning(
-                    "goaltrack: %d goal(s) not delivered at exit within %.1fs",
-                    transport.stats.dropped,
-                    transport.shutdown_timeout,
-                )
-        except Exception:
-            logger.exception("goaltrack: flush at exit failed")
 
 
 def _warn_if_threads_cannot_run() -> None:
@@ -391,7 +375,3 @@ def _warn_if_threads_cannot_run() -> None:
             "goaltrack: threading is gevent-patched; delivery runs in greenlets and needs the "
             "hub to yield to them (use mode='sync' if your workers never yield)"
         )
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_flush_all_at_exit)

@@ -8,12 +8,15 @@ delivered / failed / dropped, reported through :class:`Settlement` so that count
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from goaltrack.delivery import DeliveryResult
 from goaltrack.goals import Goal
@@ -25,6 +28,9 @@ __all__ = [
     "Settlement",
     "Stats",
     "Transport",
+    "exiting",
+    "forget_at_exit",
+    "register_for_process_events",
 ]
 
 logger = logging.getLogger("goaltrack")
@@ -102,9 +108,12 @@ class Settlement:
             on_delivery=self.on_delivery, on_failure=self.on_failure, on_drop=self.on_drop
         )
 
-    def snapshot(self, pending: int = 0) -> Stats:
+    def snapshot(self, *, pending: int = 0, queued: int = 0) -> Stats:
+        """The counters; *queued* adds what a transport counted under its own lock."""
         with self._lock:
-            return Stats(**self._counts, pending=pending)
+            counts = dict(self._counts)
+        counts["queued"] += queued
+        return Stats(**counts, pending=pending)
 
     def count(self, name: str, amount: int = 1) -> None:
         with self._lock:
@@ -156,3 +165,50 @@ class Settlement:
         except Exception:
             # A user's hook must never kill the worker or lose the next goal.
             logger.exception("goaltrack hook %r raised", getattr(hook, "__name__", hook))
+
+
+# -- process events: fork and interpreter exit -------------------------------------------------
+# Transports that own threads or connections register here, once per process: after a fork the
+# child calls their ``_after_fork_in_child()``; at interpreter exit their ``_close_at_exit()``.
+
+_reset_after_fork: weakref.WeakSet[Any] = weakref.WeakSet()
+_close_at_exit: weakref.WeakSet[Any] = weakref.WeakSet()
+_exiting = False
+
+
+def register_for_process_events(transport: Any, *, close_at_exit: bool) -> None:
+    _reset_after_fork.add(transport)
+    if close_at_exit:
+        _close_at_exit.add(transport)
+
+
+def forget_at_exit(transport: Any) -> None:
+    """The transport was closed already: nothing to do for it at exit."""
+    _close_at_exit.discard(transport)
+
+
+def exiting() -> bool:
+    """True once the interpreter's exit has begun: no new thread may be started then."""
+    return _exiting
+
+
+def _after_fork_in_child() -> None:
+    for transport in list(_reset_after_fork):
+        try:
+            transport._after_fork_in_child()
+        except Exception:
+            logger.exception("goaltrack: resetting %r after fork failed", transport)
+
+
+def _close_all_at_exit() -> None:
+    global _exiting
+    _exiting = True
+    for transport in list(_close_at_exit):
+        try:
+            transport._close_at_exit()
+        except Exception:
+            logger.exception("goaltrack: closing %r at exit failed", transport)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_close_all_at_exit)

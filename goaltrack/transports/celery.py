@@ -122,15 +122,7 @@ class CeleryTransport:
 
     @property
     def stats(self) -> Stats:
-        stats = self._settlement.snapshot()
-        return Stats(
-            queued=stats.queued + self._queued,
-            delivered=stats.delivered,
-            failed=stats.failed,
-            retried=stats.retried,
-            dropped=stats.dropped,
-            possible_duplicates=stats.possible_duplicates,
-        )
+        return self._settlement.snapshot(queued=self._queued)
 
 
 _http_lock = threading.Lock()

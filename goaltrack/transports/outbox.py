@@ -23,7 +23,6 @@ across the machine losing power.
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
@@ -33,7 +32,6 @@ import sys
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,7 +48,13 @@ from goaltrack.delivery import (
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpClient
 from goaltrack.providers import get_provider
-from goaltrack.transports.base import Settlement, Stats
+from goaltrack.transports.base import (
+    Settlement,
+    Stats,
+    exiting,
+    forget_at_exit,
+    register_for_process_events,
+)
 
 __all__ = [
     "DEFAULT_MAX_AGE",
@@ -303,9 +307,7 @@ class OutboxTransport:
         self.shutdown_timeout = shutdown_timeout
         self._reset_state()
         self._conn = connect(self.path)  # fails now, at configuration, if the file is unusable
-        _live_transports.add(self)
-        if flush_at_exit:
-            _flush_at_exit.add(self)
+        register_for_process_events(self, close_at_exit=flush_at_exit)
         if self._has_goals():
             self._release_dead_owners_leases()
             self._start_workers()  # what a previous run left
@@ -415,16 +417,7 @@ class OutboxTransport:
             pending = self._refresh_depth()
         except sqlite3.Error:
             pending = self._depth
-        stats = self._settlement.snapshot(pending=pending)
-        return Stats(
-            queued=stats.queued + self._queued,
-            delivered=stats.delivered,
-            failed=stats.failed,
-            retried=stats.retried,
-            dropped=stats.dropped,
-            possible_duplicates=stats.possible_duplicates,
-            pending=pending,
-        )
+        return self._settlement.snapshot(pending=pending, queued=self._queued)
 
     # -- flush and close ---------------------------------------------------------------------
 
@@ -469,7 +462,7 @@ class OutboxTransport:
         http, self._http = self._http, None
         if http is not None:
             http.close()
-        _flush_at_exit.discard(self)
+        forget_at_exit(self)
         if not flushed:
             left = self._refresh_depth()
             logger.warning(
@@ -483,7 +476,7 @@ class OutboxTransport:
 
     def _start_workers(self) -> None:
         with self._cond:
-            if self._threads or self._closed or sys.is_finalizing() or _exiting:
+            if self._threads or self._closed or sys.is_finalizing() or exiting():
                 return
             for index in range(self._max_in_flight):
                 thread = threading.Thread(
@@ -689,6 +682,9 @@ class OutboxTransport:
         self._reset_state()
         self._conn = connect(self.path)
 
+    def _close_at_exit(self) -> None:
+        self.close(self.shutdown_timeout)
+
     def __repr__(self) -> str:
         return f"<OutboxTransport {self.path!r} {self._endpoint!r} workers={len(self._threads)}>"
 
@@ -709,29 +705,5 @@ def _is_dead_local_owner(owner: str, host: str) -> bool:
     return False
 
 
-_live_transports: weakref.WeakSet[OutboxTransport] = weakref.WeakSet()
-_flush_at_exit: weakref.WeakSet[OutboxTransport] = weakref.WeakSet()
+#: Connections a forked child inherited: kept referenced, never closed (see _after_fork_in_child).
 _abandoned: list[sqlite3.Connection] = []
-_exiting = False
-
-
-def _after_fork_in_child() -> None:
-    for transport in list(_live_transports):
-        try:
-            transport._after_fork_in_child()
-        except Exception:
-            logger.exception("goaltrack: reopening the outbox after fork failed")
-
-
-def _flush_all_at_exit() -> None:
-    global _exiting
-    _exiting = True
-    for transport in list(_flush_at_exit):
-        try:
-            transport.close(transport.shutdown_timeout)
-        except Exception:
-            logger.exception("goaltrack: flushing the outbox at exit failed")
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_flush_all_at_exit)
