@@ -56,20 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     outbox = commands.add_parser(
         "outbox", help="the SQLite outbox: status, dead-letters, retry, purge"
     )
-    outbox.add_argument("action", choices=outbox_commands.ACTIONS)
-    outbox.add_argument(
-        "--id",
-        dest="ids",
-        action="append",
-        type=int,
-        default=[],
-        help="retry: a dead letter's id (repeatable; default: all of them)",
-    )
-    outbox.add_argument("--path", help="the outbox file (default: GOALTRACK_OUTBOX)")
-    outbox.add_argument("--limit", type=int, default=50, help="dead-letters: how many to list")
-    outbox.add_argument(
-        "--waiting", action="store_true", help="purge: also delete goals not delivered yet"
-    )
+    outbox_commands.add_arguments(outbox, default_path="GOALTRACK_OUTBOX")
     outbox.add_argument("--yes", action="store_true", help="purge: do not ask")
     outbox.set_defaults(command=_outbox)
 

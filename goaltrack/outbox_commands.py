@@ -7,12 +7,13 @@ exit status. They need no API key and never print one (the outbox file holds non
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable, Sequence
 
 from goaltrack.transports.outbox import Outbox
 
-__all__ = ["ACTIONS", "dead_letters", "purge", "retry", "status"]
+__all__ = ["ACTIONS", "add_arguments", "dead_letters", "purge", "retry", "status"]
 
 Echo = Callable[[str], object]
 
@@ -21,6 +22,24 @@ NO_PATH = (
     "no outbox configured: pass --path, or set GOALTRACK_OUTBOX "
     "(Django: GOALTRACK['OUTBOX'], Flask: GOALTRACK_OUTBOX)"
 )
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, default_path: str) -> None:
+    """The arguments of an argparse-based ``outbox`` command (the CLI, Django's command)."""
+    parser.add_argument("action", choices=ACTIONS)
+    parser.add_argument("--path", help=f"the outbox file (default: {default_path})")
+    parser.add_argument(
+        "--id",
+        dest="ids",
+        action="append",
+        type=int,
+        default=[],
+        help="retry: a dead letter's id (repeatable; default: all of them)",
+    )
+    parser.add_argument("--limit", type=int, default=50, help="dead-letters: how many to list")
+    parser.add_argument(
+        "--waiting", action="store_true", help="purge: also delete goals not delivered yet"
+    )
 
 
 def status(path: str, echo: Echo) -> int:

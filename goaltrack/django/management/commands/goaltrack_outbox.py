@@ -19,20 +19,7 @@ class Command(BaseCommand):
     help = "Show the goaltrack outbox's depth and dead letters; retry or purge dead letters."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("action", choices=outbox_commands.ACTIONS)
-        parser.add_argument("--path", help="the outbox file (default: GOALTRACK['OUTBOX'])")
-        parser.add_argument(
-            "--id",
-            dest="ids",
-            action="append",
-            type=int,
-            default=[],
-            help="retry: a dead letter's id (repeatable; default: all of them)",
-        )
-        parser.add_argument("--limit", type=int, default=50, help="dead-letters: how many")
-        parser.add_argument(
-            "--waiting", action="store_true", help="purge: also delete goals not delivered yet"
-        )
+        outbox_commands.add_arguments(parser, default_path="GOALTRACK['OUTBOX']")
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = (
