@@ -131,7 +131,8 @@ def signal_hooks(
 
 @functools.lru_cache(maxsize=4096)
 def _is_bot(user_agent: bytes) -> bool:
-    # Cached: the pattern is costly and a site sees the same few hundred User-Agents all day.
+    # Keyed on the raw header, so a User-Agent seen before is not even decoded (the core's
+    # is_bot has its own cache, keyed on text).
     return is_bot(user_agent.decode("latin-1"))
 
 

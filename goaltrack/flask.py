@@ -330,7 +330,7 @@ class _VisitorMiddleware:
             if visitor_cookie in header or (session_cookie and session_cookie in header):
                 visitor = visitor_from_cookies(header, self.provider)
                 if visitor is not None and not (
-                    self.skip_bots and _is_bot(environ.get("HTTP_USER_AGENT"))
+                    self.skip_bots and is_bot(environ.get("HTTP_USER_AGENT"))
                 ):
                     environ[ENVIRON_KEY] = visitor
                     binding = bind_visitor(visitor)
@@ -352,10 +352,6 @@ class _VisitorMiddleware:
                     vars(view).pop(_MARKS, None)  # copied by functools.wraps; already handled
                     self._view_functions[endpoint] = view
             self._views_checked = True
-
-
-#: Browsers share a few thousand User-Agent strings, and the check is a long regex: remember.
-_is_bot = functools.lru_cache(maxsize=4096)(is_bot)
 
 
 def _visitor_of(request: Request, tracker: GoalTracker) -> Visitor | None:
@@ -380,7 +376,7 @@ def _track(
 ) -> bool:
     """Track *name* for *request*'s visitor (or the bound visitor when there is no request)."""
     if request is not None:
-        if app.config.get("GOALTRACK_SKIP_BOTS", True) and _is_bot(
+        if app.config.get("GOALTRACK_SKIP_BOTS", True) and is_bot(
             request.headers.get("User-Agent")
         ):
             # Still validated, so that a bad name fails in development even when a crawler calls.

@@ -117,7 +117,12 @@ def is_bot(user_agent: str | None) -> bool:
     """True for known crawlers and uptime monitors (by User-Agent); False when there is none."""
     if not user_agent:
         return False
+    if len(user_agent) > _MAX_CACHED_USER_AGENT:
+        return _is_bot_user_agent.__wrapped__(user_agent)  # no giant strings in the cache
     return _is_bot_user_agent(user_agent)
+
+
+_MAX_CACHED_USER_AGENT = 512
 
 
 @functools.lru_cache(maxsize=2048)  # a site sees few distinct User-Agents, over and over

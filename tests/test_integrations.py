@@ -49,3 +49,17 @@ def test_a_source_is_asked_only_when_the_visitor_is_wanted() -> None:
     finally:
         unbind_visitor(token)
     assert current_visitor() is None
+
+
+def test_bot_check_caches_ordinary_user_agents_but_not_giant_ones() -> None:
+    from goaltrack.integrations import _is_bot_user_agent, is_bot
+
+    _is_bot_user_agent.cache_clear()
+    browser = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"
+    assert is_bot(browser) is False
+    assert is_bot("Mozilla/5.0 (compatible; Googlebot/2.1)") is True
+    assert _is_bot_user_agent.cache_info().currsize == 2
+    giant = "Mozilla/5.0 " + "x" * 600 + " bingbot/2.0"
+    assert is_bot(giant) is True
+    assert _is_bot_user_agent.cache_info().currsize == 2
+    assert is_bot(None) is False

@@ -85,7 +85,7 @@ class RequestGoals(VisitorSource):
 
     def _read(self) -> bool:
         meta = self._meta
-        bot = goaltrack_settings.skip_bots and _is_bot(meta.get("HTTP_USER_AGENT"))
+        bot = goaltrack_settings.skip_bots and is_bot(meta.get("HTTP_USER_AGENT"))
         if not bot:
             cookies = self._cookies or meta.get("HTTP_COOKIE")
             if cookies:
@@ -128,16 +128,6 @@ def request_goals(request: HttpRequest, provider: Provider | None = None) -> Req
         return state  # type: ignore[no-any-return]
     state = request.__dict__[REQUEST_ATTRIBUTE] = RequestGoals(request, provider)
     return state
-
-
-#: Sites see a few hundred distinct User-Agents again and again; the bot pattern is costly.
-_cached_is_bot = functools.lru_cache(maxsize=2048)(is_bot)
-
-
-def _is_bot(user_agent: str | None) -> bool:
-    if user_agent is None or len(user_agent) > 512:
-        return is_bot(user_agent)
-    return _cached_is_bot(user_agent)
 
 
 # -- tracking now ------------------------------------------------------------------------------
