@@ -129,3 +129,14 @@ def test_send_bad_settings(setting: dict[str, Any], message: str) -> None:
     with override_settings(GOALTRACK=setting):
         _, error = run_failing("goaltrack_send", "signup", "--visitor-id", "x")
     assert message in error
+
+
+def test_goaltrack_outbox_status_and_missing_outbox(fake_api: FakeAPIServer, tmp_path: Any) -> None:
+    path = str(tmp_path / "goals.sqlite3")
+    with override_settings(GOALTRACK=goaltrack_setting(fake_api, OUTBOX=path)):
+        out = run("goaltrack_outbox", "status")
+        assert f"outbox:       {path}" in out
+        assert "waiting:      0" in out
+        assert "dead letters: 0" in out
+    with pytest.raises(CommandError, match="no outbox at"):
+        call_command("goaltrack_outbox", "retry", "--path", str(tmp_path / "absent.sqlite3"))
