@@ -206,7 +206,7 @@ def httpcore_sender(server: psutil.Process) -> Callable[..., Run]:
             (b"Content-Type", b"application/json"),
         ]
         url = api.goals_url
-        http = HttpClient(max_connections=1, timeout=30.0)
+        http = HttpClient(timeout=30.0)
         ok = 0
         try:
             ok += http.post(url, headers, _encode(body)).status == 200  # warm-up

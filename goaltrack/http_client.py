@@ -56,13 +56,11 @@ class HttpClient:
     def __init__(
         self,
         *,
-        max_connections: int = 4,
         timeout: float = 5.0,
         proxy: str | None = None,
         target_url: str | None = None,
     ) -> None:
-        # max_connections is kept for the interface: with one connection per delivery thread,
-        # the number of threads is the bound.
+        # One connection per calling thread: the number of delivery threads is the bound.
         self._timeout = timeout
         self._proxy = proxy if proxy is not None else _proxy_from_environment(target_url)
         self._local = threading.local()

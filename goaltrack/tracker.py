@@ -308,7 +308,7 @@ class GoalTracker:
         """Is the API reachable, and does it take the key? Records nothing. (ok, explanation)"""
         if self._endpoint is None:
             return False, "no API key is set, so nothing can be sent"
-        http = HttpClient(max_connections=1, timeout=timeout, proxy=self.options.proxy)
+        http = HttpClient(timeout=timeout, proxy=self.options.proxy, target_url=self._endpoint.url)
         try:
             return probe(self._endpoint, http)
         finally:

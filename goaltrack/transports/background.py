@@ -201,7 +201,6 @@ class BackgroundTransport:
     def _boot_and_work(self) -> None:
         _warn_if_threads_cannot_run()
         http = HttpClient(
-            max_connections=self._max_in_flight,
             timeout=self._timeout,
             proxy=self._proxy,
             target_url=self._endpoint.url,
@@ -262,7 +261,6 @@ class BackgroundTransport:
         try:
             if http is None:
                 http = self._http = HttpClient(
-                    max_connections=1,
                     timeout=self._timeout,
                     proxy=self._proxy,
                     target_url=self._endpoint.url,

@@ -133,9 +133,7 @@ def _client(url: str, timeout: float, proxy: str | None) -> HttpClient:
     with _http_lock:
         http = _http.get(url)
         if http is None:
-            http = _http[url] = HttpClient(
-                max_connections=4, timeout=timeout, proxy=proxy, target_url=url
-            )
+            http = _http[url] = HttpClient(timeout=timeout, proxy=proxy, target_url=url)
         return http
 
 

@@ -68,7 +68,7 @@ class SyncTransport:
     def _client(self) -> HttpClient:
         with self._lock:
             if self._http is None:
-                self._http = HttpClient(max_connections=4, **self._http_options)  # type: ignore[arg-type]
+                self._http = HttpClient(**self._http_options)  # type: ignore[arg-type]
             return self._http
 
     def flush(self, timeout: float | None = None) -> bool:

@@ -494,7 +494,6 @@ class OutboxTransport:
             with self._cond:
                 if self._http is None:
                     self._http = HttpClient(
-                        max_connections=self._max_in_flight,
                         timeout=self._timeout,
                         proxy=self._proxy,
                         target_url=self._endpoint.url,

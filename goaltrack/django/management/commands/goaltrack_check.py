@@ -12,11 +12,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from goaltrack.config import configuration_problems
-from goaltrack.delivery import Endpoint, probe
 from goaltrack.django.checks import check_settings
 from goaltrack.django.conf import goaltrack_settings
-from goaltrack.http_client import HttpClient
-from goaltrack.providers import get_provider
+from goaltrack.tracker import GoalTracker
 
 
 class Command(BaseCommand):
@@ -64,17 +62,15 @@ class Command(BaseCommand):
         elif not account["api_key"] or has_errors:
             self.stdout.write("  not contacted: fix the settings first")
         else:
-            provider = get_provider(account["provider"] or "datafast")
-            endpoint = Endpoint(
-                provider, account["api_key"], account["api_url"], account["website_id"]
+            tracker = GoalTracker(
+                account["api_key"],
+                provider=account["provider"] or "datafast",
+                api_url=account["api_url"],
+                website_id=account["website_id"],
+                mode="disabled",
+                flush_at_exit=False,
             )
-            http = HttpClient(
-                max_connections=1, timeout=options["timeout"], target_url=endpoint.url
-            )
-            try:
-                ok, detail = probe(endpoint, http)
-            finally:
-                http.close()
+            ok, detail = tracker.check_connection(options["timeout"])
             style = self.style.SUCCESS if ok else self.style.ERROR
             self.stdout.write(style(f"  {'OK' if ok else 'FAILED'}: {detail}"))
             failed = failed or not ok
