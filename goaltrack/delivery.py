@@ -22,12 +22,15 @@ from goaltrack.http_client import HttpClient, HttpError, HttpResponse
 from goaltrack.providers import Provider
 
 __all__ = [
+    "BreakerState",
+    "CircuitBreaker",
     "DeliveryResult",
     "Endpoint",
     "InvalidConfiguration",
     "Outcome",
-    "RetryGate",
+    "Retries",
     "RetryPolicy",
+    "Ticket",
     "backoff_delay",
     "deliver",
     "probe",
@@ -115,11 +118,17 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def deliver(goal: Goal, endpoint: Endpoint, http: HttpClient) -> DeliveryResult:
-    """Make one attempt at delivering *goal*; never raises for anything the network or API does."""
+def deliver(
+    goal: Goal, endpoint: Endpoint, http: HttpClient, *, deadline: float | None = None
+) -> DeliveryResult:
+    """Make one attempt at delivering *goal*; never raises for anything the network or API does.
+
+    The attempt takes at most the client's ``timeout``, or until *deadline*
+    (``time.monotonic()``) if sooner.
+    """
     body = json.dumps(goal.body(), separators=(",", ":"), ensure_ascii=False).encode()
     try:
-        response = http.post(endpoint.url, endpoint._headers, body)
+        response = http.post(endpoint.url, endpoint._headers, body, deadline=deadline)
     except HttpError as exc:
         return DeliveryResult(Outcome.RETRY, str(exc), may_have_arrived=exc.may_have_arrived)
     return classify(response, endpoint.provider)
@@ -214,62 +223,243 @@ def _error_message(body: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How often and how long to retry a goal whose delivery failed transiently."""
+    """When a goal whose delivery failed transiently is tried again, and when it is given up.
+
+    Two rules end a goal for transient reasons, and nothing else does:
+
+    - **time**: it is still undelivered ``give_up_after`` seconds after it was tracked (the
+      outbox uses its ``max_age``). An outage, however long, ends goals only this way.
+    - **isolated failures**: it failed ``max_retries + 1`` times while the API was otherwise
+      answering (a goal-specific 5xx). A failure counts only if the circuit breaker did not
+      open before the goal's next attempt: failures that belong to an outage count nothing.
+    """
 
     max_retries: int = 10
-    """Retries after the first attempt; then the goal has finally failed."""
     backoff_base: float = 0.5
     backoff_max: float = 60.0
+    give_up_after: float = 24 * 3600.0
+    probe_interval_max: float = 1.0
+    """The longest the circuit breaker waits between probes of a down API."""
 
     def delay_before_retry(self, attempts_made: int, result: DeliveryResult) -> float | None:
-        """Seconds to wait before the next attempt, or None to give up."""
+        """Seconds to wait before the next attempt, or None to give up.
+
+        For transports without a circuit breaker (sync, Celery), where every failure counts.
+        """
         if attempts_made > self.max_retries:
             return None
         if result.retry_after is not None:
             return result.retry_after
         return backoff_delay(attempts_made, self.backoff_base, self.backoff_max)
 
+    def after_failure(
+        self,
+        retries: Retries,
+        result: DeliveryResult,
+        *,
+        isolated: bool,
+        mark: object,
+        age: float,
+    ) -> float | None:
+        """Record a transient failure in *retries*; seconds until the next attempt, or None.
+
+        *isolated* is the breaker's verdict on this failure (:meth:`CircuitBreaker.failed`),
+        *mark* its current :attr:`~CircuitBreaker.epoch` (or anything that changes whenever it
+        opens), *age* the seconds since the goal was tracked.
+        """
+        retries.failures += 1
+        retries.may_have_arrived = retries.may_have_arrived or result.may_have_arrived
+        if retries.strike_mark is not None and retries.strike_mark == mark:
+            retries.strikes += 1  # its previous failure was not followed by an outage
+        retries.strike_mark = mark if isolated else None
+        if isolated and retries.strikes >= self.max_retries:
+            return None
+        if age >= self.give_up_after:
+            return None
+        if result.retry_after is not None:
+            return result.retry_after
+        return backoff_delay(retries.failures, self.backoff_base, self.backoff_max)
+
     @staticmethod
     def gave_up(attempts_made: int, last: DeliveryResult) -> DeliveryResult:
-        """The final failure of a goal whose retries ran out."""
+        """The final failure of a goal whose retries ran out (transports without a breaker)."""
         return DeliveryResult(
             Outcome.FAILED,
             f"gave up after {attempts_made} attempts; last: {last.reason}",
             status=last.status,
         )
 
+    def final_failure(self, retries: Retries, last: DeliveryResult, age: float) -> DeliveryResult:
+        """Why :meth:`after_failure` gave a goal up: out of time, or out of isolated retries."""
+        if age >= self.give_up_after:
+            why = f"undelivered for {age:.1f} s (give_up_after={self.give_up_after:g} s)"
+        else:
+            why = (
+                f"failed {retries.strikes + 1} times while the API answered other goals "
+                f"(max_retries={self.max_retries})"
+            )
+        return DeliveryResult(
+            Outcome.FAILED,
+            f"gave up after {retries.failures} attempts, {why}; last: {last.reason}",
+            status=last.status,
+        )
 
-class RetryGate:
-    """When the workers of one transport may next send anything at all.
 
-    A 429's ``Retry-After`` closes the gate for every request; so does a run of transient
-    failures (the API looks down: it is then probed, not hammered). Not thread-safe: callers hold
-    their transport's lock.
+class Retries:
+    """One goal's retry bookkeeping, kept by the transport that holds the goal."""
+
+    __slots__ = ("failures", "may_have_arrived", "strike_mark", "strikes")
+
+    def __init__(
+        self,
+        failures: int = 0,
+        strikes: int = 0,
+        strike_mark: object = None,
+        may_have_arrived: bool = False,
+    ) -> None:
+        self.failures = failures
+        """Transient failures so far (the backoff's exponent)."""
+        self.strikes = strikes
+        """Failures confirmed as isolated: the API answered on, no outage followed."""
+        self.strike_mark = strike_mark
+        """The breaker epoch of the latest failure if it looked isolated (not yet confirmed)."""
+        self.may_have_arrived = may_have_arrived
+        """An earlier attempt may have reached the API: delivering now may duplicate it."""
+
+
+class BreakerState(enum.Enum):
+    CLOSED = "closed"
+    """The API answers: every worker sends."""
+    OPEN = "open"
+    """The API looks down: nothing is sent until the next probe is due."""
+    HALF_OPEN = "half-open"
+    """One probe request is in flight; its answer decides."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """Permission to send one request, from :meth:`CircuitBreaker.admit`."""
+
+    epoch: int
+    probe: int = 0
+    """The probe's number, or 0 for a request sent while the breaker was closed."""
+
+
+class CircuitBreaker:
+    """Whether the API is up, shared by one transport's workers so a down API is probed.
+
+    - closed: everything is sent. ``FAILURES_TO_OPEN`` transient failures in a row open it; a
+      ``Retry-After`` opens it at once until then.
+    - open: nothing is sent until the next probe is due: ``FIRST_INTERVAL``, doubling with
+      each failed probe up to ``probe_interval_max`` (jittered down by up to 20%, so that
+      processes restarted together do not probe together), or the ``Retry-After`` if later.
+    - half-open: exactly one probe request is in flight. Any answer from the API (delivered, or
+      a final refusal such as a 400) closes the breaker and every worker resumes at once; a
+      transient failure opens it again for a longer interval. A probe unanswered after the
+      interval (a blackholed API holds it until the request's timeout) counts as failed, and
+      the next probe goes: one request per interval reaches a down API, never more.
+
+    Failures of requests sent before the breaker opened count nothing (four workers failing
+    together are one failure of the API, not four). Not thread-safe: the transport's lock
+    guards every call. Times are ``time.monotonic()``.
     """
 
-    FAILURES_BEFORE_CLOSING = 3
+    FAILURES_TO_OPEN = 3
+    FIRST_INTERVAL = 0.25
 
-    def __init__(self, policy: RetryPolicy) -> None:
-        self._policy = policy
-        self.not_before = 0.0
-        """``time.monotonic()`` before which nothing should be sent."""
+    def __init__(self, probe_interval_max: float = 1.0, rng: random.Random | None = None) -> None:
+        self.probe_interval_max = probe_interval_max
+        self.state = BreakerState.CLOSED
+        self.epoch = 0
+        """Incremented each time the breaker opens."""
+        self.opened_at = 0.0
+        self._rng = rng or random.Random()
+        self._closed_ticket = Ticket(0)
         self._failures_in_a_row = 0
+        self._interval = 0.0
+        self._next_probe_at = 0.0
+        self._probe = 0
 
-    def succeeded(self) -> None:
+    @property
+    def wake_at(self) -> float | None:
+        """When a request may next be admitted; None while closed (at once)."""
+        return None if self.state is BreakerState.CLOSED else self._next_probe_at
+
+    def admit(self, now: float) -> Ticket | None:
+        """A ticket to send one request now, or None (then wait until :attr:`wake_at`)."""
+        if self.state is BreakerState.CLOSED:
+            return self._closed_ticket
+        if now < self._next_probe_at:
+            return None
+        if self.state is BreakerState.HALF_OPEN:
+            self._grow()  # the probe in flight went unanswered for a whole interval
+        self.state = BreakerState.HALF_OPEN
+        self._probe += 1
+        self._next_probe_at = now + self._jittered()
+        return Ticket(self.epoch, self._probe)
+
+    def release(self, ticket: Ticket) -> None:
+        """*ticket* was not used (nothing was due): a probe it admitted may go at once."""
+        if ticket.probe and ticket.probe == self._probe and self.state is BreakerState.HALF_OPEN:
+            self.state = BreakerState.OPEN
+            self._next_probe_at = 0.0
+
+    def succeeded(self, ticket: Ticket) -> bool:
+        """The API answered *ticket*'s request. True when that closed the breaker."""
+        if self.state is BreakerState.CLOSED:
+            self._failures_in_a_row = 0
+            return False
+        # Any answer proves the API is back, even a late one to a request sent before it opened.
+        self.state = BreakerState.CLOSED
         self._failures_in_a_row = 0
+        self._interval = 0.0
+        self._next_probe_at = 0.0
+        self._closed_ticket = Ticket(self.epoch)
+        return True
 
-    def failed(self, result: DeliveryResult, now: float) -> None:
-        self._failures_in_a_row += 1
-        closed_for = 0.0
-        if result.retry_after is not None:
-            closed_for = result.retry_after  # the API asked every request to wait
-        elif self._failures_in_a_row >= self.FAILURES_BEFORE_CLOSING:
-            closed_for = backoff_delay(
-                self._failures_in_a_row - self.FAILURES_BEFORE_CLOSING + 1,
-                self._policy.backoff_base,
-                self._policy.backoff_max,
-            )
-        self.not_before = max(self.not_before, now + closed_for)
+    def failed(self, ticket: Ticket, result: DeliveryResult, now: float) -> bool:
+        """A transient failure of *ticket*'s request. True if it looks isolated to that goal.
+
+        Isolated: the breaker was closed, stays closed, and the request was sent since it last
+        closed. Such failures may count against a goal's ``max_retries``; the others are the
+        outage's, and count nothing.
+        """
+        if result.retry_after is not None:  # the API asked every request to wait
+            self._open(now, now + result.retry_after)
+            return False
+        if self.state is BreakerState.CLOSED:
+            if ticket.epoch != self.epoch:
+                return False  # sent before an outage that has ended since
+            self._failures_in_a_row += 1
+            if self._failures_in_a_row < self.FAILURES_TO_OPEN:
+                return True
+            self._open(now, now)
+            return False
+        if ticket.probe and ticket.probe == self._probe and ticket.epoch == self.epoch:
+            self._grow()
+            self.state = BreakerState.OPEN
+            self._next_probe_at = max(self._next_probe_at, now + self._jittered())
+        return False
+
+    def _open(self, now: float, not_before: float) -> None:
+        if self.state is BreakerState.CLOSED:
+            self.state = BreakerState.OPEN
+            self.epoch += 1
+            self.opened_at = now
+            self._interval = min(self.FIRST_INTERVAL, self.probe_interval_max)
+            self._next_probe_at = now + self._jittered()
+        self._next_probe_at = max(self._next_probe_at, not_before)
+        if self.state is BreakerState.HALF_OPEN:
+            self.state = BreakerState.OPEN
+
+    def _grow(self) -> None:
+        self._interval = min(self.probe_interval_max, max(self._interval, 0.001) * 2)
+
+    def _jittered(self) -> float:
+        return self._interval * self._rng.uniform(0.8, 1.0)
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker {self.state.value} epoch={self.epoch}>"
 
 
 def probe(endpoint: Endpoint, http: HttpClient) -> tuple[bool, str]:

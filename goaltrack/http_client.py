@@ -1,7 +1,16 @@
 """HTTP for goal delivery: the one module that knows how a request goes over the wire.
 
 Each delivery thread keeps one keep-alive connection per origin (it only ever has one request in
-flight), built on the standard library's ``http.client``. Measured in ``bench/delivery.py``, that
+flight), built on the standard library's ``http.client``. Two bounds protect the worker from an
+API (or a proxy in front of it) that misbehaves:
+
+- a total deadline per request: connecting, sending and reading the answer take at most
+  ``timeout`` seconds together, not per read, so a server that accepts and never answers, or
+  answers a byte a second, holds a worker for ``timeout`` and no longer (a watchdog thread shuts
+  the socket down at the deadline; the blocked read then returns at once);
+- at most ``MAX_RESPONSE_BYTES`` of a response body are read (the API's answers are tiny); the
+  rest is never read and the connection is closed.
+ Measured in ``bench/delivery.py``, that
 costs about half the CPU per goal of httpx's connection pool (httpcore), which itself costs about
 two thirds of the full httpx client: the API takes one goal per request, so the per-request cost
 is what counts. Redirects are never followed, so the API key is never re-sent elsewhere. TLS uses
@@ -10,17 +19,23 @@ certifi's CA bundle when it is installed (as httpx does), else the system's.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import math
+import os
 import select
 import socket
 import ssl
 import threading
+import time
 import urllib.request
 from collections.abc import Mapping
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-__all__ = ["HttpClient", "HttpError", "HttpResponse"]
+__all__ = ["MAX_RESPONSE_BYTES", "HttpClient", "HttpError", "HttpResponse"]
+
+MAX_RESPONSE_BYTES = 64 * 1024
 
 
 class HttpResponse(NamedTuple):
@@ -70,33 +85,61 @@ class HttpClient:
         self._ssl_context: ssl.SSLContext | None = None
         self._closed = False
 
-    def post(self, url: str, request_headers: Mapping[str, str], body: bytes) -> HttpResponse:
-        """POST *body* to *url*; raise :class:`HttpError` when no complete response came back."""
+    def post(
+        self,
+        url: str,
+        request_headers: Mapping[str, str],
+        body: bytes,
+        *,
+        deadline: float | None = None,
+    ) -> HttpResponse:
+        """POST *body* to *url*; raise :class:`HttpError` when no complete response came back.
+
+        The whole request takes at most ``timeout`` seconds, or until *deadline* (a
+        ``time.monotonic()`` value) if that comes first.
+        """
+        started = time.monotonic()
+        ends_at = started + self._timeout
+        if deadline is not None:
+            ends_at = min(ends_at, deadline)
         target = self._targets.get(url) or self._parse(url)
         connection = self._connection(target)
-        if connection.sock is None:
-            try:
-                connection.connect()
-            except TimeoutError:
-                self._discard(connection)
-                raise HttpError("connect timeout", may_have_arrived=False) from None
-            except OSError as exc:
-                self._discard(connection)
-                raise HttpError(f"connection failed: {exc}", may_have_arrived=False) from None
-            with self._lock:
-                self._open.add(connection)
+        watch = _watchdog().watch(connection, ends_at)
         try:
-            connection.request("POST", target.path, body=body, headers=dict(request_headers))
-            response = connection.getresponse()
-            content = response.read()
-        except TimeoutError:
-            self._discard(connection)
-            raise HttpError("timed out waiting for the response", may_have_arrived=True) from None
-        except (http.client.HTTPException, OSError) as exc:
-            self._discard(connection)
-            message = f"connection broken ({type(exc).__name__}: {exc})"
-            raise HttpError(message, may_have_arrived=True) from None
-        if response.will_close:
+            if connection.sock is None:
+                connection.timeout = max(0.001, ends_at - started)
+                try:
+                    connection.connect()
+                except OSError as exc:  # TimeoutError included
+                    self._discard(connection)
+                    if watch.fired or isinstance(exc, TimeoutError):
+                        raise HttpError("connect timeout", may_have_arrived=False) from None
+                    message = f"connection failed: {exc}"
+                    raise HttpError(message, may_have_arrived=False) from None
+                _socket(connection).settimeout(self._timeout)  # per read; the watchdog: the total
+                with self._lock:
+                    self._open.add(connection)
+            if not watch.watched:  # no watchdog (interpreter exit): bound each read instead
+                _socket(connection).settimeout(max(0.001, ends_at - time.monotonic()))
+            try:
+                connection.request("POST", target.path, body=body, headers=dict(request_headers))
+                response = connection.getresponse()
+                content = response.read(MAX_RESPONSE_BYTES)
+                if response.length and len(content) < MAX_RESPONSE_BYTES:
+                    # read(n) returns short, without raising, when the connection closes early
+                    raise http.client.IncompleteRead(content, response.length)
+            except (http.client.HTTPException, OSError) as exc:  # TimeoutError included
+                self._discard(connection)
+                if watch.fired or isinstance(exc, TimeoutError):
+                    message = f"no complete response within {ends_at - started:.3g} s"
+                    raise HttpError(message, may_have_arrived=True) from None
+                message = f"connection broken ({type(exc).__name__}: {exc})"
+                raise HttpError(message, may_have_arrived=True) from None
+        finally:
+            watch.end()
+        if response.will_close or not response.isclosed() or not watch.watched or watch.fired:
+            # Closing, or a body longer than we read (never read further), or a socket whose
+            # timeout was shortened or that the watchdog shut: not reused.
             self._discard(connection)
         headers = {name.lower(): value for name, value in response.getheaders()}
         return HttpResponse(response.status, headers, content)
@@ -162,6 +205,117 @@ class HttpClient:
 
     def _discard(self, connection: http.client.HTTPConnection) -> None:
         connection.close()  # the next request on this thread reconnects
+
+
+class _Watch:
+    """One request's deadline, from :meth:`_Watchdog.watch` until :meth:`end`."""
+
+    __slots__ = ("connection", "deadline", "fired", "watchdog")
+
+    def __init__(
+        self,
+        connection: http.client.HTTPConnection,
+        deadline: float,
+        watchdog: _Watchdog | None,
+    ) -> None:
+        self.connection = connection
+        self.deadline = deadline
+        self.fired = False
+        self.watchdog = watchdog
+
+    @property
+    def watched(self) -> bool:
+        return self.watchdog is not None
+
+    def end(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.unwatch(self)
+
+
+class _Watchdog:
+    """Ends requests that outlive their deadline by shutting their socket down.
+
+    One daemon thread per process, started with the first request. It sleeps until the earliest
+    deadline it watches; as every request of a client has the same timeout, a new request rarely
+    needs to wake it, so watching costs a lock and a set entry per request.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._watched: set[_Watch] = set()
+        self._wakes_at = math.inf
+        self._thread: threading.Thread | None = None
+
+    def watch(self, connection: http.client.HTTPConnection, deadline: float) -> _Watch:
+        with self._cond:
+            if self._thread is None and not self._start():
+                return _Watch(connection, deadline, None)  # interpreter exit: caller bounds reads
+            watch = _Watch(connection, deadline, self)
+            self._watched.add(watch)
+            if deadline < self._wakes_at:
+                self._cond.notify()
+        return watch
+
+    def unwatch(self, watch: _Watch) -> None:
+        with self._cond:
+            self._watched.discard(watch)
+
+    def _start(self) -> bool:
+        thread = threading.Thread(target=self._run, name="goaltrack-deadlines", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # interpreter shutting down
+            return False
+        self._thread = thread
+        return True
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                earliest = math.inf
+                for watch in list(self._watched):
+                    if watch.deadline > now:
+                        earliest = min(earliest, watch.deadline)
+                        continue
+                    self._watched.discard(watch)
+                    watch.fired = True
+                    sock = watch.connection.sock
+                    if sock is not None:
+                        with contextlib.suppress(OSError):  # closed meanwhile
+                            sock.shutdown(socket.SHUT_RDWR)
+                self._wakes_at = earliest
+                self._cond.wait(None if earliest == math.inf else earliest - now)
+
+
+_the_watchdog: _Watchdog | None = None
+_watchdog_lock = threading.Lock()
+
+
+def _watchdog() -> _Watchdog:
+    global _the_watchdog
+    watchdog = _the_watchdog
+    if watchdog is None:
+        with _watchdog_lock:
+            if _the_watchdog is None:
+                _the_watchdog = _Watchdog()
+            watchdog = _the_watchdog
+    return watchdog
+
+
+def _forget_watchdog_after_fork() -> None:
+    # The parent's watchdog thread does not exist in the child, and its locks may be held.
+    global _the_watchdog, _watchdog_lock
+    _the_watchdog = None
+    _watchdog_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_watchdog_after_fork)
+
+
+def _socket(connection: http.client.HTTPConnection) -> socket.socket:
+    sock: socket.socket = connection.sock
+    return sock
 
 
 def _closed_by_peer(connection: http.client.HTTPConnection) -> bool:

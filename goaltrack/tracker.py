@@ -51,10 +51,18 @@ class TrackerOptions:
     max_in_flight: int = 4
     """Requests in flight at once (one worker thread each)."""
     max_retries: int = 10
+    """Retries for a goal that keeps failing while the API answers other goals (a goal-specific
+    5xx). Failures during an outage never count: see ``give_up_after``."""
     backoff_base: float = 0.5
     backoff_max: float = 60.0
+    """Per-goal backoff between the retries of one goal, in seconds."""
+    give_up_after: float = 24 * 3600.0
+    """Seconds after which a goal still failing transiently (an outage) is given up; with the
+    outbox, ``outbox_max_age`` is this budget."""
+    probe_interval_max: float = 1.0
+    """While the API is down, the longest wait between two probe requests (one at a time)."""
     timeout: float = 5.0
-    """Seconds for each connect/read/write of one request."""
+    """Seconds one request may take in all: connect, send and the whole response."""
     shutdown_timeout: float = 3.0
     """How long the flush at interpreter exit may take."""
     sync_deadline: float = 10.0
@@ -87,6 +95,8 @@ class TrackerOptions:
             raise InvalidConfiguration(
                 f"outbox is for the background mode; mode {self.mode!r} does not use it"
             )
+        if not self.probe_interval_max > 0:
+            raise InvalidConfiguration("probe_interval_max must be more than 0 seconds")
         for name in ("max_queue_size", "max_in_flight", "outbox_max_goals"):
             if int(getattr(self, name)) < 1:
                 raise InvalidConfiguration(f"{name} must be at least 1")
@@ -94,6 +104,8 @@ class TrackerOptions:
             "max_retries",
             "backoff_base",
             "backoff_max",
+            "give_up_after",
+            "probe_interval_max",
             "timeout",
             "shutdown_timeout",
             "outbox_max_age",
@@ -163,7 +175,13 @@ class GoalTracker:
             return DisabledTransport(self._settlement)
         opts = self.options
         endpoint = self._endpoint
-        retry = RetryPolicy(opts.max_retries, opts.backoff_base, opts.backoff_max)
+        retry = RetryPolicy(
+            opts.max_retries,
+            opts.backoff_base,
+            opts.backoff_max,
+            opts.give_up_after,
+            opts.probe_interval_max,
+        )
         if self.mode == "sync":
             return SyncTransport(
                 endpoint,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -207,17 +208,22 @@ def test_server_errors_are_retried_until_delivered(
     assert (stats.delivered, stats.retried, stats.failed) == (1, 3, 0)
 
 
-def test_retries_stop_at_max_retries(
+def test_an_outage_spends_no_retries_and_ends_a_goal_only_by_time(
     fake_api: FakeAPIServer, make_tracker: Callable[..., GoalTracker]
 ) -> None:
-    fake_api.set_faults(fail_next=100, fail_status=500)
+    # Every request fails: that is the API being down, not this goal's own problem, so
+    # max_retries does not end it; give_up_after does.
+    fake_api.set_faults(fail_next=1000, fail_status=500)
     recorder = Recorder()
-    tracker = make_tracker(max_retries=2, **recorder.hooks())
+    tracker = make_tracker(max_retries=2, give_up_after=1.5, **recorder.hooks())
     tracker.track("signup", visitor_id=fake_api.add_pageview("datafast"))
+    started = time.monotonic()
     assert tracker.flush(10)
-    assert len(fake_api.requests) == 3
+    assert time.monotonic() - started >= 1.5
+    assert len(fake_api.requests) > 3  # more attempts than max_retries would have allowed
     [(_, result)] = recorder.failed
-    assert result.reason.startswith("gave up after 3 attempts; last: HTTP 500")
+    assert re.search(r"undelivered for \d+\.\d s \(give_up_after=1\.5 s\)", result.reason)
+    assert result.reason.endswith("last: HTTP 500: injected failure")
 
 
 def _received_at(record: dict[str, Any]) -> float:

@@ -2,8 +2,10 @@
 
 - ``submit`` costs a lock and a deque append; it never touches the network and never blocks.
 - Workers start on the first goal, one per in-flight request, sharing one pool of keep-alive
-  connections. A goal that failed transiently waits in a retry heap until it is due; 429s and runs
-  of failures also close a shared gate, so a down API is probed, not hammered.
+  connections. A goal that failed transiently waits in a retry heap until it is due. The workers
+  share one :class:`~goaltrack.delivery.CircuitBreaker`: while the API is down it is probed with
+  one request at a time (at most one per ``probe_interval_max``), goals wait without spending
+  retries, and the first answer puts every worker back to work at once.
 - Memory is bounded: queued + waiting-to-retry goals never exceed ``max_queue_size``; past that
   new goals are dropped, counted, reported to ``on_drop`` and logged (rate-limited).
 - A forked child (gunicorn ``--preload``, multiprocessing) gets fresh locks, an empty queue and
@@ -22,11 +24,13 @@ import time
 from collections import deque
 
 from goaltrack.delivery import (
+    CircuitBreaker,
     DeliveryResult,
     Endpoint,
     Outcome,
-    RetryGate,
+    Retries,
     RetryPolicy,
+    Ticket,
     deliver,
 )
 from goaltrack.goals import Goal
@@ -44,14 +48,17 @@ __all__ = ["BackgroundTransport"]
 logger = logging.getLogger("goaltrack")
 
 
-class _Item:
-    __slots__ = ("attempts", "due", "goal", "may_have_arrived", "seq")
+class _Item(Retries):
+    __slots__ = ("created", "due", "goal", "seq", "ticket")
 
-    def __init__(self, seq: int, goal: Goal) -> None:
+    def __init__(self, seq: int, goal: Goal, created: float) -> None:
         self.seq = seq
         self.goal = goal
-        self.attempts = 0
+        self.created = created
         self.due = 0.0
+        self.ticket: Ticket | None = None
+        self.failures = self.strikes = 0
+        self.strike_mark = None
         self.may_have_arrived = False
 
     def __lt__(self, other: _Item) -> bool:
@@ -99,8 +106,9 @@ class BackgroundTransport:
         self._idle_workers = 0
         self._flush_waiters = 0
         self._in_flight = 0
-        self._gate = RetryGate(self._retry)
+        self._breaker = CircuitBreaker(self._retry.probe_interval_max)
         self._closed = False
+        self.undelivered_at_close = 0
         self._http: HttpClient | None = None
 
     # -- the request path -------------------------------------------------------------------
@@ -113,13 +121,13 @@ class BackgroundTransport:
                 drop_reason = f"the queue is full ({self._max_queue_size} goals waiting)"
             else:
                 drop_reason = ""
-                self._queue.append(_Item(self._next_seq, goal))
+                self._queue.append(_Item(self._next_seq, goal, time.monotonic()))
                 self._next_seq += 1
                 self._pending += 1
                 self._queued += 1  # counted here, under the lock already held
-                # While the retry gate is closed (the API is down) the idle workers sleep until
-                # it opens: waking one per goal would only steal the GIL from the request.
-                if self._idle_workers and self._gate.not_before <= time.monotonic():
+                # While the API is down (the breaker not closed) the idle workers sleep until
+                # the next probe is due: waking one per goal would only steal the GIL.
+                if self._idle_workers and self._breaker.wake_at is None:
                     self._cond.notify()
             start_workers = not self._threads and not drop_reason
         if drop_reason:
@@ -161,6 +169,7 @@ class BackgroundTransport:
         flushed = self.flush(timeout)
         with self._cond:
             self._closed = True
+            self.undelivered_at_close = self._pending  # queued, waiting to retry, or in flight
             leftovers = [*self._queue, *self._retries]
             self._queue.clear()
             self._retries.clear()
@@ -226,20 +235,21 @@ class BackgroundTransport:
             self._attempt(item)
 
     def _take(self, *, block: bool, deadline: float | None) -> _Item | None:
-        """The next goal to attempt: a due retry first, else the oldest new goal."""
+        """The next goal to attempt, once the breaker admits it: a due retry, else the oldest."""
         with self._cond:
             while True:
                 if self._closed:
                     return None
                 now = time.monotonic()
-                wake_at = self._gate.not_before if self._gate.not_before > now else None
-                if wake_at is None:
-                    if self._retries and self._retries[0].due <= now:
-                        item = heapq.heappop(self._retries)
+                retry_due = bool(self._retries) and self._retries[0].due <= now
+                if retry_due or self._queue:
+                    ticket = self._breaker.admit(now)
+                    if ticket is not None:
+                        item = heapq.heappop(self._retries) if retry_due else self._queue.popleft()
+                        item.ticket = ticket
                         break
-                    if self._queue:
-                        item = self._queue.popleft()
-                        break
+                    wake_at = self._breaker.wake_at
+                else:
                     wake_at = self._retries[0].due if self._retries else None
                 if not block:
                     return None
@@ -256,7 +266,7 @@ class BackgroundTransport:
             self._in_flight += 1
             return item
 
-    def _attempt(self, item: _Item) -> None:
+    def _attempt(self, item: _Item, deadline: float | None = None) -> None:
         http = self._http
         try:
             if http is None:
@@ -265,7 +275,7 @@ class BackgroundTransport:
                     proxy=self._proxy,
                     target_url=self._endpoint.url,
                 )
-            result = deliver(item.goal, self._endpoint, http)
+            result = deliver(item.goal, self._endpoint, http, deadline=deadline)
         except Exception as exc:  # a bug of ours must not kill the worker or the next goal
             logger.exception("goaltrack: unexpected error delivering %r", item.goal.name)
             result = DeliveryResult(Outcome.RETRY, f"unexpected error: {type(exc).__name__}")
@@ -276,38 +286,53 @@ class BackgroundTransport:
                 self._in_flight -= 1
 
     def _settle(self, item: _Item, result: DeliveryResult) -> None:
-        item.attempts += 1
-        if result.outcome is Outcome.DELIVERED:
-            with self._lock:
-                self._gate.succeeded()
-            self._settlement.delivered(item.goal, result, maybe_duplicate=item.may_have_arrived)
+        ticket = item.ticket
+        assert ticket is not None
+        if result.outcome is Outcome.RETRY:
+            with self._cond:
+                now = time.monotonic()
+                isolated = self._breaker.failed(ticket, result, now)
+                delay = self._retry.after_failure(
+                    item,
+                    result,
+                    isolated=isolated,
+                    mark=self._breaker.epoch,
+                    age=now - item.created,
+                )
+                closed = self._closed
+                if delay is not None and not closed:
+                    item.due = now + delay
+                    heapq.heappush(self._retries, item)
+                    if self._breaker.wake_at is None:
+                        self._cond.notify()
+            if delay is None:
+                self._settlement.failed(
+                    item.goal, self._retry.final_failure(item, result, now - item.created)
+                )
+            elif closed:
+                self._settlement.dropped(item.goal, "the tracker closed before it was delivered")
+            else:
+                self._settlement.count("retried")
+                return
             self._mark_settled(item)
             return
-        if result.outcome is Outcome.RETRY:
-            delay = self._retry.delay_before_retry(item.attempts, result)
-            if delay is not None:
-                self._schedule_retry(item, result, delay)
-                return
-            result = self._retry.gave_up(item.attempts, result)
-        self._settlement.failed(item.goal, result)
+        with self._cond:
+            if self._breaker.succeeded(ticket):
+                self._resume_after_outage()
+        if result.outcome is Outcome.DELIVERED:
+            self._settlement.delivered(item.goal, result, maybe_duplicate=item.may_have_arrived)
+        else:
+            self._settlement.failed(item.goal, result)
         self._mark_settled(item)
 
-    def _schedule_retry(self, item: _Item, result: DeliveryResult, delay: float) -> None:
-        self._settlement.count("retried")
-        item.may_have_arrived = item.may_have_arrived or result.may_have_arrived
-        with self._cond:
-            now = time.monotonic()
-            self._gate.failed(result, now)
-            item.due = now + delay
-            if self._closed:
-                closed = True
-            else:
-                closed = False
-                heapq.heappush(self._retries, item)
-                self._cond.notify_all()
-        if closed:
-            self._settlement.dropped(item.goal, "the tracker closed before it was delivered")
-            self._mark_settled(item)
+    def _resume_after_outage(self) -> None:
+        """The API is back: goals held by the outage are due now, and every worker wakes."""
+        now = time.monotonic()
+        for waiting in self._retries:
+            if waiting.strike_mark is None:  # its last failure was the outage's, not its own
+                waiting.due = now
+        heapq.heapify(self._retries)
+        self._cond.notify_all()
 
     def _mark_settled(self, item: _Item) -> None:
         with self._cond:
@@ -328,7 +353,7 @@ class BackgroundTransport:
             item = self._take(block=True, deadline=deadline)
             if item is None:
                 return
-            self._attempt(item)
+            self._attempt(item, deadline)
 
     # -- fork ---------------------------------------------------------------------------------
 
@@ -341,8 +366,9 @@ class BackgroundTransport:
     def _close_at_exit(self) -> None:
         if not self.close(self.shutdown_timeout):
             logger.warning(
-                "goaltrack: %d goal(s) not delivered at exit within %.1fs",
-                self.stats.dropped,
+                "goaltrack: %d goal(s) not delivered at exit within %.1fs and lost (the outbox "
+                "option keeps goals across exits)",
+                self.undelivered_at_close,
                 self.shutdown_timeout,
             )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import threading
 import time
 import weakref
@@ -167,9 +168,16 @@ class Settlement:
             logger.exception("goaltrack hook %r raised", getattr(hook, "__name__", hook))
 
 
-# -- process events: fork and interpreter exit -------------------------------------------------
+# -- process events: fork, interpreter exit, SIGTERM -------------------------------------------
 # Transports that own threads or connections register here, once per process: after a fork the
 # child calls their ``_after_fork_in_child()``; at interpreter exit their ``_close_at_exit()``.
+#
+# SIGTERM: Python's default action ends the process at once, with no atexit, so a bare script,
+# management command or worker stopped that way would lose every goal still in memory without a
+# word. Where SIGTERM still has that default (servers such as gunicorn, uvicorn and Celery install
+# their own handler and exit through atexit), a handler is installed that runs the exit flush
+# (bounded by ``shutdown_timeout``, logging what it could not deliver) and then ends the process
+# by SIGTERM as before.
 
 _reset_after_fork: weakref.WeakSet[Any] = weakref.WeakSet()
 _close_at_exit: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -180,6 +188,7 @@ def register_for_process_events(transport: Any, *, close_at_exit: bool) -> None:
     _reset_after_fork.add(transport)
     if close_at_exit:
         _close_at_exit.add(transport)
+        _flush_at_sigterm()
 
 
 def forget_at_exit(transport: Any) -> None:
@@ -208,6 +217,38 @@ def _close_all_at_exit() -> None:
             transport._close_at_exit()
         except Exception:
             logger.exception("goaltrack: closing %r at exit failed", transport)
+
+
+_sigterm_handled = False
+
+
+def _flush_at_sigterm() -> None:
+    global _sigterm_handled
+    if _sigterm_handled or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return  # the application (or its server) handles SIGTERM itself
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main interpreter, or no signals here
+        return
+    _sigterm_handled = True
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # The flush runs in a thread: this handler interrupts the main thread anywhere, possibly
+    # inside a transport's lock, which the flush would then wait for forever.
+    timeout = max((t.shutdown_timeout for t in list(_close_at_exit)), default=0.0)
+    closer = threading.Thread(target=_close_all_at_exit, name="goaltrack-sigterm", daemon=True)
+    closer.start()
+    closer.join(timeout + 1.0)
+    if closer.is_alive():
+        logger.warning(
+            "goaltrack: SIGTERM: could not flush within %.1fs; goals still in memory are lost",
+            timeout,
+        )
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,31 @@
+"""The durable transport: goals go through a SQLite outbox file before they go to the API.
+
+- :mod:`~goaltrack.transports.outbox.store`: the file (schema, statements) and its
+  administration (:class:`Outbox`, behind ``goaltrack outbox ...``);
+- :mod:`~goaltrack.transports.outbox.transport`: :class:`OutboxTransport`, the worker threads
+  that deliver from the file.
+"""
+
+from goaltrack.transports.outbox.store import (
+    DeadLetter,
+    Outbox,
+    OutboxStatus,
+    decode_goal,
+    encode_goal,
+)
+from goaltrack.transports.outbox.transport import (
+    DEFAULT_MAX_AGE,
+    DEFAULT_MAX_GOALS,
+    OutboxTransport,
+)
+
+__all__ = [
+    "DEFAULT_MAX_AGE",
+    "DEFAULT_MAX_GOALS",
+    "DeadLetter",
+    "Outbox",
+    "OutboxStatus",
+    "OutboxTransport",
+    "decode_goal",
+    "encode_goal",
+]
