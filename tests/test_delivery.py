@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from datetime import datetime, timedelta, timezone
@@ -14,10 +15,14 @@ import pytest
 
 from goaltrack import InvalidConfiguration, get_provider
 from goaltrack.delivery import (
+    BreakerState,
+    CircuitBreaker,
     DeliveryResult,
     Endpoint,
     Outcome,
+    Retries,
     RetryPolicy,
+    Ticket,
     backoff_delay,
     check_api_url,
     classify,
@@ -148,3 +153,147 @@ def test_endpoint_url_query_and_redacted_repr() -> None:
     assert "dft_secret_token" not in repr(endpoint)
     flowsery = Endpoint(FLOWSERY, "flow_x", "https://analytics.flowsery.com/analytics", None)
     assert flowsery.url == "https://analytics.flowsery.com/analytics/api/v1/goals"
+
+
+# -- the circuit breaker and the retry rules ---------------------------------------------------
+
+FAILED_503 = DeliveryResult(Outcome.RETRY, "HTTP 503", status=503)
+
+
+def open_breaker(breaker: CircuitBreaker, now: float = 0.0) -> list[Ticket]:
+    """Four workers send while it is closed; all four fail."""
+    tickets = [breaker.admit(now) for _ in range(4)]
+    assert all(t is not None for t in tickets)
+    verdicts = [breaker.failed(t, FAILED_503, now) for t in tickets if t is not None]
+    assert verdicts == [True, True, False, False]  # two look isolated, the third opens it
+    return [t for t in tickets if t is not None]
+
+
+def test_breaker_opens_after_three_failures_and_concurrent_ones_count_once() -> None:
+    breaker = CircuitBreaker(probe_interval_max=1.0, rng=random.Random(3))
+    open_breaker(breaker)
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.epoch == 1
+    # The fourth request was sent before it opened: its failure did not push the probe back.
+    assert breaker.wake_at is not None
+    assert 0.2 <= breaker.wake_at <= 0.25
+    assert breaker.admit(0.1) is None
+
+
+def test_breaker_admits_exactly_one_probe_and_its_success_closes_it() -> None:
+    breaker = CircuitBreaker(probe_interval_max=1.0, rng=random.Random(3))
+    open_breaker(breaker)
+    probe = breaker.admit(0.3)
+    assert probe is not None
+    assert probe.probe
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.admit(0.31) is None  # one probe in flight, no other request
+    assert breaker.succeeded(probe)  # closed by it
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.wake_at is None
+    after = breaker.admit(0.32)
+    assert after is not None
+    assert not after.probe
+
+
+def test_failed_probes_grow_the_interval_up_to_probe_interval_max() -> None:
+    breaker = CircuitBreaker(probe_interval_max=1.0, rng=random.Random(3))
+    open_breaker(breaker)
+    now, waits = 0.0, []
+    for _ in range(8):
+        assert breaker.wake_at is not None
+        now = breaker.wake_at
+        probe = breaker.admit(now)
+        assert probe is not None
+        assert not breaker.failed(probe, FAILED_503, now)  # a probe's failure is the outage's
+        assert breaker.wake_at is not None
+        waits.append(breaker.wake_at - now)
+    assert waits[0] == pytest.approx(0.5, rel=0.2)
+    assert all(a <= b * 1.26 for a, b in itertools.pairwise(waits))  # growing
+    assert all(0.8 <= w <= 1.0 for w in waits[-4:])  # capped, jittered down by at most 20%
+
+
+def test_an_unanswered_probe_lets_the_next_one_go_after_the_interval() -> None:
+    # A blackholed API holds the probe until the request's timeout; the breaker does not wait
+    # that long to probe again, and the old probe's late failure changes nothing.
+    breaker = CircuitBreaker(probe_interval_max=1.0, rng=random.Random(3))
+    open_breaker(breaker)
+    first = breaker.admit(0.3)
+    assert first is not None
+    assert breaker.admit(0.35) is None
+    assert breaker.wake_at is not None
+    second = breaker.admit(breaker.wake_at)
+    assert second is not None
+    assert second.probe != first.probe
+    before = breaker.wake_at
+    assert not breaker.failed(first, FAILED_503, 5.3)  # the first probe timing out at last
+    assert breaker.wake_at == before
+    assert breaker.succeeded(second)
+
+
+def test_retry_after_opens_the_breaker_until_then_and_wins_over_the_interval() -> None:
+    breaker = CircuitBreaker(probe_interval_max=1.0)
+    ticket = breaker.admit(10.0)
+    assert ticket is not None
+    limited = DeliveryResult(Outcome.RETRY, "HTTP 429", status=429, retry_after=30.0)
+    assert not breaker.failed(ticket, limited, 10.0)
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.wake_at == 40.0
+    assert breaker.admit(39.9) is None
+    assert breaker.admit(40.0) is not None
+
+
+def test_a_released_probe_ticket_lets_the_next_probe_go_at_once() -> None:
+    breaker = CircuitBreaker(probe_interval_max=1.0)
+    open_breaker(breaker)
+    probe = breaker.admit(1.0)
+    assert probe is not None
+    breaker.release(probe)  # nothing was due: no request went out on it
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.admit(1.0) is not None
+
+
+def test_failures_of_an_outage_never_count_against_max_retries() -> None:
+    policy = RetryPolicy(max_retries=2, backoff_base=0.1, backoff_max=1.0, give_up_after=3600)
+    breaker = CircuitBreaker()
+    retries = Retries()
+    # Goal A fails alone twice while the API answers others: tentative, then confirmed.
+    for _ in range(2):
+        ticket = breaker.admit(0.0)
+        assert ticket is not None
+        isolated = breaker.failed(ticket, FAILED_503, 0.0)
+        assert policy.after_failure(
+            retries, FAILED_503, isolated=isolated, mark=breaker.epoch, age=1.0
+        )
+        other = breaker.admit(0.0)
+        assert other is not None
+        assert not breaker.succeeded(other)  # other goals delivered meanwhile
+    assert (retries.failures, retries.strikes) == (2, 1)
+    # Then an outage opens the breaker: A's pending strike is not confirmed, and any number
+    # of failures while it is open count nothing.
+    open_breaker(breaker)
+    for now in range(1, 50):
+        assert policy.after_failure(
+            retries, FAILED_503, isolated=False, mark=breaker.epoch, age=float(now)
+        )
+    assert (retries.failures, retries.strikes) == (51, 1)
+    # Past the time budget the next transient failure ends it.
+    assert (
+        policy.after_failure(retries, FAILED_503, isolated=False, mark=breaker.epoch, age=3600.0)
+        is None
+    )
+    final = policy.final_failure(retries, FAILED_503, 3600.0)
+    assert final.reason.startswith("gave up after 52 attempts, undelivered for 3600.0 s")
+
+
+def test_a_goal_failing_alone_is_given_up_after_max_retries_isolated_failures() -> None:
+    policy = RetryPolicy(max_retries=2, backoff_base=0.1, backoff_max=1.0)
+    retries = Retries()
+    delays = [
+        policy.after_failure(retries, FAILED_503, isolated=True, mark=0, age=1.0) for _ in range(3)
+    ]
+    assert delays[0] is not None
+    assert delays[1] is not None
+    assert delays[2] is None  # 3 attempts = 1 + max_retries, every one isolated
+    reason = policy.final_failure(retries, FAILED_503, 1.0).reason
+    assert reason.startswith("gave up after 3 attempts, failed 3 times while the API answered")

@@ -1,0 +1,214 @@
+"""What an outage does to goals, beyond the fault suite's table: process ends and changed config.
+
+- a bare process (no server to catch the signal) stopped by SIGTERM during an outage: with the
+  outbox nothing is lost (the next start delivers); in memory the exact number it could not
+  deliver is logged, and the process still ends by SIGTERM;
+- the exit warning counts every undelivered goal, those held by the worker threads included;
+- outbox rows stored under another ``api_url`` are delivered by the tracker now using the file;
+  rows of another provider go to the dead letters with a warning and show in ``status``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from goaltrack import GoalTracker
+from goaltrack.testing.server import FakeAPIServer
+from goaltrack.transports.outbox import Outbox
+
+KEY = "df_secret_outage_key_123"
+REPO = Path(__file__).resolve().parent.parent
+
+BARE_PROCESS = """
+import json, os, sys, time, goaltrack
+options = json.loads(os.environ["TRACKER_OPTIONS"])
+tracker = goaltrack.GoalTracker(os.environ["KEY"], api_url=os.environ["API_URL"], **options)
+for i in range(int(os.environ["COUNT"])):
+    tracker.track("purchase", visitor_id=os.environ["VISITOR"], metadata={"id": str(i)})
+print("tracked", flush=True)
+while True:  # a worker loop that never handles SIGTERM itself
+    time.sleep(0.05)
+"""
+
+
+def start_bare_process(
+    api_url: str, visitor: str, count: int, **options: object
+) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "KEY": KEY,
+        "API_URL": api_url,
+        "VISITOR": visitor,
+        "COUNT": str(count),
+        "TRACKER_OPTIONS": json.dumps(options),
+        "PYTHONPATH": str(REPO),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(BARE_PROCESS)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "tracked"
+    return process
+
+
+def stop_with_sigterm(process: subprocess.Popen[str]) -> tuple[float, str]:
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    return time.monotonic() - started, err
+
+
+@pytest.mark.slow
+def test_sigterm_during_an_outage_in_memory_logs_exactly_what_is_lost(
+    fake_api: FakeAPIServer,
+) -> None:
+    visitor = fake_api.add_pageview("datafast")
+    fake_api.stop()  # connections refused for the whole life of the process
+    try:
+        process = start_bare_process(
+            fake_api.api_url("datafast"), visitor, 37, shutdown_timeout=1.0
+        )
+        took, err = stop_with_sigterm(process)
+    finally:
+        fake_api.start()
+    assert process.returncode == -signal.SIGTERM  # it still ends the way SIGTERM ends it
+    assert took < 1.0 + 3.0  # the flush's bound, plus start-up noise
+    lost = re.findall(r"(\d+) goal\(s\) not delivered at exit within 1.0s and lost", err)
+    assert lost == ["37"], err
+
+
+@pytest.mark.slow
+def test_sigterm_delivers_what_it_can_within_shutdown_timeout(fake_api: FakeAPIServer) -> None:
+    visitor = fake_api.add_pageview("datafast")
+    fake_api.set_faults(latency_ms=300)  # a slow API: goals still queued when SIGTERM comes
+    process = start_bare_process(fake_api.api_url("datafast"), visitor, 20, shutdown_timeout=10)
+    _, err = stop_with_sigterm(process)
+    assert process.returncode == -signal.SIGTERM
+    assert "not delivered" not in err
+    assert sorted(int(g["metadata"]["id"]) for g in fake_api.goals) == list(range(20))
+
+
+@pytest.mark.slow
+def test_sigterm_during_an_outage_with_the_outbox_loses_nothing(
+    fake_api: FakeAPIServer, tmp_path: Path
+) -> None:
+    visitor = fake_api.add_pageview("datafast")
+    outbox = str(tmp_path / "goals.sqlite3")
+    fake_api.stop()
+    try:
+        process = start_bare_process(
+            fake_api.api_url("datafast"), visitor, 37, shutdown_timeout=1.0, outbox=outbox
+        )
+        _, err = stop_with_sigterm(process)
+    finally:
+        fake_api.start()
+    assert process.returncode == -signal.SIGTERM
+    assert "37 goal(s) not delivered yet stay in the outbox" in err, err
+    # The next start delivers them.
+    with GoalTracker(
+        KEY, api_url=fake_api.api_url("datafast"), outbox=outbox, flush_at_exit=False
+    ) as tracker:
+        deadline = time.monotonic() + 20
+        while len(fake_api.goals) < 37 and time.monotonic() < deadline:
+            fake_api.wait_for_goals(len(fake_api.goals) + 1, timeout=deadline - time.monotonic())
+        assert tracker.stats.failed == 0
+    assert Counter(g["metadata"]["id"] for g in fake_api.goals) == Counter(
+        str(i) for i in range(37)
+    )
+
+
+def test_the_exit_warning_counts_the_goals_held_by_workers_too(
+    fake_api: FakeAPIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    visitor = fake_api.add_pageview("datafast")
+    fake_api.set_faults(latency_ms=3000)  # every worker holds a goal in flight
+    tracker = GoalTracker(
+        KEY, api_url=fake_api.api_url("datafast"), flush_at_exit=False, shutdown_timeout=0.3
+    )
+    for i in range(200):
+        tracker.track("purchase", visitor_id=visitor, metadata={"id": str(i)})
+    transport = tracker._transport
+    deadline = time.monotonic() + 5
+    while transport._in_flight < 4:  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, "the four workers never took a goal each"
+        time.sleep(0.01)
+    with caplog.at_level(logging.WARNING, logger="goaltrack"):
+        transport._close_at_exit()  # type: ignore[attr-defined]
+    assert "200 goal(s) not delivered at exit within 0.3s" in caplog.text
+    for thread in transport._threads:  # type: ignore[attr-defined]
+        thread.join(10)  # their requests land now, not in the next test
+
+
+# -- the outbox after a configuration change -------------------------------------------------------
+
+
+def test_outbox_rows_of_an_old_api_url_are_delivered_to_the_new_one(
+    fake_api: FakeAPIServer, tmp_path: Path
+) -> None:
+    outbox = str(tmp_path / "goals.sqlite3")
+    visitor = fake_api.add_pageview("datafast")
+    with FakeAPIServer() as old_api:
+        old_url = old_api.api_url("datafast")
+    # The old API is gone (a deploy moved the app to another endpoint): nothing was delivered.
+    old = GoalTracker(KEY, api_url=old_url, outbox=outbox, flush_at_exit=False)
+    for i in range(5):
+        old.track("purchase", visitor_id=visitor, metadata={"id": str(i)})
+    assert not old.close(timeout=0.5)
+    with Outbox(outbox) as admin:
+        assert admin.status().by_destination == {f"datafast {old_url}/api/v1/goals": 5}
+    new = GoalTracker(KEY, api_url=fake_api.api_url("datafast"), outbox=outbox)
+    try:
+        assert new.flush(timeout=10)  # the old rows are this tracker's to deliver
+        fake_api.wait_for_goals(5, timeout=10)
+    finally:
+        new.close(timeout=2)
+    assert sorted(g["metadata"]["id"] for g in fake_api.goals) == ["0", "1", "2", "3", "4"]
+    with Outbox(outbox) as admin:
+        status = admin.status()
+    assert (status.waiting, status.dead_letters) == (0, 0)
+
+
+def test_outbox_rows_of_another_provider_go_to_the_dead_letters_with_a_warning(
+    fake_api: FakeAPIServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    outbox = str(tmp_path / "goals.sqlite3")
+    fake_api.stop()
+    try:
+        flowsery = GoalTracker(
+            "flow_key_1", provider="flowsery", api_url=fake_api.api_url("flowsery"), outbox=outbox
+        )
+        flowsery.track("signup", visitor_id="vid_1")
+        flowsery.track("signup", visitor_id="vid_2")
+        flowsery.close(timeout=0.2)
+    finally:
+        fake_api.start()
+    with caplog.at_level(logging.WARNING, logger="goaltrack"):
+        datafast = GoalTracker(KEY, api_url=fake_api.api_url("datafast"), outbox=outbox)
+        try:
+            assert datafast.flush(timeout=5)
+        finally:
+            datafast.close(timeout=2)
+    assert "2 goal(s) in the outbox" in caplog.text
+    assert "stored for provider 'flowsery'" in caplog.text
+    assert fake_api.goals == []
+    with Outbox(outbox) as admin:
+        status = admin.status()
+        letters = admin.dead_letters()
+    assert (status.waiting, status.dead_letters) == (0, 2)
+    assert all("sends to 'datafast'" in letter.reason for letter in letters)
