@@ -11,7 +11,8 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,13 @@ def post_goal(
 ) -> httpx.Response:
     headers = {"Authorization": f"Bearer {key or KEYS[provider]}"}
     return client.post(f"/{provider}{path}", json=body, headers=headers, params=params)
+
+
+def post_goal_with(
+    client: httpx.Client, provider: str, body: object, *, timeout: httpx.Timeout
+) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {KEYS[provider]}"}
+    return client.post(f"/{provider}/api/v1/goals", json=body, headers=headers, timeout=timeout)
 
 
 def error_message(provider: str, response: httpx.Response) -> str:
@@ -145,9 +153,24 @@ def test_goal_record_fields(fake_api: FakeAPIServer, client: httpx.Client) -> No
         "website_id",
         "key_hint",
         "received_at",
+        "received_at_epoch",
     }
     assert goal["description"] == "Newsletter form"
     assert goal["metadata"] == {"plan": "pro"}
+
+
+def test_records_carry_the_arrival_as_epoch_seconds(
+    fake_api: FakeAPIServer, client: httpx.Client
+) -> None:
+    before = time.time()
+    post_goal(client, "datafast", goal_body(fake_api, "datafast"))
+    after = time.time()
+    [goal], [request] = fake_api.goals, fake_api.requests
+    assert before <= request["received_at_epoch"] <= after
+    assert goal["received_at_epoch"] == request["received_at_epoch"]
+    iso = datetime.fromisoformat(request["received_at"]).timestamp()
+    assert abs(iso - request["received_at_epoch"]) < 0.001
+    assert before - 1 <= fake_api.state.pageviews[0]["received_at_epoch"] <= after
 
 
 def test_bare_path_uses_the_default_provider(fake_api: FakeAPIServer, client: httpx.Client) -> None:
@@ -688,6 +711,321 @@ def test_faults_endpoint_merges_clears_and_validates(client: httpx.Client) -> No
         response = client.post("/_fake/faults", json={"clear": True, **bad})
         assert response.status_code == 400, bad
     assert client.get("/_fake/faults").json()["reset_next"] == 1
+
+
+# ---- faults shaped in time ----------------------------------------------------------------------
+
+
+def sleep_until(epoch: float) -> None:
+    """Sleep until a wall-clock moment the test itself scheduled (a window's start or end)."""
+    time.sleep(max(0.0, epoch - time.time()))
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def in_any(windows: list[tuple[float, float]], at: float) -> bool:
+    return any(start <= at < end for start, end in windows)
+
+
+def test_down_for_answers_the_down_status_then_recovers(
+    fake_api: FakeAPIServer, client: httpx.Client
+) -> None:
+    body = goal_body(fake_api, "faurya")
+    before = time.time()
+    faults = fake_api.set_faults(down_for=0.5, down_status=502, fail_next=1)
+    [(start, end)] = fake_api.outage_windows()
+    assert before <= start <= time.time()
+    assert end == pytest.approx(start + 0.5)
+    assert faults["outages"] == [{"kind": "down", "start": start, "end": end}]
+    down = post_goal(client, "faurya", body)
+    assert down.status_code == 502
+    assert error_message("faurya", down) == "injected outage"
+    # The schedule answered first: the count fault waits for the API to be back.
+    assert fake_api.state.faults["fail_next"] == 1
+    sleep_until(end)
+    assert post_goal(client, "faurya", body).status_code == 503  # fail_next
+    assert post_goal(client, "faurya", body).status_code == 200
+    records = fake_api.requests
+    assert [(r["status"], r["fault"]) for r in records] == [
+        (502, "down"),
+        (503, "fail_next"),
+        (200, None),
+    ]
+    assert records[0]["received_at_epoch"] < end <= records[1]["received_at_epoch"]
+    assert len(fake_api.goals) == 1
+
+
+def test_down_between_is_down_only_inside_the_window(
+    fake_api: FakeAPIServer, client: httpx.Client
+) -> None:
+    body = goal_body(fake_api, "flowsery")
+    fake_api.set_faults(down_between=[0.4, 1.0])
+    [(start, end)] = fake_api.outage_windows()
+    before = post_goal(client, "flowsery", body)
+    sleep_until(start + 0.05)
+    during = post_goal(client, "flowsery", body)
+    sleep_until(end)
+    after = post_goal(client, "flowsery", body)
+    assert [r.status_code for r in (before, during, after)] == [200, 503, 200]
+    assert error_message("flowsery", during) == "injected outage"
+    for record in fake_api.requests:
+        assert (record["fault"] == "down") == in_any([(start, end)], record["received_at_epoch"])
+
+
+def test_flap_alternates_up_and_down_for_flap_for(
+    fake_api: FakeAPIServer, client: httpx.Client
+) -> None:
+    body = goal_body(fake_api, "datafast")
+    faults = client.post("/_fake/faults", json={"flap": [0.3, 0.2], "flap_for": 1.2}).json()
+    flap = faults["flap"]
+    assert (flap["up_s"], flap["down_s"]) == (0.3, 0.2)
+    assert flap["end"] == pytest.approx(flap["start"] + 1.2)
+    # Up 0.3, down 0.2, up 0.3, down 0.2, up 0.2 (the flap ends in an up phase).
+    start = flap["start"]
+    expected = [(start + 0.3, start + 0.5), (start + 0.8, start + 1.0)]
+    windows = fake_api.outage_windows()
+    assert windows == [pytest.approx(w) for w in expected]
+    assert [o["kind"] for o in faults["outages"]] == ["down", "down"]
+    answers = []
+    while time.time() < flap["end"] + 0.1:
+        answers.append(post_goal(client, "datafast", body).status_code)
+        time.sleep(0.02)  # pacing the probes, not synchronising
+    records = fake_api.requests
+    for record in records:
+        down = in_any(windows, record["received_at_epoch"])
+        assert (record["status"], record["fault"]) == ((503, "down") if down else (200, None))
+    assert {503, 200} == set(answers)
+    assert records[-1]["status"] == 200
+    assert post_goal(client, "datafast", body).status_code == 200
+
+
+def test_an_endless_flap_is_described_up_to_its_next_window(fake_api: FakeAPIServer) -> None:
+    faults = fake_api.set_faults(flap=(0.2, 0.1))
+    flap = faults["flap"]
+    assert isinstance(flap, dict)
+    assert flap["end"] is None
+    [(first_start, first_end)] = fake_api.outage_windows()
+    assert (first_start, first_end) == pytest.approx((flap["start"] + 0.2, flap["start"] + 0.3))
+    sleep_until(flap["start"] + 0.45)
+    # Two down phases by now (the second one starts at 0.5 s): both listed.
+    assert len(fake_api.outage_windows()) == 2
+    fake_api.clear_faults()
+    assert fake_api.outage_windows() == []
+    assert fake_api.state.faults["flap"] is None
+
+
+def test_outage_windows_merge_overlaps_and_the_report_keeps_each(
+    fake_api: FakeAPIServer,
+) -> None:
+    faults = fake_api.set_faults(down_for=1.0, down_between=(0.5, 2.0), blackhole_for=0.2)
+    kinds = sorted(str(o["kind"]) for o in faults["outages"])  # type: ignore[union-attr]
+    assert kinds == ["blackhole", "down", "down"]
+    [(start, end)] = fake_api.outage_windows()
+    assert end - start == pytest.approx(2.0)
+    fake_api.set_faults(down_between=(5.0, 6.0))
+    assert len(fake_api.outage_windows()) == 2
+
+
+def test_blackhole_never_answers_and_is_answered_after_the_window(
+    fake_api: FakeAPIServer,
+) -> None:
+    visitor = fake_api.add_pageview("datafast")
+    body = {"datafast_visitor_id": visitor, "name": "signup"}
+    url = fake_api.api_url("datafast") + "/api/v1/goals"
+    headers = {"Authorization": f"Bearer {KEYS['datafast']}"}
+    fake_api.set_faults(blackhole_for=0.6)
+    [(_, end)] = fake_api.outage_windows()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url, json=body, headers=headers, timeout=0.3)
+    # A request caught by the blackhole stays unanswered after the window is over.
+    outcome: queue.Queue[object] = queue.Queue()
+
+    def held_request() -> None:
+        started = time.monotonic()
+        try:
+            httpx.post(url, json=body, headers=headers, timeout=1.5)
+            outcome.put("answered")
+        except httpx.ReadTimeout:
+            outcome.put(time.monotonic() - started)
+
+    thread = threading.Thread(target=held_request)
+    thread.start()
+    wait_until(lambda: len(fake_api.requests) == 2)
+    sleep_until(end)
+    assert httpx.post(url, json=body, headers=headers, timeout=5).status_code == 200
+    thread.join(timeout=10)
+    waited = outcome.get(timeout=1)
+    assert isinstance(waited, float), waited
+    assert waited >= 1.5
+    records = fake_api.requests
+    assert [(r["status"], r["fault"]) for r in records] == [
+        (None, "blackhole"),
+        (None, "blackhole"),
+        (200, None),
+    ]
+    assert "never answered" in str(records[0]["error"])
+    assert len(fake_api.goals) == 1
+
+
+def test_stopping_the_server_lets_go_of_blackholed_requests() -> None:
+    with FakeAPIServer() as server:
+        server.set_faults(blackhole_for=30)
+        url = server.api_url("flowsery") + "/api/v1/goals"
+        errors: queue.Queue[BaseException | None] = queue.Queue()
+
+        def held_request() -> None:
+            try:
+                httpx.post(url, json={"name": "signup"}, timeout=20)
+                errors.put(None)
+            except httpx.TransportError as exc:
+                errors.put(exc)
+
+        thread = threading.Thread(target=held_request)
+        thread.start()
+        server.wait_for_requests(1)
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 2
+        thread.join(timeout=10)
+        assert isinstance(errors.get(timeout=1), httpx.RemoteProtocolError)
+
+
+def test_trickle_sends_a_valid_answer_one_byte_at_a_time(
+    fake_api: FakeAPIServer, client: httpx.Client
+) -> None:
+    body = goal_body(fake_api, "datafast")
+    fake_api.set_faults(trickle_for=0.5, trickle_bytes_per_s=100)
+    started = time.monotonic()
+    # A read timeout far below the answer's length: each byte comes in time.
+    timeout = httpx.Timeout(5, read=0.3)
+    response = post_goal_with(client, "datafast", body, timeout=timeout)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert response.json()["status"] == "success"
+    assert len(response.content) >= 50
+    assert elapsed >= len(response.content) / 100
+    [record] = fake_api.requests
+    assert (record["status"], record["fault"]) == (200, "trickle")
+    assert len(fake_api.goals) == 1
+    sleep_until(fake_api.state.faults["trickles"][0]["end"])  # type: ignore[index]
+    started = time.monotonic()
+    assert post_goal(client, "datafast", body).status_code == 200
+    assert time.monotonic() - started < len(response.content) / 100 / 2
+    assert fake_api.requests[-1]["fault"] is None
+
+
+def test_trickle_slows_a_rejection_too(fake_api: FakeAPIServer, client: httpx.Client) -> None:
+    fake_api.set_faults(trickle_for=1, trickle_bytes_per_s=200, fail_next=1)
+    started = time.monotonic()
+    response = post_goal(client, "faurya", goal_body(fake_api, "faurya"))
+    assert response.status_code == 503
+    assert error_message("faurya", response) == "injected failure"
+    assert time.monotonic() - started >= len(response.content) / 200
+    assert fake_api.requests[0]["fault"] == "trickle"
+
+
+def test_huge_body_next_pads_the_next_success(
+    fake_api: FakeAPIServer, client: httpx.Client
+) -> None:
+    fake_api.set_faults(huge_body_next=1, huge_body_bytes=3_000_000)
+    assert post_goal(client, "datafast", {"datafast_visitor_id": "x", "name": "a"}).status_code == (
+        404
+    )
+    body = goal_body(fake_api, "datafast")
+    huge = post_goal(client, "datafast", body)
+    assert huge.status_code == 200
+    assert len(huge.content) == 3_000_000
+    assert huge.headers["content-length"] == "3000000"
+    data = huge.json()
+    assert data["status"] == "success"
+    assert OBJECT_ID.fullmatch(data["data"][0]["eventId"])
+    assert set(data["padding"]) == {"x"}
+    small = post_goal(client, "datafast", body)
+    assert len(small.content) < 200
+    assert [r["fault"] for r in fake_api.requests] == [None, "huge_body_next", None]
+    assert fake_api.state.faults["huge_body_next"] == 0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"down_for": 0},
+        {"down_for": -1},
+        {"down_for": "8"},
+        {"down_for": True},
+        {"down_between": [2, 1]},
+        {"down_between": [-1, 1]},
+        {"down_between": [1]},
+        {"down_between": "0-1"},
+        {"flap": [0, 1]},
+        {"flap": [1, 2, 3]},
+        {"flap_for": 10},
+        {"flap": [1, 1], "flap_for": 0},
+        {"blackhole_for": 0},
+        {"trickle_for": -0.5},
+        {"trickle_bytes_per_s": 0},
+        {"down_status": 200},
+        {"down_status": 99},
+        {"huge_body_next": -1},
+        {"huge_body_bytes": 1.5},
+    ],
+)
+def test_schedule_fields_are_validated(
+    fake_api: FakeAPIServer, client: httpx.Client, bad: dict[str, object]
+) -> None:
+    with pytest.raises(ValueError, match="fault"):
+        fake_api.set_faults(**bad)
+    response = client.post("/_fake/faults", json={"clear": True, **bad})
+    assert response.status_code == 400
+    assert "fault" in response.json()["error"]
+    assert fake_api.outage_windows() == []
+    assert client.get("/_fake/faults").json()["down_status"] == 503
+
+
+def test_faults_endpoint_shows_the_schedule_as_wall_clock_times(
+    fake_api: FakeAPIServer, client: httpx.Client
+) -> None:
+    before = time.time()
+    response = client.post(
+        "/_fake/faults",
+        json={"down_between": [1, 2], "blackhole_for": 3, "trickle_for": 4, "down_status": 500},
+    )
+    after = time.time()
+    assert response.status_code == 200
+    shown = client.get("/_fake/faults").json()
+    assert shown == response.json()
+    assert shown["down_status"] == 500
+    blackhole, down = shown["outages"]
+    assert blackhole["kind"] == "blackhole"
+    assert before <= blackhole["start"] <= after
+    assert blackhole["end"] == pytest.approx(blackhole["start"] + 3)
+    assert down == {
+        "kind": "down",
+        "start": pytest.approx(blackhole["start"] + 1),
+        "end": pytest.approx(blackhole["start"] + 2),
+    }
+    [trickle] = shown["trickles"]
+    assert trickle["end"] - trickle["start"] == pytest.approx(4)
+    assert shown["flap"] is None
+    assert fake_api.outage_windows() == [(blackhole["start"], blackhole["end"])]
+
+
+def test_clear_and_reset_empty_the_schedule(fake_api: FakeAPIServer, client: httpx.Client) -> None:
+    body = goal_body(fake_api, "flowsery")
+    client.post("/_fake/faults", json={"down_for": 60, "flap": [1, 1]})
+    assert post_goal(client, "flowsery", body).status_code == 503
+    cleared = client.post("/_fake/faults", json={"clear": True}).json()
+    assert (cleared["outages"], cleared["flap"]) == ([], None)
+    assert post_goal(client, "flowsery", body).status_code == 200
+    fake_api.set_faults(down_for=60, trickle_for=60)
+    fake_api.reset()
+    assert fake_api.state.faults["trickles"] == []
+    assert post_goal(client, "flowsery", body).status_code == 200
 
 
 # ---- Flowsery's rate limit ----------------------------------------------------------------------

@@ -6,13 +6,28 @@ contracts, independently of goaltrack's client-side validation, so that the fake
 client's mistakes instead of repeating them. Where to look:
 
 - per-provider rules: the ``PROVIDERS`` table; body and metadata rules: the functions below it;
-- order of checks for one goal request: ``FakeAPIState._handle_goal`` (latency, injected fault,
-  auth, Flowsery's rate limit, body, pageview);
+- order of checks for one goal request: ``FakeAPIState._handle_goal`` (latency, the fault
+  schedule, count faults, auth, Flowsery's rate limit, body, pageview);
 - routes: ``POST [/<provider>]/api/v1/goals`` (the bare path serves the default provider) and
   ``POST [/flowsery]/analytics/api/v1/goals``; the ``/_fake/`` endpoints: ``_Endpoints.routes``;
 - the tracking script, ``GET [/<provider>]/js/script.js``: like the providers' own, it sets the
   visitor and session cookies on the page's origin and records a pageview with a cross-origin
   ``POST [/<provider>]/api/events`` (answered with CORS headers): ``tracking_script``.
+
+Faults, set with ``FakeAPIState.set_faults(...)`` or ``POST /_fake/faults`` (same fields, JSON):
+
+- counted in requests: ``fail_next`` (``fail_status``), ``rate_limit_next`` (429,
+  ``retry_after``, ``retry_after_http_date``), ``reset_next`` (connection dropped),
+  ``error_rate`` (``error_status``, ``seed``), ``huge_body_next`` (a success padded to
+  ``huge_body_bytes``); ``latency_ms`` delays every answer;
+- shaped in time, from the call on: ``down_for=s`` and ``down_between=(t0, t1)`` (answered
+  ``down_status``, default 503), ``flap=(up_s, down_s)`` with optional ``flap_for`` (up first,
+  then down, repeated), ``blackhole_for=s`` (read, never answered, held until the client
+  leaves), ``trickle_for=s`` (the body sent ``trickle_bytes_per_s`` bytes a second, default 1);
+- precedence: blackhole, down, the count faults, the provider's rules; trickling slows whatever
+  the answer is. ``FakeAPIState.faults`` lists every window in epoch seconds (``outages``,
+  ``trickles``, ``flap``); ``outage_windows()`` gives the merged ``(start, end)`` pairs, to
+  compare with each record's ``received_at_epoch``.
 
 Simplifications, on purpose: a pageview registers a visitor for a provider whatever the key or
 website; any key with the right prefix is valid until revoked, suspended or denied.
@@ -32,7 +47,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import format_datetime
@@ -153,6 +168,11 @@ METADATA_KEY = re.compile(r"[a-z0-9_-]{1,64}")
 # Counted in UTF-16 code units, as the providers' JavaScript backends count String.length.
 METADATA_VALUE_MAX = 255
 RATE_LIMIT_WINDOW_S = 60.0
+# A request caught by a blackhole is dropped after this long if its client is still waiting.
+BLACKHOLE_HOLD_MAX_S = 600.0
+_HOLD_POLL_S = 0.1  # how often a held request looks at the server's stopping flag
+_PAD_OPEN = b',"padding":"'
+_PAD_CHUNK = b"x" * 65536
 
 # HTML and script removal for stored metadata values, applied in this order until nothing changes.
 _SANITISERS = (
@@ -177,7 +197,8 @@ class GoalRecord(TypedDict):
     event_id: str | None
     website_id: str | None  # from ?websiteId= (or Flowsery's ?domain=); None for website keys
     key_hint: str  # never the key itself
-    received_at: str
+    received_at: str  # ISO 8601, UTC, milliseconds
+    received_at_epoch: float  # the same instant as time.time(), for sub-second arithmetic
 
 
 class PageviewRecord(TypedDict):
@@ -189,6 +210,7 @@ class PageviewRecord(TypedDict):
     url: str | None  # the page's address, as the tracking script reported it
     source: Literal["script", "control"]  # the tracking script, or add_pageview / /_fake/
     received_at: str
+    received_at_epoch: float
 
 
 class RequestRecord(TypedDict):
@@ -196,12 +218,13 @@ class RequestRecord(TypedDict):
 
     provider: str
     path: str
-    status: int | None  # None: the connection was dropped (reset_next)
+    status: int | None  # None: dropped (reset_next) or never answered (blackhole)
     error: str | None
     fault: str | None  # the injected fault that answered, if any
     name: str | None  # the goal name as sent
     key_hint: str | None
-    received_at: str
+    received_at: str  # when the request arrived: ISO 8601, UTC, milliseconds
+    received_at_epoch: float  # the same instant as time.time()
 
 
 class _Rejection(Exception):
@@ -226,8 +249,11 @@ class _Dropped(Exception):
 @dataclass(frozen=True)
 class _Answer:
     status: int
-    body: dict[str, object] | None  # None: drop the connection mid-response
+    body: dict[str, object] | None  # None: drop the connection mid-response (or hold)
     headers: dict[str, str]
+    hold: bool = False  # blackhole: never answer
+    trickle_bytes_per_s: float | None = None  # send the body at this pace
+    pad_to: int | None = None  # pad the JSON body to this many bytes
 
 
 # ---- the body rules ---------------------------------------------------------------------------
@@ -365,8 +391,8 @@ def _key_hint(key: str) -> str:
     return f"{prefix}…{rest[-4:]}" if len(rest) >= 12 else f"{prefix}…"
 
 
-def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds")
 
 
 # ---- faults ------------------------------------------------------------------------------------
@@ -374,6 +400,8 @@ def _now_iso() -> str:
 
 @dataclass
 class _Faults:
+    """The fault settings: counts of requests to fail, and how the schedule's answers look."""
+
     latency_ms: float = 0.0
     fail_next: int = 0
     fail_status: int = 503
@@ -384,6 +412,86 @@ class _Faults:
     error_rate: float = 0.0
     error_status: int = 500
     seed: int = 0
+    down_status: int = 503
+    trickle_bytes_per_s: float = 1.0
+    huge_body_next: int = 0
+    huge_body_bytes: int = 50_000_000
+
+
+ScheduleKind = Literal["down", "blackhole", "trickle"]
+
+
+@dataclass(frozen=True)
+class _Window:
+    """One scheduled window, in wall-clock epoch seconds: ``start <= t < end``."""
+
+    kind: ScheduleKind
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class _Flap:
+    """Up for ``up_s``, then down for ``down_s``, repeated from ``start`` until ``end``."""
+
+    start: float
+    up_s: float
+    down_s: float
+    end: float | None  # None: until cleared
+
+    @property
+    def period(self) -> float:
+        return self.up_s + self.down_s
+
+    def is_down(self, at: float) -> bool:
+        if at < self.start or (self.end is not None and at >= self.end):
+            return False
+        return (at - self.start) % self.period >= self.up_s
+
+    def down_windows(self, now: float) -> list[_Window]:
+        """Every down phase; an endless flap's up to the first one that starts after ``now``."""
+        end = self.end if self.end is not None else math.inf
+        until = end if self.end is not None else now + self.period
+        windows: list[_Window] = []
+        cycle = 0
+        while True:
+            start = self.start + cycle * self.period + self.up_s
+            if start >= end or start > until:
+                return windows
+            windows.append(_Window("down", start, min(start + self.down_s, end)))
+            cycle += 1
+
+
+@dataclass
+class _Schedule:
+    """The time-shaped faults: windows set by ``down_for`` & co., and at most one flap."""
+
+    windows: list[_Window] = dataclasses.field(default_factory=list)
+    flap: _Flap | None = None
+
+    def active(self, kind: ScheduleKind, at: float) -> bool:
+        if kind == "down" and self.flap is not None and self.flap.is_down(at):
+            return True
+        return any(w.kind == kind and w.start <= at < w.end for w in self.windows)
+
+    def outages(self, now: float) -> list[_Window]:
+        """The down and blackhole windows, a flap's expanded, by start time."""
+        windows = [w for w in self.windows if w.kind != "trickle"]
+        if self.flap is not None:
+            windows += self.flap.down_windows(now)
+        return sorted(windows, key=lambda w: (w.start, w.end))
+
+    def report(self, now: float) -> dict[str, object]:
+        flap = self.flap
+        return {
+            "outages": [
+                {"kind": w.kind, "start": w.start, "end": w.end} for w in self.outages(now)
+            ],
+            "trickles": [
+                {"start": w.start, "end": w.end} for w in self.windows if w.kind == "trickle"
+            ],
+            "flap": None if flap is None else dataclasses.asdict(flap),
+        }
 
 
 _ERROR_STATUSES = frozenset(status.value for status in HTTPStatus if status >= 400)
@@ -397,6 +505,18 @@ def _is_count(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def _is_duration(value: object) -> bool:
+    return _is_number(value) and value > 0
+
+
+def _is_pair(value: object) -> TypeGuard[list[float] | tuple[float, float]]:
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(_is_number(item) for item in value)
+    )
+
+
 _FAULT_CHECKS: dict[str, tuple[str, Callable[[object], bool]]] = {
     "latency_ms": ("a number >= 0", lambda v: _is_number(v) and v >= 0),
     "fail_next": ("an integer >= 0", _is_count),
@@ -408,7 +528,28 @@ _FAULT_CHECKS: dict[str, tuple[str, Callable[[object], bool]]] = {
     "error_rate": ("a number from 0 to 1", lambda v: _is_number(v) and 0 <= v <= 1),
     "error_status": ("an HTTP error status", lambda v: _is_count(v) and v in _ERROR_STATUSES),
     "seed": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "down_status": ("an HTTP error status", lambda v: _is_count(v) and v in _ERROR_STATUSES),
+    "trickle_bytes_per_s": ("a number > 0", _is_duration),
+    "huge_body_next": ("an integer >= 0", _is_count),
+    "huge_body_bytes": ("an integer >= 0", _is_count),
+    # The schedule: each of these adds a window starting from the call.
+    "down_for": ("a number of seconds > 0", _is_duration),
+    "down_between": (
+        "[start, end]: seconds from now, 0 <= start < end",
+        lambda v: _is_pair(v) and 0 <= v[0] < v[1],
+    ),
+    "flap": (
+        "[up_s, down_s]: two numbers of seconds > 0",
+        lambda v: _is_pair(v) and v[0] > 0 and v[1] > 0,
+    ),
+    "flap_for": ("a number of seconds > 0", _is_duration),
+    "blackhole_for": ("a number of seconds > 0", _is_duration),
+    "trickle_for": ("a number of seconds > 0", _is_duration),
 }
+# Fields that add to the schedule instead of changing a setting.
+_SCHEDULE_FIELDS = frozenset(
+    {"down_for", "down_between", "flap", "flap_for", "blackhole_for", "trickle_for"}
+)
 
 
 def _check_faults(fields: Mapping[str, object]) -> None:
@@ -418,6 +559,24 @@ def _check_faults(fields: Mapping[str, object]) -> None:
         description, valid = _FAULT_CHECKS[name]
         if not valid(value):
             raise ValueError(f"fault {name} must be {description}, not {value!r}")
+    if "flap_for" in fields and "flap" not in fields:
+        raise ValueError("fault flap_for needs flap=[up_s, down_s] in the same call")
+
+
+def _add_to_schedule(schedule: _Schedule, fields: Mapping[str, object], now: float) -> None:
+    """Add the windows that checked ``fields`` ask for, counted from ``now``."""
+    for kind in ("down", "blackhole", "trickle"):
+        length = fields.get(f"{kind}_for")
+        if _is_number(length):
+            schedule.windows.append(_Window(kind, now, now + length))
+    between = fields.get("down_between")
+    if _is_pair(between):
+        schedule.windows.append(_Window("down", now + between[0], now + between[1]))
+    flap = fields.get("flap")
+    if _is_pair(flap):
+        flap_for = fields.get("flap_for")
+        end = now + flap_for if _is_number(flap_for) else None
+        schedule.flap = _Flap(now, float(flap[0]), float(flap[1]), end)
 
 
 # ---- the state ---------------------------------------------------------------------------------
@@ -455,6 +614,7 @@ class FakeAPIState:
         self._suspended: set[str] = set()
         self._windows: dict[str, tuple[float, int]] = {}  # token -> (window end, requests)
         self._faults = _Faults()
+        self._schedule = _Schedule()
         self._random = random.Random(self._faults.seed)
 
     # -- inspection
@@ -489,9 +649,33 @@ class FakeAPIState:
 
     @property
     def faults(self) -> dict[str, object]:
-        """The current fault settings."""
+        """The current fault settings and schedule (see :meth:`set_faults`).
+
+        Besides the settings: ``outages``, the down and blackhole windows as
+        ``{"kind", "start", "end"}`` in epoch seconds (``start <= t < end``), by start, a flap
+        expanded into its down phases (an endless one up to the first that starts after now);
+        ``trickles``, the trickle windows as ``{"start", "end"}``; ``flap``, None or
+        ``{"start", "up_s", "down_s", "end"}`` (``end`` None: until cleared).
+        """
         with self._cond:
-            return dataclasses.asdict(self._faults)
+            return self._fault_report()
+
+    def outage_windows(self) -> list[tuple[float, float]]:
+        """When the API is, was or will be down or blackholed: ``(start, end)`` epoch seconds.
+
+        Sorted, with overlapping or touching windows merged, so that each ``end`` is a moment
+        the API is back. An endless flap is expanded up to the first down phase starting after
+        now. Compare with ``received_at_epoch`` of :attr:`requests` and :attr:`goals`.
+        """
+        with self._cond:
+            windows = self._schedule.outages(time.time())
+        merged: list[tuple[float, float]] = []
+        for window in windows:
+            if merged and window.start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], window.end))
+            else:
+                merged.append((window.start, window.end))
+        return merged
 
     def wait_for_goals(self, count: int, timeout: float = 10.0) -> list[GoalRecord]:
         """Block until at least ``count`` goals were accepted; return them all.
@@ -538,6 +722,7 @@ class FakeAPIState:
         """
         _check_provider(provider)
         visitor = visitor_id if visitor_id is not None else str(uuid.uuid4())
+        received = time.time()
         with self._cond:
             visitors = self._visitors[provider]
             visitors[visitor] = visitors.get(visitor, False) or bot
@@ -548,7 +733,8 @@ class FakeAPIState:
                     session_id=session_id,
                     url=url,
                     source=source,
-                    received_at=_now_iso(),
+                    received_at=_iso(received),
+                    received_at_epoch=received,
                 )
             )
             self._cond.notify_all()
@@ -574,28 +760,58 @@ class FakeAPIState:
             self._suspended.add(key_or_website_id)
 
     def set_faults(self, **fields: object) -> dict[str, object]:
-        """Merge fault settings into the current ones and return them all.
+        """Merge fault settings into the current ones, add to the schedule; return them all.
 
-        ``latency_ms``: delay before answering each goal request. ``fail_next`` (with
-        ``fail_status``, default 503), ``rate_limit_next`` (429 with ``retry_after`` seconds,
-        sent as an HTTP date if ``retry_after_http_date``) and ``reset_next`` (connection
-        dropped mid-response): the next N goal requests fail that way and store nothing.
-        ``error_rate`` (0..1, with ``error_status``, default 500): random failures from a
-        ``random.Random(seed)``; setting ``seed`` restarts that sequence.
+        Counted in requests: ``latency_ms``: delay before answering each goal request.
+        ``fail_next`` (with ``fail_status``, default 503), ``rate_limit_next`` (429 with
+        ``retry_after`` seconds, sent as an HTTP date if ``retry_after_http_date``) and
+        ``reset_next`` (connection dropped mid-response): the next N goal requests fail that
+        way and store nothing. ``error_rate`` (0..1, with ``error_status``, default 500):
+        random failures from a ``random.Random(seed)``; setting ``seed`` restarts that
+        sequence. ``huge_body_next``: the next N successful answers carry a body padded to
+        ``huge_body_bytes`` (default 50,000,000), streamed.
+
+        Shaped in time, from this call on (each adds a window; they accumulate until cleared):
+        ``down_for=s``: every goal request is answered ``down_status`` (default 503) for s
+        seconds. ``down_between=(t0, t1)``: down from t0 to t1 seconds from now.
+        ``flap=(up_s, down_s)``: up for up_s, down for down_s, repeated, for ``flap_for``
+        seconds if given, else until cleared (a new flap replaces the previous one).
+        ``blackhole_for=s``: requests arriving in the next s seconds are read and never
+        answered; they are held until the client disconnects (at most
+        ``BLACKHOLE_HOLD_MAX_S``), even after the window ends. ``trickle_for=s``: answers to
+        requests arriving in the next s seconds send their body one byte at a time,
+        ``trickle_bytes_per_s`` (default 1) bytes a second, after the status and headers.
+
+        Precedence, for one request: blackhole, down, then the count faults (``reset_next``,
+        ``fail_next``, ``rate_limit_next``, ``error_rate``), then the provider's rules; a
+        request answered by the schedule uses up no count fault. Trickling slows whatever
+        answer the request gets. A request's ``fault`` names the first that applied, in the
+        order blackhole, down, trickle, reset_next, fail_next, rate_limit_next, error_rate,
+        huge_body_next.
         """
         _check_faults(fields)
+        now = time.time()
         with self._cond:
             for name, value in fields.items():
-                setattr(self._faults, name, value)
+                if name not in _SCHEDULE_FIELDS:
+                    setattr(self._faults, name, value)
+            _add_to_schedule(self._schedule, fields, now)
             if "seed" in fields:
                 self._random = random.Random(self._faults.seed)
-            return dataclasses.asdict(self._faults)
+            return self._fault_report()
 
     def clear_faults(self) -> None:
-        """Back to a well-behaved API."""
+        """Back to a well-behaved API: settings to their defaults, the schedule emptied.
+
+        Requests held by a blackhole stay held: a hung server does not recover its requests.
+        """
         with self._cond:
             self._faults = _Faults()
+            self._schedule = _Schedule()
             self._random = random.Random(self._faults.seed)
+
+    def _fault_report(self) -> dict[str, object]:
+        return {**dataclasses.asdict(self._faults), **self._schedule.report(time.time())}
 
     def reset(self) -> None:
         """Forget goals, requests, pageviews, key marks, rate-limit windows and faults."""
@@ -625,8 +841,12 @@ class FakeAPIState:
         authorization: str | None,
         query: Mapping[str, str],
         raw_body: bytes,
+        arrived: float,
     ) -> _Answer:
-        """Apply faults, then the provider's rules, to one goal request; record the outcome."""
+        """Apply faults, then the provider's rules, to one goal request; record the outcome.
+
+        ``arrived`` (epoch seconds) is when the request came in: the schedule is read then.
+        """
         rules = PROVIDERS[provider]
         with self._cond:
             record = RequestRecord(
@@ -637,35 +857,67 @@ class FakeAPIState:
                 fault=None,
                 name=None,
                 key_hint=None,
-                received_at=_now_iso(),
+                received_at=_iso(arrived),
+                received_at_epoch=arrived,
             )
-            headers: dict[str, str] = {}
-            try:
-                self._inject_faults()
-                key, website_id = self._authenticate(rules, authorization, query)
-                record["key_hint"] = key_hint = _key_hint(key)
-                headers = self._count_rate_limit(rules, key)
-                body = _parse_object(raw_body)
-                sent_name = body.get("name")
-                record["name"] = sent_name if isinstance(sent_name, str) else None
-                goal = self._goal(rules, body, website_id, key_hint, record["received_at"])
-            except _Dropped:
-                record["error"] = "connection dropped (injected reset_next)"
-                record["fault"] = "reset_next"
+            if self._schedule.active("blackhole", arrived):
+                record["error"] = "never answered (injected blackhole)"
+                record["fault"] = "blackhole"
                 self._record(record)
-                return _Answer(200, None, {})
-            except _Rejection as rejection:
-                record["status"] = rejection.status
-                record["error"] = rejection.message
-                record["fault"] = rejection.fault
-                self._record(record)
-                body_out = _error_body(rules, rejection.status, rejection.message)
-                return _Answer(rejection.status, body_out, {**headers, **rejection.headers})
-            status = self.flowsery_created_status if rules.created_status_configurable else 200
-            record["status"] = status
-            self._goals.append(goal)
+                return _Answer(0, None, {}, hold=True)
+            trickle = (
+                self._faults.trickle_bytes_per_s
+                if self._schedule.active("trickle", arrived)
+                else None
+            )
+            answer = self._answer_goal(rules, record, authorization, query, raw_body, arrived)
+            if trickle is not None:
+                record["fault"] = "down" if record["fault"] == "down" else "trickle"
+                answer = dataclasses.replace(answer, trickle_bytes_per_s=trickle)
             self._record(record)
-            return _Answer(status, _success_body(rules, goal["event_id"]), headers)
+            return answer
+
+    def _answer_goal(
+        self,
+        rules: ProviderRules,
+        record: RequestRecord,
+        authorization: str | None,
+        query: Mapping[str, str],
+        raw_body: bytes,
+        arrived: float,
+    ) -> _Answer:
+        """The answer to one goal request outside a blackhole; fills in ``record``."""
+        headers: dict[str, str] = {}
+        try:
+            if self._schedule.active("down", arrived):
+                raise _Rejection(self._faults.down_status, "injected outage", fault="down")
+            self._inject_faults()
+            key, website_id = self._authenticate(rules, authorization, query)
+            record["key_hint"] = key_hint = _key_hint(key)
+            headers = self._count_rate_limit(rules, key)
+            body = _parse_object(raw_body)
+            sent_name = body.get("name")
+            record["name"] = sent_name if isinstance(sent_name, str) else None
+            goal = self._goal(rules, body, website_id, key_hint, arrived)
+        except _Dropped:
+            record["error"] = "connection dropped (injected reset_next)"
+            record["fault"] = "reset_next"
+            return _Answer(200, None, {})
+        except _Rejection as rejection:
+            record["status"] = rejection.status
+            record["error"] = rejection.message
+            record["fault"] = rejection.fault
+            body_out = _error_body(rules, rejection.status, rejection.message)
+            return _Answer(rejection.status, body_out, {**headers, **rejection.headers})
+        status = self.flowsery_created_status if rules.created_status_configurable else 200
+        record["status"] = status
+        self._goals.append(goal)
+        pad_to = None
+        if self._faults.huge_body_next:
+            self._faults.huge_body_next -= 1
+            record["fault"] = "huge_body_next"
+            pad_to = self._faults.huge_body_bytes
+        return _Answer(status, _success_body(rules, goal["event_id"]), headers, pad_to=pad_to)
 
     def _record(self, record: RequestRecord) -> None:
         self._requests.append(record)
@@ -739,7 +991,7 @@ class FakeAPIState:
         body: Mapping[str, object],
         website_id: str | None,
         key_hint: str,
-        received_at: str,
+        received_at: float,
     ) -> GoalRecord:
         """Validate the body against the provider's rules; return the goal to store."""
         visitor = _visitor(rules, body)
@@ -764,7 +1016,8 @@ class FakeAPIState:
             event_id=_object_id() if rules.returns_event_id else None,
             website_id=website_id,
             key_hint=key_hint,
-            received_at=received_at,
+            received_at=_iso(received_at),
+            received_at_epoch=received_at,
         )
 
 
@@ -886,12 +1139,102 @@ def _cors_headers(request: Request) -> dict[str, str]:
 # ---- the app -----------------------------------------------------------------------------------
 
 
+async def _drop(send: Send) -> None:
+    """Announce a body and never send it: uvicorn then closes the connection mid-response."""
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"128")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+
 class _DroppedResponse(Response):
-    """Announces a body it never sends; uvicorn then closes the connection mid-response."""
+    """The reset_next fault: a broken response."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"128")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await _drop(send)
+
+
+async def _until_disconnected(receive: Receive) -> None:
+    # Once the request body is read, uvicorn's receive() returns only when the client is gone.
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class _HeldResponse(Response):
+    """The blackhole: no answer, until the client disconnects or the server stops."""
+
+    def __init__(self, stopping: threading.Event) -> None:
+        self.stopping = stopping
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gone = asyncio.ensure_future(_until_disconnected(receive))
+        deadline = time.monotonic() + BLACKHOLE_HOLD_MAX_S
+        try:
+            while not gone.done():
+                if self.stopping.is_set() or time.monotonic() >= deadline:
+                    # A hung server that goes away: the connection closes without an answer.
+                    await _drop(send)
+                    return
+                await asyncio.wait({gone}, timeout=_HOLD_POLL_S)
+        finally:
+            gone.cancel()
+
+
+class _ShapedResponse(Response):
+    """A JSON answer padded to a size and/or sent one byte at a time."""
+
+    def __init__(self, answer: _Answer, stopping: threading.Event) -> None:
+        body = answer.body if answer.body is not None else {}
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        self.prefix, self.padding, self.suffix = content, 0, b""
+        if answer.pad_to is not None and answer.pad_to > len(content) + len(_PAD_OPEN) + 1:
+            # {"status":...,"padding":"xxx…"}: still the provider's JSON, just long.
+            self.prefix = content[:-1] + _PAD_OPEN
+            self.suffix = b'"}'
+            self.padding = answer.pad_to - len(self.prefix) - len(self.suffix)
+        self.length = len(self.prefix) + self.padding + len(self.suffix)
+        self.status_code = answer.status
+        self.answer_headers = answer.headers
+        self.rate = answer.trickle_bytes_per_s
+        self.stopping = stopping
+
+    def _chunks(self) -> Iterator[bytes]:
+        yield self.prefix
+        left = self.padding
+        while left > 0:
+            size = min(left, len(_PAD_CHUNK))
+            yield _PAD_CHUNK[:size]
+            left -= size
+        yield self.suffix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(self.length).encode()),
+            *(
+                (k.lower().encode("latin-1"), v.encode("latin-1"))
+                for k, v in self.answer_headers.items()
+            ),
+        ]
+        await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
+        gone = asyncio.ensure_future(_until_disconnected(receive))
+        try:
+            chunks = self._chunks() if self.rate is None else _bytes(self._chunks())
+            started, sent = time.monotonic(), 0
+            for chunk in chunks:
+                if self.rate is not None:
+                    sent += len(chunk)
+                    await asyncio.sleep(max(0.0, started + sent / self.rate - time.monotonic()))
+                if gone.done() or self.stopping.is_set():
+                    return  # the client left, or the server stops: the body stays short
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            gone.cancel()
+
+
+def _bytes(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    for chunk in chunks:
+        for index in range(len(chunk)):
+            yield chunk[index : index + 1]
 
 
 class _ControlError(Exception):
@@ -916,8 +1259,9 @@ def _string_list(body: Mapping[str, object], field: str) -> list[str]:
 
 
 class _Endpoints:
-    def __init__(self, state: FakeAPIState) -> None:
+    def __init__(self, state: FakeAPIState, stopping: threading.Event) -> None:
         self.state = state
+        self.stopping = stopping
 
     def routes(self) -> list[Route]:
         goal_routes = [
@@ -948,6 +1292,7 @@ class _Endpoints:
 
     def _goal_endpoint(self, path: str) -> Callable[[Request], Awaitable[Response]]:
         async def goal(request: Request) -> Response:
+            arrived = time.time()
             provider = request.path_params.get("provider", self.state.default_provider)
             rules = PROVIDERS.get(provider)
             if rules is None or path not in rules.goal_paths:
@@ -962,9 +1307,14 @@ class _Endpoints:
                 request.headers.get("authorization"),
                 request.query_params,
                 raw,
+                arrived,
             )
+            if answer.hold:
+                return _HeldResponse(self.stopping)
             if answer.body is None:
                 return _DroppedResponse()
+            if answer.trickle_bytes_per_s is not None or answer.pad_to is not None:
+                return _ShapedResponse(answer, self.stopping)
             return JSONResponse(answer.body, answer.status, headers=answer.headers)
 
         return goal
@@ -1102,8 +1452,15 @@ class _Endpoints:
 
 
 def create_app(state: FakeAPIState | None = None) -> Starlette:
-    """The fake API as an ASGI app; its state is ``app.state.fake_api``."""
+    """The fake API as an ASGI app; its state is ``app.state.fake_api``.
+
+    ``app.state.fake_api_stopping`` is a :class:`threading.Event`: set it before stopping the
+    server that runs the app, and the requests a blackhole holds close their connections (and
+    trickling answers stop) instead of keeping the server's shutdown waiting.
+    """
     state = state if state is not None else FakeAPIState()
-    app = Starlette(routes=_Endpoints(state).routes())
+    stopping = threading.Event()
+    app = Starlette(routes=_Endpoints(state, stopping).routes())
     app.state.fake_api = state
+    app.state.fake_api_stopping = stopping
     return app

@@ -82,6 +82,7 @@ class FakeAPIServer:
             if self._thread is not None:
                 raise RuntimeError(f"the fake API is already running at {self.url}")
             sock = self._bind()
+            self._app.state.fake_api_stopping.clear()
             config = uvicorn.Config(
                 self._app,
                 # Leave the host application's logging alone: uvicorn's log_level and
@@ -127,6 +128,7 @@ class FakeAPIServer:
         """
         server = self._server
         if server is not None:
+            self._app.state.fake_api_stopping.set()
             if server.should_exit:
                 server.force_exit = True
             server.should_exit = True
@@ -181,6 +183,7 @@ class FakeAPIServer:
         server, thread, sock = self._server, self._thread, self._socket
         if server is None or thread is None or sock is None:
             return
+        self._app.state.fake_api_stopping.set()  # requests held by a blackhole let go
         server.should_exit = True
         thread.join(timeout)
         if thread.is_alive():
@@ -232,6 +235,9 @@ class FakeAPIServer:
 
     def clear_faults(self) -> None:
         self.state.clear_faults()
+
+    def outage_windows(self) -> list[tuple[float, float]]:
+        return self.state.outage_windows()
 
     def wait_for_goals(self, count: int, timeout: float = 10.0) -> list[GoalRecord]:
         return self.state.wait_for_goals(count, timeout)
