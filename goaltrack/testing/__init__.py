@@ -1,7 +1,8 @@
 """Testing support, shipped for users too: the fake API server and offline goal capture.
 
 The fake API needs the ``fakeapi`` extra (Starlette, uvicorn); it is imported on first use so
-that ``capture_goals`` works without it.
+that ``capture_goals`` works without it. ``python -m goaltrack.testing`` runs it in the
+foreground (:mod:`goaltrack.testing.cli`).
 """
 
 from __future__ import annotations
