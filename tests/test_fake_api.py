@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import queue
 import re
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,13 +19,14 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import pytest
 
 from goaltrack import fakeapi
 from goaltrack.testing.fake_api import PROVIDERS, FakeAPIState, create_app
+from goaltrack.testing.fake_api.app import quick_help
 from goaltrack.testing.server import FakeAPIServer
 
 KEYS = {
@@ -1123,6 +1128,49 @@ def test_reset_endpoint_forgets_everything(fake_api: FakeAPIServer, client: http
     assert post_goal(client, "faurya", goal_body(fake_api, "faurya")).status_code == 200
 
 
+def test_reset_can_keep_the_pageviews(fake_api: FakeAPIServer, client: httpx.Client) -> None:
+    body = goal_body(fake_api, "datafast")
+    post_goal(client, "datafast", body)
+    fake_api.set_faults(down_for=60)
+    kept = client.post("/_fake/reset", json={"keep_pageviews": True})
+    assert kept.json() == {"status": "reset", "keep_pageviews": True}
+    assert (fake_api.goals, fake_api.requests) == ([], [])
+    assert [p["visitor_id"] for p in fake_api.state.pageviews] == [body["datafast_visitor_id"]]
+    assert post_goal(client, "datafast", body).status_code == 200  # still a known visitor
+    fake_api.reset(keep_pageviews=True)
+    assert post_goal(client, "datafast", body).status_code == 200
+    fake_api.reset()
+    assert post_goal(client, "datafast", body).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body", [{"keep_pageviews": "yes"}, {"keep_pageviews": 1}, {"pageviews": "keep"}, [1]]
+)
+def test_reset_endpoint_validates(
+    fake_api: FakeAPIServer, client: httpx.Client, body: object
+) -> None:
+    post_goal(client, "datafast", goal_body(fake_api, "datafast"))
+    response = client.post("/_fake/reset", json=body)
+    assert response.status_code == 400
+    assert len(fake_api.goals) == 1
+
+
+@pytest.mark.parametrize("provider", NEEDS_PAGEVIEW)
+def test_require_pageview_false_takes_goals_from_unseen_visitors(provider: str) -> None:
+    with (
+        FakeAPIServer(require_pageview=False) as server,
+        httpx.Client(base_url=server.url) as client,
+    ):
+        unseen = {VISITOR_FIELD[provider]: str(uuid.uuid4()), "name": "signup"}
+        assert post_goal(client, provider, unseen).status_code == 200
+        assert server.state.pageviews == []  # nothing is made up
+        bot = server.add_pageview(provider, bot=True)
+        refused = post_goal(client, provider, {VISITOR_FIELD[provider]: bot, "name": "signup"})
+        assert refused.status_code == 400
+        assert post_goal(client, provider, {"name": "signup"}).status_code == 400
+        assert [goal["visitor_id"] for goal in server.goals] == [unseen[VISITOR_FIELD[provider]]]
+
+
 def test_keys_endpoint_validates(client: httpx.Client) -> None:
     assert client.post("/_fake/keys", json={"revoke": "df_x"}).status_code == 400
     assert client.post("/_fake/keys", json={"ban": ["df_x"]}).status_code == 400
@@ -1241,6 +1289,122 @@ def test_cli_serves_until_signalled(module: str, stop_signal: signal.Signals) ->
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+def read_lines_until(stream: IO[str], last: str, timeout: float = 15) -> list[str]:
+    """Lines of a child's output up to the one starting with ``last``, within ``timeout``."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line.rstrip("\n"))
+
+    # readline() has no timeout: read in a thread, wait on the queue with a deadline.
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    read: list[str] = []
+    while not read or not read[-1].startswith(last):
+        read.append(lines.get(timeout=max(0.01, deadline - time.monotonic())))
+    return read
+
+
+def run_printed_curl(line: str, **substitutions: str) -> httpx.Response:
+    """Run a ``curl -X POST URL [-H ...] [-d BODY]`` line as printed, with httpx."""
+    argv = shlex.split(line)
+    assert argv[:3] == ["curl", "-X", "POST"], argv
+    url, options = argv[3], argv[4:]
+    headers, body = {}, b""
+    for flag, value in zip(options[::2], options[1::2], strict=True):
+        if flag == "-H":
+            name, _, header = value.partition(": ")
+            headers[name] = header
+        else:
+            assert flag == "-d", flag
+            for placeholder, actual in substitutions.items():
+                value = value.replace(f"<{placeholder}>", actual)
+            body = value.encode()
+    return httpx.post(url, content=body, headers=headers, timeout=5)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["-m", "goaltrack.testing"], ["-m", "goaltrack.cli", "fake-api"]],
+    ids=["python -m goaltrack.testing", "goaltrack fake-api"],
+)
+def test_cli_says_how_to_get_a_visitor_and_see_the_goals(command: list[str]) -> None:
+    process = subprocess.Popen(
+        [sys.executable, *command, "--port", "0", "--provider", "faurya"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = read_lines_until(process.stdout, "Stop with")
+        url = lines[0].split("listening on ")[1].split()[0]
+        assert "pageview" in lines[1]
+        pageview_line, answer_line = lines[2].strip(), lines[3].strip()
+        assert pageview_line.startswith(f"curl -X POST {url}/_fake/pageviews ")
+        # The printed command, run as printed when curl is there.
+        if shutil.which("curl"):
+            output = subprocess.run(
+                shlex.split(pageview_line), capture_output=True, text=True, timeout=10, check=True
+            ).stdout
+        else:
+            output = run_printed_curl(pageview_line).text
+        answer = json.loads(output)
+        printed = json.loads(answer_line.removeprefix("answers "))
+        assert set(answer) == set(printed)
+        assert (answer["provider"], answer["bot"]) == (printed["provider"], printed["bot"])
+        assert uuid.UUID(answer["visitor_id"]).version == 4
+        goal_line = next(line.strip() for line in lines if "/api/v1/goals" in line)
+        goal = run_printed_curl(goal_line, visitor_id=answer["visitor_id"])
+        assert goal.status_code == 200, goal.text
+        goals_url = next(
+            re.findall(r"http://\S+/_fake/goals", line) for line in lines if "JSON" in line
+        )
+        [received] = httpx.get(goals_url[0], timeout=5).json()
+        assert (received["name"], received["visitor_id"]) == ("signup", answer["visitor_id"])
+        assert any(f"{url}/_fake/ " in line for line in lines)
+        resets = [line.strip() for line in lines if f"{url}/_fake/reset" in line]
+        keep, forget = sorted(resets, key=len, reverse=True)  # the one with a body first
+        assert run_printed_curl(keep).json() == {"status": "reset", "keep_pageviews": True}
+        assert run_printed_curl(goal_line, visitor_id=answer["visitor_id"]).status_code == 200
+        assert run_printed_curl(forget).json() == {"status": "reset", "keep_pageviews": False}
+        assert run_printed_curl(goal_line, visitor_id=answer["visitor_id"]).status_code == 404
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def test_cli_pageview_free_takes_goals_from_unseen_visitors() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "goaltrack.testing", "--port", "0", "--pageview-free"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = read_lines_until(process.stdout, "Stop with")
+        assert lines[1].startswith("Pageview-free")
+        url = lines[0].split("listening on ")[1].split()[0]
+        body = {"datafast_visitor_id": str(uuid.uuid4()), "name": "signup"}
+        headers = {"Authorization": "Bearer df_manual_trial"}
+        response = httpx.post(url + "/api/v1/goals", json=body, headers=headers, timeout=5)
+        assert response.status_code == 200, response.text
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def test_the_html_page_shows_the_same_help(fake_api: FakeAPIServer, client: httpx.Client) -> None:
+    page = client.get("/_fake/").text
+    for line in quick_help(fake_api.url, fake_api.state):
+        assert html.escape(line) in page
+    assert html.escape(f"curl -X POST {fake_api.url}/_fake/pageviews") in page
 
 
 def test_cli_refuses_non_loopback_host(capsys: pytest.CaptureFixture[str]) -> None:

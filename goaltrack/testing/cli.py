@@ -1,7 +1,8 @@
 """Command line for the fake provider API: ``python -m goaltrack.testing --port 8765``.
 
-This module owns only argument parsing and the foreground run: it prints one line with the URL,
-then serves until SIGINT or SIGTERM and exits 0. The project CLI reuses ``add_arguments`` and
+This module owns only argument parsing and the foreground run: it prints a line with the URL
+and a few with how to get a visitor id and see the goals by hand (``quick_help``), then serves
+until SIGINT or SIGTERM and exits 0. The project CLI reuses ``add_arguments`` and
 ``run`` for ``goaltrack fake-api``; ``python -m goaltrack.fakeapi`` is an alias kept for
 existing scripts. The server itself is :class:`goaltrack.testing.FakeAPIServer`.
 """
@@ -34,6 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="provider answering the bare /api/v1/goals path (default: datafast)",
     )
     parser.add_argument(
+        "--pageview-free",
+        action="store_true",
+        help="accept DataFast and Faurya goals from visitors without a pageview (manual trials)",
+    )
+    parser.add_argument(
         "--allow-non-loopback",
         action="store_true",
         help="allow a --host that is not loopback (the fake accepts any well-formed key)",
@@ -43,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve with parsed ``args`` until SIGINT or SIGTERM; return the exit status."""
     try:
+        from goaltrack.testing.fake_api.app import quick_help
         from goaltrack.testing.server import FakeAPIServer
     except ImportError as exc:
         hint = "pip install 'goaltrack[fakeapi]'"
@@ -54,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
             args.port,
             allow_non_loopback=args.allow_non_loopback,
             default_provider=args.provider,
+            require_pageview=not args.pageview_free,
         )
     except ValueError as exc:
         print(f"error: {exc}; see --allow-non-loopback", file=sys.stderr)
@@ -73,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"goaltrack fake API listening on {server.url}"
             f" (bare path: {args.provider}; inspect: {server.url}/_fake/)",
+            *quick_help(server.url, server.state),
+            "Stop with Ctrl+C.",
+            sep="\n",
             flush=True,
         )
         server.join()

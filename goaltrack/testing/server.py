@@ -245,5 +245,5 @@ class FakeAPIServer:
     def wait_for_requests(self, count: int, timeout: float = 10.0) -> list[RequestRecord]:
         return self.state.wait_for_requests(count, timeout)
 
-    def reset(self) -> None:
-        self.state.reset()
+    def reset(self, *, keep_pageviews: bool = False) -> None:
+        self.state.reset(keep_pageviews=keep_pageviews)

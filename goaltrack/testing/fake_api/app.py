@@ -40,7 +40,7 @@ from goaltrack.testing.fake_api.script import (
 )
 from goaltrack.testing.fake_api.state import Answer, FakeAPIState
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "quick_help"]
 
 _HOLD_POLL_S = 0.1  # how often a held request looks at the server's stopping flag
 _PAD_OPEN = b',"padding":"'
@@ -339,8 +339,18 @@ class _Endpoints:
         return JSONResponse({field: len(keys) for field, keys in marks.items()})
 
     async def reset(self, request: Request) -> Response:
-        self.state.reset()
-        return JSONResponse({"status": "reset"})
+        try:
+            body = await _control_body(request)
+            unknown = set(body) - {"keep_pageviews"}
+            if unknown:
+                raise _ControlError(f"unknown fields: {', '.join(sorted(unknown))}")
+            keep = body.get("keep_pageviews", False)
+            if not isinstance(keep, bool):
+                raise _ControlError("keep_pageviews must be true or false")
+        except _ControlError as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        self.state.reset(keep_pageviews=keep)
+        return JSONResponse({"status": "reset", "keep_pageviews": keep})
 
     async def index(self, request: Request) -> Response:
         goals = self.state.goals
@@ -359,15 +369,52 @@ class _Endpoints:
             + "</tr>"
             for goal in goals
         )
+        base_url = str(request.base_url).rstrip("/")
+        usage = html.escape("\n".join(quick_help(base_url, self.state)))
         page = (
             "<!doctype html><html><head><meta charset='utf-8'><title>goaltrack fake API</title>"
             "</head><body><h1>goaltrack fake API</h1>"
             f"<p>{len(goals)} goal(s) received; {len(self.state.requests)} goal request(s) seen."
             " JSON: <a href='/_fake/goals'>goals</a>, <a href='/_fake/requests'>requests</a>.</p>"
             "<table><tr><th>received</th><th>provider</th><th>name</th><th>visitor</th>"
-            f"<th>metadata</th></tr>{rows}</table></body></html>"
+            f"<th>metadata</th></tr>{rows}</table>"
+            f"<h2>By hand</h2><pre>{usage}</pre></body></html>"
         )
         return HTMLResponse(page)
+
+
+def quick_help(base_url: str, state: FakeAPIState) -> list[str]:
+    """How to try the fake API by hand: printed by its command line at start, shown at /_fake/."""
+    provider = state.default_provider
+    pageview = json.dumps({"provider": provider})
+    answer = json.dumps(
+        {"visitor_id": "<a new UUID v4>", "provider": provider, "bot": False},
+        separators=(",", ":"),
+    )
+    rules = PROVIDERS[provider]
+    key = (rules.key_prefixes[0] if rules.key_prefixes else "") + "test_key"
+    goal = json.dumps({rules.visitor_fields[0]: "<visitor_id>", "name": "signup"})
+    if state.require_pageview:
+        first = "DataFast and Faurya take goals only from a visitor with a pageview; get one:"
+    else:
+        first = "Pageview-free: goals from any visitor id are taken; to register one anyway:"
+    return [
+        first,
+        f"  curl -X POST {base_url}/_fake/pageviews -H 'Content-Type: application/json'"
+        f" -d '{pageview}'",
+        f"  answers {answer}",
+        '  optional fields: "visitor_id" (your own id), "bot": true (a crawler: goals refused)',
+        "Send a goal for it:",
+        f"  curl -X POST {base_url}/{provider}{GOALS_PATH} -H 'Authorization: Bearer {key}'"
+        f" -H 'Content-Type: application/json' -d '{goal}'",
+        f"Point goaltrack at it: api_url={base_url}/{provider} (or GOALTRACK_API_URL)",
+        f"Goals received: {base_url}/_fake/ (HTML), {base_url}/_fake/goals (JSON);"
+        f" every goal request: {base_url}/_fake/requests",
+        "Start again (forgetting everything; or keeping the visitors):",
+        f"  curl -X POST {base_url}/_fake/reset",
+        f"  curl -X POST {base_url}/_fake/reset -H 'Content-Type: application/json'"
+        """ -d '{"keep_pageviews": true}'""",
+    ]
 
 
 def create_app(state: FakeAPIState | None = None) -> Starlette:

@@ -104,6 +104,9 @@ class FakeAPIState:
     ``default_provider`` answers the bare ``/api/v1/goals`` path. ``flowsery_rate_limit`` is the
     number of Flowsery requests allowed per token per 60 s window (None: unlimited).
     ``flowsery_created_status`` is Flowsery's success status, 200 or 201.
+    ``require_pageview=False`` accepts DataFast and Faurya goals from visitors never seen (for
+    quick manual trials; a visitor registered as a bot is still refused); by default they get
+    404, as from the providers.
     """
 
     def __init__(
@@ -111,6 +114,7 @@ class FakeAPIState:
         default_provider: str = "datafast",
         flowsery_rate_limit: int | None = 600,
         flowsery_created_status: int = 200,
+        require_pageview: bool = True,
     ) -> None:
         check_provider(default_provider)
         if flowsery_created_status not in (200, 201):
@@ -120,6 +124,7 @@ class FakeAPIState:
         self.default_provider = default_provider
         self.flowsery_rate_limit = flowsery_rate_limit
         self.flowsery_created_status = flowsery_created_status
+        self.require_pageview = require_pageview
         self._cond = threading.Condition(threading.RLock())
         self._goals: list[GoalRecord] = []
         self._requests: list[RequestRecord] = []
@@ -316,14 +321,18 @@ class FakeAPIState:
         with self._cond:
             self._faults = Faults()
 
-    def reset(self) -> None:
-        """Forget goals, requests, pageviews, key marks, rate-limit windows and faults."""
+    def reset(self, *, keep_pageviews: bool = False) -> None:
+        """Forget goals, requests, pageviews, key marks, rate-limit windows and faults.
+
+        ``keep_pageviews=True`` keeps the pageviews, so the visitors seen stay known.
+        """
         with self._cond:
             self._goals.clear()
             self._requests.clear()
-            self._pageviews.clear()
-            for visitors in self._visitors.values():
-                visitors.clear()
+            if not keep_pageviews:
+                self._pageviews.clear()
+                for visitors in self._visitors.values():
+                    visitors.clear()
             self._revoked.clear()
             self._no_goals_write.clear()
             self._suspended.clear()
@@ -476,7 +485,7 @@ class FakeAPIState:
         visitor = checked.visitor_id
         if rules.needs_pageview and visitor is not None:
             is_bot = self._visitors[rules.name].get(visitor)
-            if is_bot is None:
+            if is_bot is None and self.require_pageview:
                 raise Rejection(404, "visitor has no pageviews on this website")
             if is_bot:
                 raise Rejection(400, "visitor is a bot")
