@@ -810,15 +810,19 @@ def test_flap_alternates_up_and_down_for_flap_for(
 
 
 def test_an_endless_flap_is_described_up_to_its_next_window(fake_api: FakeAPIServer) -> None:
-    faults = fake_api.set_faults(flap=(0.2, 0.1))
+    faults = fake_api.set_faults(flap=(1.0, 0.5))
     flap = faults["flap"]
     assert isinstance(flap, dict)
     assert flap["end"] is None
-    [(first_start, first_end)] = fake_api.outage_windows()
-    assert (first_start, first_end) == pytest.approx((flap["start"] + 0.2, flap["start"] + 0.3))
-    sleep_until(flap["start"] + 0.45)
-    # Two down phases by now (the second one starts at 0.5 s): both listed.
-    assert len(fake_api.outage_windows()) == 2
+    start = flap["start"]
+    # Within the first up phase: the first down phase is the next one.
+    assert fake_api.outage_windows() == [pytest.approx((start + 1.0, start + 1.5))]
+    sleep_until(start + 1.05)
+    # In the first down phase: the next one (from 2.5 s) is listed too.
+    assert fake_api.outage_windows() == [
+        pytest.approx((start + 1.0, start + 1.5)),
+        pytest.approx((start + 2.5, start + 3.0)),
+    ]
     fake_api.clear_faults()
     assert fake_api.outage_windows() == []
     assert fake_api.state.faults["flap"] is None
@@ -843,7 +847,7 @@ def test_blackhole_never_answers_and_is_answered_after_the_window(
     body = {"datafast_visitor_id": visitor, "name": "signup"}
     url = fake_api.api_url("datafast") + "/api/v1/goals"
     headers = {"Authorization": f"Bearer {KEYS['datafast']}"}
-    fake_api.set_faults(blackhole_for=0.6)
+    fake_api.set_faults(blackhole_for=1.0)
     [(_, end)] = fake_api.outage_windows()
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(url, json=body, headers=headers, timeout=0.3)
@@ -863,6 +867,7 @@ def test_blackhole_never_answers_and_is_answered_after_the_window(
     wait_until(lambda: len(fake_api.requests) == 2)
     sleep_until(end)
     assert httpx.post(url, json=body, headers=headers, timeout=5).status_code == 200
+    assert thread.is_alive()  # answered after the window, while the held one still waits
     thread.join(timeout=10)
     waited = outcome.get(timeout=1)
     assert isinstance(waited, float), waited

@@ -117,7 +117,10 @@ class FakeAPIServer:
                 time.sleep(0.005)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Shut down and wait for the server thread; connections are refused afterwards."""
+        """Shut down and wait for the server thread; connections are refused afterwards.
+
+        Requests a blackhole holds are let go first: their connections close unanswered.
+        """
         with self._lock:
             self._stop_locked(timeout)
 
