@@ -83,7 +83,7 @@ class HttpClient:
         self._open: set[http.client.HTTPConnection] = set()
         self._targets: dict[str, _Target] = {}
         self._ssl_context: ssl.SSLContext | None = None
-        self._closed = False
+        self._generation = 0  # +1 at each close(): connections of an earlier one are not kept
 
     def post(
         self,
@@ -103,6 +103,7 @@ class HttpClient:
         if deadline is not None:
             ends_at = min(ends_at, deadline)
         target = self._targets.get(url) or self._parse(url)
+        generation = self._generation
         connection = self._connection(target)
         watch = _watchdog().watch(connection, ends_at)
         try:
@@ -116,7 +117,8 @@ class HttpClient:
                         raise HttpError("connect timeout", may_have_arrived=False) from None
                     message = f"connection failed: {exc}"
                     raise HttpError(message, may_have_arrived=False) from None
-                _socket(connection).settimeout(self._timeout)  # per read; the watchdog: the total
+                watch.sock = _socket(connection)
+                watch.sock.settimeout(self._timeout)  # per read; the watchdog bounds the total
                 with self._lock:
                     self._open.add(connection)
             if not watch.watched:  # no watchdog (interpreter exit): bound each read instead
@@ -130,6 +132,10 @@ class HttpClient:
                     raise http.client.IncompleteRead(content, response.length)
             except (http.client.HTTPException, OSError) as exc:  # TimeoutError included
                 self._discard(connection)
+                if watch.interrupted:
+                    raise HttpError(
+                        "interrupted: the client closed", may_have_arrived=True
+                    ) from None
                 if watch.fired or isinstance(exc, TimeoutError):
                     message = f"no complete response within {ends_at - started:.3g} s"
                     raise HttpError(message, may_have_arrived=True) from None
@@ -137,18 +143,30 @@ class HttpClient:
                 raise HttpError(message, may_have_arrived=True) from None
         finally:
             watch.end()
-        if response.will_close or not response.isclosed() or not watch.watched or watch.fired:
+        if (
+            response.will_close
+            or not response.isclosed()
+            or not watch.watched
+            or watch.fired
+            or generation != self._generation
+        ):
             # Closing, or a body longer than we read (never read further), or a socket whose
-            # timeout was shortened or that the watchdog shut: not reused.
+            # timeout was shortened or that the watchdog shut, or a client closed meanwhile.
             self._discard(connection)
         headers = {name.lower(): value for name, value in response.getheaders()}
         return HttpResponse(response.status, headers, content)
 
     def close(self) -> None:
-        """Close every open connection; a later ``post`` opens a new one."""
+        """Close every open connection; a later ``post`` opens a new one.
+
+        A request in flight on another thread fails at once (its socket is shut down; that
+        thread closes its connection): closing never waits for the network.
+        """
         with self._lock:
             connections, self._open = self._open, set()
-        for connection in connections:
+            self._generation += 1
+        busy = _watchdog().interrupt(connections)
+        for connection in connections - busy:
             connection.close()
 
     # -- connections ------------------------------------------------------------------------
@@ -210,7 +228,7 @@ class HttpClient:
 class _Watch:
     """One request's deadline, from :meth:`_Watchdog.watch` until :meth:`end`."""
 
-    __slots__ = ("connection", "deadline", "fired", "watchdog")
+    __slots__ = ("connection", "deadline", "fired", "interrupted", "sock", "watchdog")
 
     def __init__(
         self,
@@ -221,6 +239,11 @@ class _Watch:
         self.connection = connection
         self.deadline = deadline
         self.fired = False
+        """The deadline passed: the watchdog shut the socket down."""
+        self.interrupted = False
+        """The client was closed mid-request: its socket was shut down."""
+        self.sock: socket.socket | None = connection.sock
+        """Captured, since closing the connection forgets it (and the watchdog needs it)."""
         self.watchdog = watchdog
 
     @property
@@ -260,6 +283,19 @@ class _Watchdog:
         with self._cond:
             self._watched.discard(watch)
 
+    def interrupt(
+        self, connections: set[http.client.HTTPConnection]
+    ) -> set[http.client.HTTPConnection]:
+        """Shut down the requests in flight on *connections*; return the connections they use."""
+        busy = set()
+        with self._cond:
+            for watch in self._watched:
+                if watch.connection in connections:
+                    watch.interrupted = True
+                    _shut_down(watch)
+                    busy.add(watch.connection)
+        return busy
+
     def _start(self) -> bool:
         thread = threading.Thread(target=self._run, name="goaltrack-deadlines", daemon=True)
         try:
@@ -280,12 +316,17 @@ class _Watchdog:
                         continue
                     self._watched.discard(watch)
                     watch.fired = True
-                    sock = watch.connection.sock
-                    if sock is not None:
-                        with contextlib.suppress(OSError):  # closed meanwhile
-                            sock.shutdown(socket.SHUT_RDWR)
+                    _shut_down(watch)
                 self._wakes_at = earliest
                 self._cond.wait(None if earliest == math.inf else earliest - now)
+
+
+def _shut_down(watch: _Watch) -> None:
+    """Make the blocked read (or write) of *watch*'s request return at once."""
+    sock = watch.sock or watch.connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # closed meanwhile
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 _the_watchdog: _Watchdog | None = None
