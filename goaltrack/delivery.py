@@ -343,6 +343,8 @@ class Ticket:
     epoch: int
     probe: int = 0
     """The probe's number, or 0 for a request sent while the breaker was closed."""
+    sent: int = 0
+    """The request's number in the order requests were admitted."""
 
 
 class CircuitBreaker:
@@ -360,7 +362,8 @@ class CircuitBreaker:
       the next probe goes: one request per interval reaches a down API, never more.
 
     Failures of requests sent before the breaker opened count nothing (four workers failing
-    together are one failure of the API, not four). Not thread-safe: the transport's lock
+    together are one failure of the API, not four), and a late success of a request sent before
+    a run of failures began does not end that run. Not thread-safe: the transport's lock
     guards every call. Times are ``time.monotonic()``.
     """
 
@@ -374,8 +377,9 @@ class CircuitBreaker:
         """Incremented each time the breaker opens."""
         self.opened_at = 0.0
         self._rng = rng or random.Random()
-        self._closed_ticket = Ticket(0)
+        self._admitted = 0
         self._failures_in_a_row = 0
+        self._streak_began = 0  # admission number of the first failed request of the run
         self._interval = 0.0
         self._next_probe_at = 0.0
         self._probe = 0
@@ -385,10 +389,15 @@ class CircuitBreaker:
         """When a request may next be admitted; None while closed (at once)."""
         return None if self.state is BreakerState.CLOSED else self._next_probe_at
 
+    def would_admit(self, now: float) -> bool:
+        """Whether :meth:`admit` would give a ticket now (without taking one)."""
+        return self.state is BreakerState.CLOSED or now >= self._next_probe_at
+
     def admit(self, now: float) -> Ticket | None:
         """A ticket to send one request now, or None (then wait until :attr:`wake_at`)."""
+        self._admitted += 1
         if self.state is BreakerState.CLOSED:
-            return self._closed_ticket
+            return Ticket(self.epoch, 0, self._admitted)
         if now < self._next_probe_at:
             return None
         if self.state is BreakerState.HALF_OPEN:
@@ -396,7 +405,7 @@ class CircuitBreaker:
         self.state = BreakerState.HALF_OPEN
         self._probe += 1
         self._next_probe_at = now + self._jittered()
-        return Ticket(self.epoch, self._probe)
+        return Ticket(self.epoch, self._probe, self._admitted)
 
     def release(self, ticket: Ticket) -> None:
         """*ticket* was not used (nothing was due): a probe it admitted may go at once."""
@@ -407,14 +416,16 @@ class CircuitBreaker:
     def succeeded(self, ticket: Ticket) -> bool:
         """The API answered *ticket*'s request. True when that closed the breaker."""
         if self.state is BreakerState.CLOSED:
-            self._failures_in_a_row = 0
+            # Only an answer to a request sent after the run of failures began ends it: a late
+            # answer to an earlier one says nothing about the API now.
+            if ticket.sent > self._streak_began:
+                self._failures_in_a_row = 0
             return False
         # Any answer proves the API is back, even a late one to a request sent before it opened.
         self.state = BreakerState.CLOSED
         self._failures_in_a_row = 0
         self._interval = 0.0
         self._next_probe_at = 0.0
-        self._closed_ticket = Ticket(self.epoch)
         return True
 
     def failed(self, ticket: Ticket, result: DeliveryResult, now: float) -> bool:
@@ -430,6 +441,8 @@ class CircuitBreaker:
         if self.state is BreakerState.CLOSED:
             if ticket.epoch != self.epoch:
                 return False  # sent before an outage that has ended since
+            if self._failures_in_a_row == 0:
+                self._streak_began = ticket.sent
             self._failures_in_a_row += 1
             if self._failures_in_a_row < self.FAILURES_TO_OPEN:
                 return True

@@ -160,6 +160,12 @@ def test_endpoint_url_query_and_redacted_repr() -> None:
 FAILED_503 = DeliveryResult(Outcome.RETRY, "HTTP 503", status=503)
 
 
+def admitted(breaker: CircuitBreaker, now: float = 0.0) -> Ticket:
+    ticket = breaker.admit(now)
+    assert ticket is not None
+    return ticket
+
+
 def open_breaker(breaker: CircuitBreaker, now: float = 0.0) -> list[Ticket]:
     """Four workers send while it is closed; all four fail."""
     tickets = [breaker.admit(now) for _ in range(4)]
@@ -178,6 +184,16 @@ def test_breaker_opens_after_three_failures_and_concurrent_ones_count_once() -> 
     assert breaker.wake_at is not None
     assert 0.2 <= breaker.wake_at <= 0.25
     assert breaker.admit(0.1) is None
+
+
+def test_a_late_success_of_an_earlier_request_does_not_end_a_run_of_failures() -> None:
+    breaker = CircuitBreaker()
+    earlier, first, second, third = (admitted(breaker) for _ in range(4))
+    assert breaker.failed(first, FAILED_503, 0.0)
+    assert breaker.failed(second, FAILED_503, 0.0)
+    assert not breaker.succeeded(earlier)  # sent before the failures began: stale
+    assert not breaker.failed(third, FAILED_503, 0.0)  # the third failure in a row opens it
+    assert breaker.state is BreakerState.OPEN
 
 
 def test_breaker_admits_exactly_one_probe_and_its_success_closes_it() -> None:

@@ -226,6 +226,50 @@ def test_an_outage_spends_no_retries_and_ends_a_goal_only_by_time(
     assert result.reason.endswith("last: HTTP 500: injected failure")
 
 
+def test_a_goal_failing_alone_while_the_api_answers_others_stops_at_max_retries(
+    fake_api: FakeAPIServer, make_tracker: Callable[..., GoalTracker]
+) -> None:
+    fake_api.set_faults(fail_names=["poison"], fail_status=500)
+    recorder = Recorder()
+    tracker = make_tracker(max_retries=2, **recorder.hooks())
+    visitor = fake_api.add_pageview("datafast")
+    tracker.track("poison", visitor_id=visitor)
+    deadline = time.monotonic() + 10
+    others = 0
+    while not recorder.failed:  # the API keeps answering other goals meanwhile
+        assert time.monotonic() < deadline, "the poison goal was never given up"
+        tracker.track("other", visitor_id=visitor)
+        others += 1
+        time.sleep(0.02)  # pacing the other goals, not synchronisation
+    assert tracker.flush(10)
+    [(goal, result)] = recorder.failed
+    assert goal.name == "poison"
+    assert result.reason.startswith(
+        "gave up after 3 attempts, failed 3 times while the API answered other goals "
+        "(max_retries=2); last: HTTP 500"
+    ), result.reason
+    assert [r["name"] for r in fake_api.requests].count("poison") == 3
+    assert [g["name"] for g in fake_api.goals] == ["other"] * others
+
+
+def test_a_goal_tracked_while_the_breaker_is_open_and_the_workers_idle_is_delivered(
+    fake_api: FakeAPIServer, make_tracker: Callable[..., GoalTracker]
+) -> None:
+    # The only goal of an outage is given up; the workers then have nothing to do while the
+    # breaker is still open. A goal tracked later must wake them once a probe may go.
+    fake_api.set_faults(down_for=1.0)
+    recorder = Recorder()
+    tracker = make_tracker(give_up_after=0.3, **recorder.hooks())
+    visitor = fake_api.add_pageview("datafast")
+    tracker.track("lost_in_the_outage", visitor_id=visitor)
+    wait_until(lambda: len(recorder.failed) == 1)
+    [(_, back)] = fake_api.outage_windows()
+    wait_until(lambda: time.time() >= back)
+    tracker.track("after_the_outage", visitor_id=visitor)
+    assert tracker.flush(5)
+    assert [g["name"] for g in fake_api.goals] == ["after_the_outage"]
+
+
 def _received_at(record: dict[str, Any]) -> float:
     return datetime.fromisoformat(record["received_at"]).timestamp()
 

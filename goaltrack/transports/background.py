@@ -125,9 +125,9 @@ class BackgroundTransport:
                 self._next_seq += 1
                 self._pending += 1
                 self._queued += 1  # counted here, under the lock already held
-                # While the API is down (the breaker not closed) the idle workers sleep until
-                # the next probe is due: waking one per goal would only steal the GIL.
-                if self._idle_workers and self._breaker.wake_at is None:
+                # While the API is down the idle workers sleep until the next probe is due:
+                # waking one per goal would only steal the GIL from the request.
+                if self._idle_workers and self._breaker.would_admit(time.monotonic()):
                     self._cond.notify()
             start_workers = not self._threads and not drop_reason
         if drop_reason:
@@ -251,6 +251,11 @@ class BackgroundTransport:
                     wake_at = self._breaker.wake_at
                 else:
                     wake_at = self._retries[0].due if self._retries else None
+                    probe_at = self._breaker.wake_at
+                    if probe_at is not None and probe_at > now:
+                        # Nothing to send now; a goal submitted before the next probe is due
+                        # wakes nobody (see submit), so be awake when it is.
+                        wake_at = probe_at if wake_at is None else min(wake_at, probe_at)
                 if not block:
                     return None
                 wait_until = wake_at
@@ -303,7 +308,7 @@ class BackgroundTransport:
                 if delay is not None and not closed:
                     item.due = now + delay
                     heapq.heappush(self._retries, item)
-                    if self._breaker.wake_at is None:
+                    if self._breaker.would_admit(now):
                         self._cond.notify()
             if delay is None:
                 self._settlement.failed(

@@ -172,7 +172,7 @@ class OutboxTransport:
             return False
         if not self._threads:
             self._start_workers()
-        elif self._breaker.wake_at is None:  # while the API is down, let workers sleep
+        elif self._breaker.would_admit(time.monotonic()):  # else let workers sleep
             with self._cond:
                 self._cond.notify()
         return True
