@@ -961,6 +961,19 @@ def test_huge_body_next_pads_the_next_success(
     assert fake_api.state.faults["huge_body_next"] == 0
 
 
+def test_fail_names_fails_one_goal_every_time_and_accepts_the_others(
+    fake_api: FakeAPIServer, client: httpx.Client
+) -> None:
+    client.post("/_fake/faults", json={"fail_names": ["poison"], "fail_status": 500})
+    for _ in range(3):
+        poisoned = post_goal(client, "datafast", goal_body(fake_api, "datafast", name="poison"))
+        assert poisoned.status_code == 500
+        assert poisoned.json()["error"]["message"] == "injected failure for this goal"
+        assert post_goal(client, "datafast", goal_body(fake_api, "datafast")).status_code == 200
+    assert [g["name"] for g in fake_api.goals] == ["signup"] * 3
+    assert [r["fault"] for r in fake_api.requests] == ["fail_names", None] * 3
+
+
 @pytest.mark.parametrize(
     "bad",
     [
@@ -983,6 +996,8 @@ def test_huge_body_next_pads_the_next_success(
         {"down_status": 99},
         {"huge_body_next": -1},
         {"huge_body_bytes": 1.5},
+        {"fail_names": "poison"},
+        {"fail_names": ["poison", 3]},
     ],
 )
 def test_schedule_fields_are_validated(

@@ -17,6 +17,8 @@ Faults, set with ``FakeAPIState.set_faults(...)`` or ``POST /_fake/faults`` (sam
   ``retry_after``, ``retry_after_http_date``), ``reset_next`` (connection dropped),
   ``error_rate`` (``error_status``, ``seed``), ``huge_body_next`` (a success padded to
   ``huge_body_bytes``); ``latency_ms`` delays every answer;
+- for one goal: ``fail_names=[...]`` answers goals of those names ``fail_status`` every time
+  (a goal-specific 5xx while the API answers every other goal);
 - shaped in time, from the call on: ``down_for=s`` and ``down_between=(t0, t1)`` (answered
   ``down_status``, default 503), ``flap=(up_s, down_s)`` with optional ``flap_for`` (up first,
   then down, repeated), ``blackhole_for=s`` (read, never answered, held until the client

@@ -3,7 +3,8 @@
 This module owns what each fault field means, its validation (a bad value is a ``ValueError``
 naming the field, before anything changes), the schedule of windows (down, blackhole, trickle,
 and a flap) in wall-clock epoch seconds, and the precedence between faults for one request:
-blackhole, down, then ``reset_next``, ``fail_next``, ``rate_limit_next``, ``error_rate``; trickling
+blackhole, down, then ``reset_next``, ``fail_next``, ``rate_limit_next``, ``error_rate``, and once
+the body is read ``fail_names`` (a goal-specific failure); trickling
 slows whatever the answer is, and ``huge_body_next`` pads the next successes. How the answers are
 put on the wire (held, trickled, padded) is the app's job (:mod:`.app`).
 """
@@ -60,6 +61,9 @@ class FaultSettings:
     trickle_bytes_per_s: float = 1.0
     huge_body_next: int = 0
     huge_body_bytes: int = 50_000_000
+    fail_names: list[str] = dataclasses.field(default_factory=list)
+    """Goal names answered with ``fail_status`` every time: a goal-specific 5xx while the API
+    answers every other goal."""
 
 
 ScheduleKind = Literal["down", "blackhole", "trickle"]
@@ -182,6 +186,10 @@ _FAULT_CHECKS: dict[str, tuple[str, Callable[[object], bool]]] = {
     "trickle_bytes_per_s": ("a number > 0", _is_duration),
     "huge_body_next": ("an integer >= 0", _is_count),
     "huge_body_bytes": ("an integer >= 0", _is_count),
+    "fail_names": (
+        "a list of goal names",
+        lambda v: isinstance(v, list) and all(isinstance(item, str) for item in v),
+    ),
     # The schedule: each of these adds a window starting from the call.
     "down_for": ("a number of seconds > 0", _is_duration),
     "down_between": (
@@ -291,6 +299,13 @@ class Faults:
             raise Rejection(429, "Too many requests", headers, fault="rate_limit_next")
         if settings.error_rate and self._random.random() < settings.error_rate:
             raise Rejection(settings.error_status, "injected random failure", fault="error_rate")
+
+    def inject_for_name(self, name: str | None) -> None:
+        """Raise the goal-specific failure for a goal named ``name``, if ``fail_names`` has it."""
+        if name is not None and name in self.settings.fail_names:
+            raise Rejection(
+                self.settings.fail_status, "injected failure for this goal", fault="fail_names"
+            )
 
     def take_huge_body(self) -> int | None:
         """For a successful answer: the size to pad its body to, if huge_body_next says so."""

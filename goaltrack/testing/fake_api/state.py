@@ -288,7 +288,8 @@ class FakeAPIState:
         way and store nothing. ``error_rate`` (0..1, with ``error_status``, default 500):
         random failures from a ``random.Random(seed)``; setting ``seed`` restarts that
         sequence. ``huge_body_next``: the next N successful answers carry a body padded to
-        ``huge_body_bytes`` (default 50,000,000), streamed.
+        ``huge_body_bytes`` (default 50,000,000), streamed. ``fail_names``: goals with these
+        names are answered ``fail_status`` every time (a goal-specific 5xx).
 
         Shaped in time, from this call on (each adds a window; they accumulate until cleared):
         ``down_for=s``: every goal request is answered ``down_status`` (default 503) for s
@@ -404,6 +405,7 @@ class FakeAPIState:
             body = parse_object(raw_body)
             sent_name = body.get("name")
             record["name"] = sent_name if isinstance(sent_name, str) else None
+            self._faults.inject_for_name(record["name"])
             goal = self._goal(rules, body, website_id, hint, arrived)
         except Dropped:
             record["error"] = "connection dropped (injected reset_next)"
