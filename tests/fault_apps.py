@@ -4,9 +4,9 @@
   ``id`` on the process-wide tracker (configured from ``GOALTRACK_*``, outbox included) and
   answers 200 only once ``track()`` returned.
 - ``asgi``: the same for uvicorn.
-- ``python -m tests.fault_apps produce N RATE OPTIONS_JSON``: tracks N tagged goals at RATE goals/s
-  in a process of its own (so the fake API's server never shares its GIL), then flushes and
-  prints the tracker's stats as one JSON line.
+- ``python -m tests.fault_apps produce N RATE OPTIONS_JSON [BURST]``: tracks N tagged goals (the
+  first BURST at once, the rest at RATE goals/s) in a process of its own (so the fake API's
+  server never shares its GIL), then flushes and prints the tracker's stats as one JSON line.
 """
 
 from __future__ import annotations
@@ -67,8 +67,9 @@ def rss_kib() -> int:
     return 0
 
 
-def produce(count: int, rate: float, options: dict[str, Any]) -> dict[str, Any]:
-    """Track, say so on stdout (``tracked``), flush, return the stats and RSS figures."""
+def produce(count: int, rate: float, options: dict[str, Any], burst: int = 0) -> dict[str, Any]:
+    """Track (the first *burst* at once, then *rate*/s), say so on stdout (``tracked``), flush,
+    and return the stats and RSS figures."""
     tracker = goaltrack.GoalTracker(**options)
     started = time.monotonic()
     rss_early = 0
@@ -76,7 +77,7 @@ def produce(count: int, rate: float, options: dict[str, Any]) -> dict[str, Any]:
         tracker.track("purchase", visitor_id=VISITOR, metadata={"id": str(i)})
         if i == count // 10:
             rss_early = rss_kib()
-        ahead = started + (i + 1) / rate - time.monotonic()
+        ahead = started + (i + 1 - burst) / rate - time.monotonic()
         if ahead > 0:
             time.sleep(ahead)  # pacing the producer, not synchronisation
     tracked_in = time.monotonic() - started
@@ -95,6 +96,7 @@ def produce(count: int, rate: float, options: dict[str, Any]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    _, command, count, rate, options = sys.argv
+    _, command, count, rate, options, *burst = sys.argv
     assert command == "produce"
-    print(json.dumps(produce(int(count), float(rate), json.loads(options))), flush=True)
+    result = produce(int(count), float(rate), json.loads(options), int(burst[0]) if burst else 0)
+    print(json.dumps(result), flush=True)

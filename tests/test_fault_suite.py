@@ -46,11 +46,15 @@ RESETS = 10  # connections reset mid-response in a row
 pytestmark = pytest.mark.slow
 
 
-def table_row(fault: str, tracked: int, delivered: Counter[str], possible: int | None) -> str:
+def table_row(
+    fault: str, tracked: int, delivered: Counter[str], possible: int | None, extra: str = ""
+) -> str:
     duplicated = sum(delivered.values()) - len(delivered)
     lost = tracked - len(delivered)
     flagged = "" if possible is None else f" (flagged possible: {possible})"
     row = f"| {fault} | {tracked} | {len(delivered)} | {lost} | {duplicated}{flagged} |"
+    if extra:
+        row += f" {extra} |"
     print(row)
     return row
 
@@ -59,21 +63,31 @@ def delivered_ids(fake_api: FakeAPIServer) -> Counter[str]:
     return Counter(g["metadata"]["id"] for g in fake_api.goals)
 
 
-def start_producer(fake_api: FakeAPIServer, count: int, **options: Any) -> subprocess.Popen[str]:
+def start_producer(
+    fake_api: FakeAPIServer,
+    count: int,
+    *,
+    rate: float = RATE,
+    burst: int = 0,
+    tuned: bool = True,
+    **options: Any,
+) -> subprocess.Popen[str]:
+    """A producer process; *tuned* shortens the backoff (the request-counted faults), else the
+    tracker keeps every default option, as a user would."""
+    tuning = {"backoff_base": 0.05, "backoff_max": 1.0, "max_retries": 30} if tuned else {}
     options = {
         "api_key": KEY,
         "api_url": fake_api.api_url("datafast"),
-        "backoff_base": 0.05,
-        "backoff_max": 1.0,
-        "max_retries": 30,
+        **tuning,
         "flush_at_exit": False,
         **options,
     }
     env = {**os.environ, "FAULT_VISITOR": fake_api.add_pageview("datafast")}
     env["PYTHONPATH"] = str(REPO)
     arguments = json.dumps(options)
+    command = ["produce", str(count), str(rate), arguments, str(burst)]
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.fault_apps", "produce", str(count), str(RATE), arguments],
+        [sys.executable, "-m", "tests.fault_apps", *command],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -113,9 +127,16 @@ def inject_faults(fake_api: FakeAPIServer) -> None:
 def test_10k_goals_through_api_faults_none_lost_duplicates_flagged(
     fake_api: FakeAPIServer, tmp_path: Path, transport: str
 ) -> None:
-    # Failures in a row close the retry gate: the API is probed one goal at a time, every
-    # backoff_max at most; 0.2 s keeps the suite short without changing what is tested.
-    options: dict[str, Any] = {"timeout": 1.0, "max_queue_size": 2 * GOALS, "backoff_max": 0.2}
+    # Failures in a row open the circuit breaker: the API is then probed one request at a time,
+    # and each of these request-counted faults is used up by probes; probes 0.2 s apart (not
+    # the default 1 s) keep the suite short without changing what is tested. The time-shaped
+    # outages below keep every default.
+    options: dict[str, Any] = {
+        "timeout": 1.0,
+        "max_queue_size": 2 * GOALS,
+        "backoff_max": 0.2,
+        "probe_interval_max": 0.2,
+    }
     if transport == "outbox":
         options["outbox"] = str(tmp_path / "goals.sqlite3")
     producer = start_producer(fake_api, GOALS, **options)
@@ -290,3 +311,91 @@ def test_outage_longer_than_the_queue_cap(
         assert stats["dropped"] == count - len(delivered) > 0
         assert len(delivered) <= cap
         assert "dropped" in err  # logged, rate-limited, with the exact count in stats
+
+
+# -- outages shaped in time, with the default options ----------------------------------------------
+
+# An API's own latency. (bench/outage.py measures at a harsher 20 ms, where the fake API's own
+# work per request, about a millisecond here, weighs more in the ratio.)
+LATENCY_S = 0.050
+MAX_IN_FLIGHT = 4  # the default
+DRAIN_BOUND = MAX_IN_FLIGHT / LATENCY_S  # goals/s with every slot busy
+RECOVERY_S = 1.5
+TRACKED_AT_ONCE = 300  # as the fault starts; then TRICKLE goals/s while it lasts
+TRICKLE = 10.0
+SHAPES: dict[str, dict[str, Any]] = {
+    "down 3 s": {"down_for": 3.0},
+    "down 8 s": {"down_for": 8.0},
+    "down 30 s": {"down_for": 30.0},
+    "flapping 1 s up / 2 s down for 30 s": {"flap": [1.0, 2.0], "flap_for": 30.0},
+    "blackhole 10 s": {"blackhole_for": 10.0},
+}
+
+
+def fault_length(shape: dict[str, Any]) -> float:
+    return float(shape.get("down_for") or shape.get("flap_for") or shape["blackhole_for"])
+
+
+@pytest.mark.parametrize("transport", ["memory", "outbox"])
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_outage_shaped_in_time_recovers_at_once_drains_fast_and_loses_nothing(
+    fake_api: FakeAPIServer, tmp_path: Path, shape: str, transport: str
+) -> None:
+    options: dict[str, Any] = {}
+    if transport == "outbox":
+        options["outbox"] = str(tmp_path / "goals.sqlite3")
+    length = fault_length(SHAPES[shape])
+    count = TRACKED_AT_ONCE + int(TRICKLE * length)
+    fake_api.set_faults(latency_ms=LATENCY_S * 1000, **SHAPES[shape])
+    windows = fake_api.outage_windows()
+    producer = start_producer(fake_api, count, rate=TRICKLE, burst=TRACKED_AT_ONCE, tuned=False, **options)
+    try:
+        out, err = producer.communicate(timeout=length + 150)
+    finally:
+        producer.kill()
+    assert producer.returncode == 0, err
+    stats = json.loads(out.splitlines()[-1])
+    delivered = delivered_ids(fake_api)
+    goals_at = sorted(g["received_at_epoch"] for g in fake_api.goals)
+    requests_at = [r["received_at_epoch"] for r in fake_api.requests]
+
+    recoveries = []
+    for _, back in windows:
+        after = [t for t in goals_at if t >= back]
+        assert after, f"nothing delivered after the API was back at {back}"
+        recoveries.append(after[0] - back)
+    # The API is probed, not hammered. While it is down it sees: the requests in flight when it
+    # went down, and the ones workers sent before three failures opened the breaker (at most
+    # MAX_IN_FLIGHT + 2); then probes 0.25 s and 0.5 s apart, then at most one per 0.8 s
+    # (probe_interval_max = 1 s, jittered down by 20%).
+    hammering = [
+        (end - start, sum(1 for t in requests_at if start <= t < end)) for start, end in windows
+    ]
+    last_back = windows[-1][1]
+    backlog = [t for t in goals_at if t >= last_back]
+    drain_rate = (len(backlog) - 1) / (backlog[-1] - backlog[0]) if len(backlog) > 1 else 0.0
+    table_row(
+        f"{shape}, {transport}",
+        count,
+        delivered,
+        stats["possible_duplicates"],
+        extra=(
+            f"{max(recoveries):.2f} s | {drain_rate:.0f}/s = {drain_rate / DRAIN_BOUND:.2f}x "
+            f"| {max(n / s for s, n in hammering):.1f}/s"
+        ),
+    )
+    assert stats["flushed"], stats
+    assert len(delivered) == count  # 0 lost
+    assert sum(delivered.values()) - len(delivered) <= stats["possible_duplicates"]
+    assert (stats["dropped"], stats["failed"]) == (0, 0)
+    assert max(recoveries) <= RECOVERY_S, recoveries
+    for seconds, requests in hammering:
+        assert requests <= MAX_IN_FLIGHT + 2 + 2 + seconds / 0.8, (
+            hammering,
+            [
+                [round(t - start, 3) for t in requests_at if start <= t < end]
+                for start, end in windows
+            ],
+        )
+    if len(backlog) >= 100:  # a backlog worth timing: the burst behind a long outage
+        assert drain_rate >= 0.8 * DRAIN_BOUND, drain_rate

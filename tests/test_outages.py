@@ -5,7 +5,9 @@
   deliver is logged, and the process still ends by SIGTERM;
 - the exit warning counts every undelivered goal, those held by the worker threads included;
 - outbox rows stored under another ``api_url`` are delivered by the tracker now using the file;
-  rows of another provider go to the dead letters with a warning and show in ``status``.
+  rows of another provider go to the dead letters with a warning and show in ``status``;
+- a blackholed or trickling API holds a worker for ``timeout`` at most, ``flush`` and ``close``
+  wait no longer than asked, and a 50 MB answer is not read into memory.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 import textwrap
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -212,3 +215,85 @@ def test_outbox_rows_of_another_provider_go_to_the_dead_letters_with_a_warning(
         letters = admin.dead_letters()
     assert (status.waiting, status.dead_letters) == (0, 2)
     assert all("sends to 'datafast'" in letter.reason for letter in letters)
+
+
+# -- blackholes, trickles and oversized answers ---------------------------------------------------
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> float:
+    """Seconds until *condition* held (a deadline-bound wait)."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, "condition not met in time"
+        time.sleep(0.005)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    ("fault", "timeout"),
+    [
+        ({"blackhole_for": 30.0}, 1.0),  # accepts the request, never answers
+        ({"trickle_for": 30.0, "trickle_bytes_per_s": 1.0}, 2.0),  # a byte a second: no read
+    ],  # ever waits 2 s, so only a deadline for the whole request ends it
+    ids=["blackhole", "one byte a second"],
+)
+def test_a_request_that_never_completes_holds_a_worker_for_timeout_at_most(
+    fake_api: FakeAPIServer, fault: dict[str, float], timeout: float
+) -> None:
+    visitor = fake_api.add_pageview("datafast")
+    fake_api.set_faults(**fault)
+    tracker = GoalTracker(
+        KEY, api_url=fake_api.api_url("datafast"), flush_at_exit=False, timeout=timeout
+    )
+    try:
+        started = time.monotonic()
+        tracker.track("purchase", visitor_id=visitor)
+        assert not tracker.flush(timeout=0.5)  # flush never waits longer than asked...
+        assert time.monotonic() - started < 0.5 + 0.3
+        wait_for(lambda: tracker.stats.retried == 1, timeout=timeout + 5)
+        failed_after = time.monotonic() - started
+        assert timeout - 0.1 <= failed_after <= timeout + 0.5  # ...nor does one request
+        fake_api.clear_faults()  # the API answers again: the goal gets through
+        assert tracker.flush(timeout=10)
+        assert len(fake_api.goals) >= 1  # a trickled answer may have stored it already
+        assert tracker.stats.delivered == 1
+    finally:
+        started = time.monotonic()
+        tracker.close(timeout=0.5)
+        assert time.monotonic() - started < 0.5 + 0.3
+
+
+HUGE_ANSWER = """
+import os, resource, goaltrack
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+tracker = goaltrack.GoalTracker(os.environ["KEY"], api_url=os.environ["API_URL"])
+tracker.track("purchase", visitor_id=os.environ["VISITOR"])
+assert tracker.flush(30)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(tracker.stats.delivered, after - before)
+"""
+
+
+def test_a_50_mb_answer_is_not_read_into_memory(fake_api: FakeAPIServer) -> None:
+    visitor = fake_api.add_pageview("datafast")
+    fake_api.set_faults(huge_body_next=1, huge_body_bytes=50_000_000)
+    env = {
+        **os.environ,
+        "KEY": KEY,
+        "API_URL": fake_api.api_url("datafast"),
+        "VISITOR": visitor,
+        "PYTHONPATH": str(REPO),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(HUGE_ANSWER)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    delivered, peak_growth_kib = map(int, result.stdout.split())
+    assert delivered == 1
+    assert [r["fault"] for r in fake_api.requests] == ["huge_body_next"]
+    assert peak_growth_kib < 20 * 1024, peak_growth_kib

@@ -1,0 +1,111 @@
+"""Recovery and drain after an outage: goals tracked into a down API, then the API comes back.
+
+The fake API runs in a child process (its own GIL) answering every goal request with 20 ms of
+latency; at the start of each run it is told to answer 503 for the next N seconds
+(``down_for``). goaltrack, with its default options (4 in flight, the circuit breaker's
+defaults), tracks 1,000 goals at once into the down API, in memory or with the outbox, and the
+fake API's own records give, per run:
+
+- requests the API received while down (probed, not hammered: about one per
+  ``probe_interval_max``, plus the first requests in flight when it went down);
+- recovery: the API back (the end of its outage window) -> the first goal it stored;
+- drain: the backlog / (last goal stored - first goal stored after the API was back), in goals/s
+  and as a fraction of the in-flight bound ``max_in_flight / latency`` (4 / 20 ms = 200 goals/s);
+- lost: goals tracked and never stored (must be 0).
+
+    python bench/outage.py [--quick]      # --quick: the 8 s outage only
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _support import API_KEY, FakeAPIProcess, command_line, markdown_table
+
+from goaltrack import GoalTracker
+
+GOALS = 1_000
+LATENCY_S = 0.020
+MAX_IN_FLIGHT = 4  # goaltrack's default
+BOUND = MAX_IN_FLIGHT / LATENCY_S
+OUTAGES_S = (8.0, 60.0)
+
+
+def run(api: FakeAPIProcess, outage: float, transport: str) -> list[str]:
+    api.reset()
+    visitor = api.add_visitor()
+    faults = api._post("/_fake/faults", {"latency_ms": LATENCY_S * 1000, "down_for": outage})
+    [window] = faults["outages"]
+    options: dict[str, Any] = {"flush_at_exit": False}
+    with tempfile.TemporaryDirectory() as directory:
+        if transport == "outbox":
+            options["outbox"] = str(Path(directory) / "goals.sqlite3")
+        tracker = GoalTracker(API_KEY, api_url=api.api_url, **options)
+        for i in range(GOALS):
+            tracker.track("purchase", visitor_id=visitor, metadata={"id": str(i)})
+        flushed = tracker.flush(timeout=outage + 120)
+        stats = tracker.stats
+        tracker.close(timeout=2)
+    goals = api._control.get(api.url + "/_fake/goals").json()
+    requests = api._control.get(api.url + "/_fake/requests").json()
+    back = window["end"]
+    during = sum(1 for r in requests if window["start"] <= r["received_at_epoch"] < back)
+    stored = sorted(g["received_at_epoch"] for g in goals)
+    after = [t for t in stored if t >= back]
+    ids = {g["metadata"]["id"] for g in goals}
+    lost = GOALS - len(ids)
+    recovery = after[0] - back if after else float("nan")
+    drain = len(after) / (after[-1] - after[0]) if len(after) > 1 else float("nan")
+    assert flushed, stats
+    return [
+        f"{outage:g} s",
+        transport,
+        f"{during}",
+        f"{during / outage:.2f}",
+        f"{recovery:.2f} s",
+        f"{drain:.0f}",
+        f"{drain / BOUND:.2f}x",
+        f"{lost}",
+        f"{stats.possible_duplicates}",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the 8 s outage only")
+    arguments = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)  # the 503s are expected: no per-goal noise
+    outages = OUTAGES_S[:1] if arguments.quick else OUTAGES_S
+    rows = []
+    with FakeAPIProcess(quiet=True) as api:
+        for outage in outages:
+            for transport in ("memory", "outbox"):
+                started = time.monotonic()
+                rows.append(run(api, outage, transport))
+                print(
+                    f"  {outage:g} s, {transport}: {time.monotonic() - started:.0f} s", flush=True
+                )
+    headers = [
+        "outage",
+        "transport",
+        "requests while down",
+        "per second",
+        "recovery",
+        "drain goals/s",
+        "x bound (200/s)",
+        "lost",
+        "flagged duplicates",
+    ]
+    print()
+    print(markdown_table(headers, rows, left=2))
+    print(f"\n{GOALS} goals, {LATENCY_S * 1000:.0f} ms latency, default options.")
+    print(f"Reproduce: `{command_line('outage.py', arguments.quick)}`")
+
+
+if __name__ == "__main__":
+    main()
