@@ -348,7 +348,9 @@ def test_outage_shaped_in_time_recovers_at_once_drains_fast_and_loses_nothing(
     count = TRACKED_AT_ONCE + int(TRICKLE * length)
     fake_api.set_faults(latency_ms=LATENCY_S * 1000, **SHAPES[shape])
     windows = fake_api.outage_windows()
-    producer = start_producer(fake_api, count, rate=TRICKLE, burst=TRACKED_AT_ONCE, tuned=False, **options)
+    producer = start_producer(
+        fake_api, count, rate=TRICKLE, burst=TRACKED_AT_ONCE, tuned=False, **options
+    )
     try:
         out, err = producer.communicate(timeout=length + 150)
     finally:
