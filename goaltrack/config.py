@@ -1,20 +1,34 @@
-"""Configuration checks shared by every entry point: the tracker, Django checks, Flask, the CLI.
+"""Configuration shared by every entry point: the checks, the environment, option strings.
 
-Each problem has a stable id (``goaltrack.E001``) so the adapters can report it in their own
-framework's way (a Django system check, an error at ``init_app``, a line of ``goaltrack check``).
+- :func:`configuration_problems`: each problem has a stable id (``goaltrack.E001``) so the
+  adapters can report it in their own framework's way (a Django system check, an error at
+  ``init_app``, a line of ``goaltrack check``);
+- :func:`settings_from_env`: the ``GOALTRACK_*`` account variables;
+- :func:`coerce_option` and :func:`parse_flush_at_request_end`: values given as strings (the
+  environment, a config file) turned into the option's type, the same way for every adapter.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from goaltrack.delivery import InvalidConfiguration, check_api_url
 from goaltrack.providers import PROVIDERS, Provider, get_provider
 
-__all__ = ["ENVIRONMENT_VARIABLES", "Problem", "configuration_problems", "settings_from_env"]
+__all__ = [
+    "DEFAULT_FLUSH_TIMEOUT",
+    "ENVIRONMENT_VARIABLES",
+    "Problem",
+    "coerce_option",
+    "configuration_problems",
+    "parse_bool",
+    "parse_flush_at_request_end",
+    "settings_from_env",
+]
 
 #: Environment variable -> GoalTracker argument.
 ENVIRONMENT_VARIABLES = {
@@ -117,3 +131,92 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str
     """GoalTracker arguments from ``GOALTRACK_*`` environment variables (empty ones ignored)."""
     environ = os.environ if environ is None else environ
     return {arg: environ[var] for var, arg in ENVIRONMENT_VARIABLES.items() if environ.get(var)}
+
+
+# -- option values given as strings --------------------------------------------------------------
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+#: Seconds ``flush_at_request_end=True`` waits for a request's goals.
+DEFAULT_FLUSH_TIMEOUT = 2.0
+
+
+def parse_bool(label: str, value: object) -> bool:
+    """A boolean option: a bool, or one of 1/0, true/false, yes/no, on/off (any case)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE or lowered in _FALSE:
+            return lowered in _TRUE
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise InvalidConfiguration(f"{label} must be a bool, not {value!r}")
+
+
+def parse_flush_at_request_end(label: str, value: object) -> float | None:
+    """``flush_at_request_end``: seconds to wait for a request's goals, or None not to wait.
+
+    True (or "true", "yes", "on") waits :data:`DEFAULT_FLUSH_TIMEOUT` seconds; a number (or a
+    numeric string) that many; False, None, 0 (or "false", "no", "off", "") not at all.
+    """
+    if value is None or value is False:
+        return None
+    if value is True:
+        return DEFAULT_FLUSH_TIMEOUT
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _FALSE:
+            return None
+        if lowered in _TRUE - {"1"}:
+            return DEFAULT_FLUSH_TIMEOUT
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidConfiguration(
+            f"{label} must be True, False or a number of seconds, not {value!r}"
+        ) from None
+    if not seconds >= 0:
+        raise InvalidConfiguration(f"{label} must not be negative, not {value!r}")
+    return seconds or None
+
+
+def coerce_option(name: str, value: object, default: object, label: str | None = None) -> object:
+    """*value* for option *name* (whose default is *default*), converted from a string if need be.
+
+    Strings become the default's type (bool, int, float); a hook (``on_delivery``, ``on_failure``,
+    ``on_drop``) given as ``"package.module:attribute"`` (or ``package.module.attribute``) is
+    imported. Other values are returned as they are, for the option itself to check. *label* is
+    how the user wrote the option (``GOALTRACK_MAX_RETRIES``), for error messages.
+    """
+    if not isinstance(value, str) or isinstance(default, str):
+        return value
+    label = label or name
+    if default is None:
+        return _import_hook(label, value) if name.startswith("on_") else value
+    try:
+        if isinstance(default, bool):
+            return parse_bool(label, value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+    except ValueError:
+        raise InvalidConfiguration(
+            f"{label} must be a {type(default).__name__}, not {value!r}"
+        ) from None
+    return value
+
+
+def _import_hook(label: str, path: str) -> Callable[..., Any]:
+    module_name, sep, attribute = path.partition(":")
+    if not sep:
+        module_name, _, attribute = path.rpartition(".")
+    try:
+        hook = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise InvalidConfiguration(f"{label}: cannot import {path!r}: {exc}") from None
+    if not callable(hook):
+        raise InvalidConfiguration(f"{label}: {path!r} is not callable")
+    return hook  # type: ignore[no-any-return]
