@@ -1,14 +1,15 @@
 """The ASGI adapter: one pure ASGI middleware for Starlette, FastAPI and any other ASGI app.
 
-This module owns :class:`GoalTrackMiddleware` (visitor from the raw ``Cookie`` header once per
-HTTP request, lifespan flush), :class:`RequestGoals` (the request's tracker bound to its visitor),
-:func:`track_goal` (call or decorator), the FastAPI dependency :func:`goal_tracker` /
-``GoalTrackerDep``, and the optional blinker signals ``goal_delivered`` / ``goal_failed`` /
-``goal_dropped``.
+This module is ASGI's glue to the core's contract (:mod:`goaltrack.adapter`):
+:class:`GoalTrackMiddleware` (the visitor from the raw ``Cookie`` header once per HTTP request,
+the flush at request end and at lifespan shutdown), :func:`track_goal` (a call on a request or
+scope, or an endpoint decorator), :func:`connect_goal` and the blinker signals
+``goal_tracked`` / ``goal_delivered`` / ``goal_failed`` / ``goal_dropped``. FastAPI's own part
+(the dependency, its status rules) is :mod:`goaltrack.fastapi`; ``GoalTrackerDep`` is importable
+from here too.
 
-Nothing here needs Starlette: the middleware speaks plain ASGI, ``track_goal`` takes anything
-with a ``.scope`` (a Starlette/FastAPI ``Request``) or a raw scope, and only ``GoalTrackerDep``
-imports FastAPI, on first use.
+Nothing here needs Starlette: the middleware speaks plain ASGI, and ``track_goal`` takes anything
+with a ``.scope`` (a Starlette/FastAPI ``Request``) or a raw scope.
 
 Which tracker the middleware uses:
 
@@ -17,7 +18,8 @@ Which tracker the middleware uses:
   ``website_id``, hooks, options): a tracker of its own, built from those arguments with the
   ``GOALTRACK_*`` environment variables filling in what is not given;
 - else (``GoalTrackMiddleware(app)``): the process-wide tracker of ``goaltrack.configure()`` /
-  ``GOALTRACK_*``, looked up per request so that ``configure()`` may run after the app is built.
+  ``GOALTRACK_*``, looked up per request so that ``configure()`` may run after the app is built
+  (it sends the delivery signals when configured with ``**signal_hooks()``).
 """
 
 from __future__ import annotations
@@ -25,40 +27,53 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import sys
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+try:
+    from blinker import ANY, Namespace, Signal
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("goaltrack.asgi needs blinker: pip install 'goaltrack[asgi]'") from exc
+
+from goaltrack import adapter
+from goaltrack.adapter import (
+    Adapter,
+    GoalSpec,
+    Metadata,
+    MetadataArg,
+    _current_visitor,
+    current_goals,
+    current_visitor,
+    goals_outside_a_request,
+    is_bot,
+    read_settings,
+)
 from goaltrack.cookies import HeaderReader, Visitor, header_reader
-from goaltrack.delivery import DeliveryResult
-from goaltrack.goals import Goal, InvalidGoal, MetadataValue
-from goaltrack.integrations import _current_visitor as _bound_visitor
-from goaltrack.integrations import is_bot, is_success, precheck_goal_name
+from goaltrack.fastapi import endpoint_status, goal_tracker
+from goaltrack.hooks import SignalSet, send_robust_blinker
 from goaltrack.providers import Provider
 from goaltrack.tracker import GoalTracker, get_tracker
-from goaltrack.transports.base import DeliveryHook, DropHook, FailureHook
 
 if TYPE_CHECKING:
-    from typing import Annotated
-
-    from blinker import NamedSignal
-    from fastapi import Depends
+    from goaltrack.fastapi import GoalTrackerDep
 
 __all__ = [
     "GoalTrackMiddleware",
     "GoalTrackerDep",
     "RequestGoals",
+    "connect_goal",
     "current_goals",
+    "current_visitor",
     "goal_delivered",
     "goal_dropped",
     "goal_failed",
+    "goal_tracked",
     "goal_tracker",
     "signal_hooks",
     "track_goal",
 ]
 
-logger = logging.getLogger("goaltrack.asgi")
+logger = logging.getLogger("goaltrack")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -66,9 +81,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 #: Loose on purpose: frameworks type their scope differently (Django: ``dict[str, Any]``).
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
-Metadata = Mapping[str, MetadataValue]
-#: ``metadata=`` of the decorator: a mapping, or ``callable(result, *args, **kwargs)``.
-DecoratorMetadata = Metadata | Callable[..., Metadata | None] | None
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,128 +90,70 @@ SCOPE_KEY = "goaltrack"
 #: (``request.state.goaltrack_visitor`` in Starlette).
 STATE_KEY = "goaltrack_visitor"
 
-# ---- signals (optional) --------------------------------------------------------------------
+# ---- signals -----------------------------------------------------------------------------------
 
-goal_delivered: NamedSignal | None
-goal_failed: NamedSignal | None
-goal_dropped: NamedSignal | None
-try:
-    from blinker import Namespace
-except ImportError:  # blinker is optional: the plain callables still work
-    goal_delivered = goal_failed = goal_dropped = None
-else:
-    _signals = Namespace()
-    # Receivers run in the delivery worker thread: keep them quick; exceptions are logged.
-    # Called as receiver(goal, result=DeliveryResult) or receiver(goal, reason=str).
-    goal_delivered = _signals.signal("goaltrack.goal-delivered")
-    goal_failed = _signals.signal("goaltrack.goal-failed")
-    goal_dropped = _signals.signal("goaltrack.goal-dropped")
-
-
-def signal_hooks(
-    *,
-    on_delivery: DeliveryHook | None = None,
-    on_failure: FailureHook | None = None,
-    on_drop: DropHook | None = None,
-) -> dict[str, Callable[..., object]]:
-    """Tracker hooks that call the given callables, then send the blinker signals.
-
-    The middleware installs them on the trackers it builds. For a tracker of your own:
-    ``goaltrack.configure(**signal_hooks())`` or ``GoalTracker(key, **signal_hooks())``.
-    """
-
-    def delivered(goal: Goal, result: DeliveryResult) -> None:
-        if on_delivery is not None:
-            on_delivery(goal, result)
-        if goal_delivered is not None:
-            goal_delivered.send(goal, result=result)
-
-    def failed(goal: Goal, result: DeliveryResult) -> None:
-        if on_failure is not None:
-            on_failure(goal, result)
-        if goal_failed is not None:
-            goal_failed.send(goal, result=result)
-
-    def dropped(goal: Goal, reason: str) -> None:
-        if on_drop is not None:
-            on_drop(goal, reason)
-        if goal_dropped is not None:
-            goal_dropped.send(goal, reason=reason)
-
-    return {"on_delivery": delivered, "on_failure": failed, "on_drop": dropped}
+_namespace = Namespace()
+# Arguments and threads as in every adapter (goaltrack.hooks); the sender is GoalTracker.
+goal_tracked = _namespace.signal("goaltrack.goal-tracked")
+goal_delivered = _namespace.signal("goaltrack.goal-delivered")
+goal_failed = _namespace.signal("goaltrack.goal-failed")
+goal_dropped = _namespace.signal("goaltrack.goal-dropped")
+signals = SignalSet(
+    {
+        "tracked": goal_tracked,
+        "delivered": goal_delivered,
+        "failed": goal_failed,
+        "dropped": goal_dropped,
+    },
+    sender=GoalTracker,
+    send_robust=send_robust_blinker,
+)
+#: For signals sent outside a request, and goals of requests no middleware saw: the process's.
+_process_adapter = Adapter(signals)
 
 
-@functools.lru_cache(maxsize=4096)
-def _is_bot(user_agent: bytes) -> bool:
-    # Keyed on the raw header, so a User-Agent seen before is not even decoded (the core's
-    # is_bot has its own cache, keyed on text).
-    return is_bot(user_agent.decode("latin-1"))
+def signal_hooks(**user_hooks: Callable[..., object] | None) -> dict[str, Callable[..., object]]:
+    """Tracker hooks calling the given ``on_delivery`` / ``on_failure`` / ``on_drop``, then the
+    signals. The middleware installs them on the trackers it builds; for the process-wide one:
+    ``goaltrack.configure(**signal_hooks())``."""
+    return signals.tracker_hooks(user_hooks)
 
 
 # ---- the request's goals ---------------------------------------------------------------------
 
 
-class RequestGoals:
-    """The tracker bound to one request's visitor: what ``GoalTrackerDep`` hands an endpoint.
+class RequestGoals(adapter.RequestGoals):
+    """One HTTP request's goals: what ``GoalTrackerDep`` hands an endpoint.
 
     ``track`` never waits for the network; it raises :class:`goaltrack.InvalidGoal` for a goal
     the provider would refuse, and returns False when nothing was sent (a bot, or no visitor
-    cookie for a provider that needs one).
+    cookie for a provider that needs one). ``request`` is the ASGI scope, while it is handled.
     """
 
-    __slots__ = ("bot", "scope", "tracked", "tracker", "visitor")
+    __slots__ = ("scope",)
 
     def __init__(
-        self, tracker: GoalTracker, visitor: Visitor | None, bot: bool, scope: Scope | None
-    ) -> None:
-        self.tracker = tracker
-        self.visitor = visitor
-        self.bot = bot
-        self.scope = scope
-        self.tracked = 0
-
-    def track(
         self,
-        name: str,
-        metadata: Metadata | None = None,
-        *,
-        description: str | None = None,
-        timezone: str | None = None,
-    ) -> bool:
-        """Record goal *name* for this request's visitor; True if it was queued for sending."""
-        tracker = self.tracker
-        if self.bot:
-            # Still validated, so that a bad name fails in development whoever the client is.
-            Goal.create(
-                tracker.provider,
-                name,
-                metadata=metadata,
-                description=description,
-                timezone=timezone,
-                truncate_metadata=tracker.options.truncate_metadata,
-                require_visitor=False,
-            )
-            return False
-        sent = tracker.track_visitor(
-            self.visitor, name, metadata=metadata, description=description, timezone=timezone
-        )
-        if sent:
-            self.tracked += 1
-        return sent
+        request_adapter: Adapter,
+        provider: Provider,
+        scope: Scope,
+        visitor: Visitor | None,
+        bot: bool,
+    ) -> None:
+        super().__init__(request_adapter, provider)
+        self.read_already(visitor, bot)
+        self.scope: Scope | None = scope
 
-    def __repr__(self) -> str:
-        return f"<RequestGoals visitor={self.visitor!r} bot={self.bot} tracked={self.tracked}>"
+    @property
+    def request(self) -> Scope | None:
+        return self.scope
+
+    def describe(self) -> str:
+        scope = self.scope
+        return "" if scope is None else str(scope.get("path", ""))
 
 
-_current_goals: ContextVar[RequestGoals | None] = ContextVar("goaltrack_request", default=None)
-
-
-def current_goals() -> RequestGoals | None:
-    """The :class:`RequestGoals` of the HTTP request being handled, or None outside one."""
-    return _current_goals.get()
-
-
-def _request_goals(request_or_scope: Any) -> RequestGoals:
+def _request_goals(request_or_scope: Any) -> adapter.RequestGoals:
     scope = getattr(request_or_scope, "scope", request_or_scope)
     goals = scope.get(SCOPE_KEY) if isinstance(scope, Mapping) else None
     if goals is None:
@@ -214,17 +168,16 @@ def _request_goals(request_or_scope: Any) -> RequestGoals:
 
 
 class GoalTrackMiddleware:
-    """Pure ASGI middleware: binds each HTTP request's visitor and flushes goals at shutdown.
+    """Pure ASGI middleware: binds each HTTP request's goals, flushes at request end and shutdown.
 
     ``app.add_middleware(GoalTrackMiddleware, api_key=..., provider="flowsery")`` or
     ``app = GoalTrackMiddleware(app, api_key=...)``. Websocket scopes pass through untouched;
-    responses are never wrapped.
+    responses are never wrapped (but for ``flush_at_request_end``, which holds back the last
+    chunk of a request that tracked goals until they are delivered).
 
-    ``skip_bots``: requests from known crawlers track nothing. ``flush_at_request_end``: wait
-    (at most the tracker's ``shutdown_timeout``) after a request that tracked goals until they are
-    delivered, for platforms that freeze the process between requests. ``on_delivery`` /
-    ``on_failure`` / ``on_drop`` and any other ``GoalTracker`` option configure the tracker the
-    middleware builds.
+    ``skip_bots`` and ``flush_at_request_end`` mean what they mean in every adapter
+    (:class:`goaltrack.adapter.AdapterSettings`); ``on_delivery`` / ``on_failure`` / ``on_drop``
+    and any other ``GoalTracker`` option configure the tracker the middleware builds.
     """
 
     def __init__(
@@ -237,40 +190,38 @@ class GoalTrackMiddleware:
         api_url: str | None = None,
         website_id: str | None = None,
         tracker: GoalTracker | None = None,
-        skip_bots: bool = True,
-        flush_at_request_end: bool = False,
+        skip_bots: bool | str = True,
+        flush_at_request_end: bool | float | str = False,
         **tracker_options: Any,
     ) -> None:
         self.app = app
-        self.skip_bots = skip_bots
         self._reader: HeaderReader | None = None  # the tracker's provider's, built on first use
-        self.flush_at_request_end = flush_at_request_end
-        tracker_args: dict[str, Any] = {
+        account = {"api_key": api_key, "provider": provider, "api_url": api_url}
+        given = {
             name: value
-            for name, value in (
-                ("api_key", api_key),
-                ("provider", provider),
-                ("api_url", api_url),
-                ("website_id", website_id),
-            )
+            for name, value in {**account, "website_id": website_id, **tracker_options}.items()
             if value is not None
         }
-        if tracker is not None:
-            if tracker_args or tracker_options:
-                given = ", ".join(sorted([*tracker_args, *tracker_options]))
-                raise TypeError(
-                    f"GoalTrackMiddleware: pass either tracker= or tracker arguments ({given})"
-                )
-            self._tracker: GoalTracker | None = tracker
-        elif tracker_args or tracker_options:
-            hooks = signal_hooks(
-                on_delivery=tracker_options.pop("on_delivery", None),
-                on_failure=tracker_options.pop("on_failure", None),
-                on_drop=tracker_options.pop("on_drop", None),
+        settings = read_settings(
+            {**given, "skip_bots": skip_bots, "flush_at_request_end": flush_at_request_end}
+        )
+        if tracker is not None and given:
+            raise TypeError(
+                "GoalTrackMiddleware: pass either tracker= or tracker arguments "
+                f"({', '.join(sorted(given))})"
             )
-            self._tracker = GoalTracker.from_env(**tracker_args, **tracker_options, **hooks)
-        else:
-            self._tracker = None  # the process-wide one, looked up per request
+        if tracker is None and given:
+            hooks = signals.tracker_hooks(settings.hooks)
+            tracker = GoalTracker.from_env(**settings.tracker_kwargs, **hooks)
+        # Without a tracker of its own: the process-wide one, looked up per request.
+        self.adapter = Adapter(
+            signals,
+            tracker,
+            skip_bots=settings.skip_bots,
+            flush_at_request_end=settings.flush_at_request_end,
+        )
+        self._tracker = tracker
+        self.skip_bots = settings.skip_bots
 
     @property
     def tracker(self) -> GoalTracker:
@@ -307,30 +258,46 @@ class GoalTrackMiddleware:
             self.skip_bots
             and user_agent is not None
             and (visitor is not None or not provider.visitor_required)
-            and _is_bot(user_agent)
+            and is_bot(user_agent)
         )
         if bot:
             visitor = None
-        goals = RequestGoals(tracker, visitor, bot, scope)
+        goals = RequestGoals(self.adapter, provider, scope, visitor, bot)
         scope[SCOPE_KEY] = goals
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
         state[STATE_KEY] = visitor
 
-        # The ContextVars themselves, not bind_visitor() / unbind_visitor(): one call less each.
-        visitor_token = _bound_visitor.set(visitor)
-        goals_token = _current_goals.set(goals)
+        # The ContextVar itself, not bind_visitor() / unbind_visitor(): one call less each.
+        token = _current_visitor.set(goals)
         try:
-            await self.app(scope, receive, send)
+            if self.adapter.flush_at_request_end is None:
+                await self.app(scope, receive, send)
+            else:
+                await self._call_then_flush(goals, scope, receive, send)
         finally:
-            _current_goals.reset(goals_token)
-            _bound_visitor.reset(visitor_token)
+            _current_visitor.reset(token)
             # scope -> goals -> scope is a cycle: break it so the request is freed at once,
             # not by the garbage collector.
             goals.scope = None
-        if self.flush_at_request_end and goals.tracked:
-            await self._flush(tracker, "the end of the request")
+
+    async def _call_then_flush(
+        self, goals: RequestGoals, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        flushed = 0  # goals.tracked when last flushed
+
+        async def send_after_flush(message: Message) -> None:
+            nonlocal flushed
+            last_chunk = message["type"] == "http.response.body" and not message.get("more_body")
+            if last_chunk and goals.tracked > flushed:
+                flushed = goals.tracked
+                await self.adapter.aflush_after(goals)
+            await send(message)
+
+        await self.app(scope, receive, send_after_flush)
+        if goals.tracked > flushed:  # tracked after the response (background tasks)
+            await self.adapter.aflush_after(goals)
 
     # -- lifespan
 
@@ -348,7 +315,7 @@ class GoalTrackMiddleware:
         async def lifespan_send(message: Message) -> None:
             # After the app's own shutdown code, so that goals it tracks are flushed too.
             if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-                await self._flush(self.tracker, "shutdown")
+                await self._flush_at_shutdown()
             await send(message)
 
         try:
@@ -376,7 +343,7 @@ class GoalTrackMiddleware:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self._flush(self.tracker, "shutdown")
+                await self._flush_at_shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -385,19 +352,19 @@ class GoalTrackMiddleware:
         tracker = self.tracker
         logger.debug("goaltrack ready: %r", tracker)
 
-    async def _flush(self, tracker: GoalTracker, when: str) -> None:
+    async def _flush_at_shutdown(self) -> None:
+        tracker = self.tracker
         timeout = tracker.options.shutdown_timeout
         try:
             flushed = await tracker.aflush(timeout)
         except Exception:
-            logger.exception("goaltrack: flushing goals at %s failed", when)
+            logger.exception("goaltrack: flushing goals at shutdown failed")
             return
         if not flushed:
             logger.warning(
-                "goaltrack: %d goal(s) still pending after %g s at %s",
+                "goaltrack: %d goal(s) still pending after %g s at shutdown",
                 tracker.stats.pending,
                 timeout,
-                when,
             )
 
 
@@ -409,8 +376,9 @@ def track_goal(
     name: str,
     /,
     *,
-    metadata: DecoratorMetadata = None,
+    metadata: MetadataArg = None,
     description: str | None = None,
+    timezone: str | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -443,26 +411,28 @@ def track_goal(
 
     ``@track_goal("signup", metadata=...)`` on an async or sync endpoint: records the goal when
     the endpoint returns a response with a status below 400 (plain data counts as the route's
-    status code, 200 by default), never when it raises. ``metadata`` may be a callable,
-    called as ``metadata(result, *args, **kwargs)`` with the endpoint's return value and
-    arguments. The name is checked at decoration time; an invalid goal at request time is logged,
-    never turned into an error response.
+    status code, 200 by default), never when it raises. ``metadata`` may be a callable, called
+    as ``metadata(result, *args, **kwargs)`` with the endpoint's return value and arguments, of
+    which it gets only those it declares. The name is checked at decoration time; anything
+    failing at request time is logged, never turned into an error response.
     """
     if isinstance(request_or_scope, str):
-        if name is not None or timezone is not None:
+        if name is not None:
             raise TypeError(
                 "track_goal(name, ...) is the decorator form: use track_goal(request, name, ...)"
             )
-        return _goal_decorator(request_or_scope, metadata, description)
+        return _endpoint_decorator(GoalSpec(request_or_scope, metadata, description, timezone))
     return _request_goals(request_or_scope).track(
         name, metadata, description=description, timezone=timezone
     )
 
 
-def _goal_decorator(
-    name: str, metadata: DecoratorMetadata, description: str | None
-) -> Callable[[F], F]:
-    precheck_goal_name(name)
+def _endpoint_decorator(spec: GoalSpec) -> Callable[[F], F]:
+    def track_result(result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        goals = current_goals()
+        scope = goals.scope if isinstance(goals, RequestGoals) else None
+        status = endpoint_status(result, kwargs, scope)
+        spec.track_after_view(lambda: goals, status, (result, *args), kwargs)
 
     def decorator(endpoint: F) -> F:
         if inspect.iscoroutinefunction(endpoint):
@@ -470,7 +440,7 @@ def _goal_decorator(
             @functools.wraps(endpoint)
             async def async_endpoint(*args: Any, **kwargs: Any) -> Any:
                 result = await endpoint(*args, **kwargs)
-                _track_result(name, metadata, description, result, args, kwargs)
+                track_result(result, args, kwargs)
                 return result
 
             wrapper: Callable[..., Any] = async_endpoint
@@ -479,7 +449,7 @@ def _goal_decorator(
             @functools.wraps(endpoint)
             def sync_endpoint(*args: Any, **kwargs: Any) -> Any:
                 result = endpoint(*args, **kwargs)
-                _track_result(name, metadata, description, result, args, kwargs)
+                track_result(result, args, kwargs)
                 return result
 
             wrapper = sync_endpoint
@@ -490,77 +460,40 @@ def _goal_decorator(
     return decorator
 
 
-def _track_result(
+# ---- signals into goals ------------------------------------------------------------------------
+
+
+def connect_goal(
+    signal: Signal,
     name: str,
-    metadata: DecoratorMetadata,
-    description: str | None,
-    result: Any,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> None:
-    goals = _current_goals.get()
-    if goals is None:
-        logger.warning(
-            "goaltrack: %r not tracked: the request did not pass through GoalTrackMiddleware",
-            name,
-        )
-        return
-    if not is_success(_status_of(result, kwargs, goals.scope)):
-        return
-    resolved = metadata(result, *args, **kwargs) if callable(metadata) else metadata
-    try:
-        goals.track(name, resolved, description=description)
-    except InvalidGoal:
-        logger.exception("goaltrack: goal %r from a decorated endpoint is invalid", name)
+    *,
+    sender: object = None,
+    metadata: MetadataArg = None,
+    description: str | None = None,
+    timezone: str | None = None,
+    when: Callable[..., object] | None = None,
+) -> Callable[..., None]:
+    """Track *name* whenever the blinker *signal* is sent (by *sender*, if given).
 
-
-def _status_of(result: Any, kwargs: Mapping[str, Any], scope: Scope | None) -> int:
-    status = getattr(result, "status_code", None)
-    if isinstance(status, int):
-        return status
-    # A FastAPI endpoint returning data may have set the status on its `response: Response`.
-    responses = sys.modules.get("starlette.responses")
-    if responses is not None:
-        for value in kwargs.values():
-            if isinstance(value, responses.Response) and isinstance(value.status_code, int):
-                return value.status_code
-    route = scope.get("route") if scope is not None else None
-    route_status = getattr(route, "status_code", None)
-    return route_status if isinstance(route_status, int) else 200
-
-
-# ---- FastAPI dependency ------------------------------------------------------------------------
-
-
-async def goal_tracker() -> RequestGoals:
-    """FastAPI dependency: ``goals: RequestGoals = Depends(goal_tracker)`` or ``GoalTrackerDep``.
-
-    Async on purpose: FastAPI runs sync dependencies in its thread pool.
+    For the visitor of the request being handled, or outside a request for the bound visitor
+    with the process-wide tracker. ``metadata`` and ``when`` take the signal's sender and keyword
+    arguments (those they declare). Problems are logged, never raised into the code that sent
+    the signal. Returns the receiver, to pass to ``signal.disconnect`` if need be.
     """
-    goals = _current_goals.get()
-    if goals is None:
-        raise RuntimeError(
-            "goaltrack: goal_tracker needs GoalTrackMiddleware: "
-            "app.add_middleware(GoalTrackMiddleware, ...)"
-        )
-    return goals
+    receiver = GoalSpec(name, metadata, description, timezone).signal_receiver(
+        _goals_for_signal, when
+    )
+    signal.connect(receiver, sender=ANY if sender is None else sender, weak=False)
+    return receiver
 
 
-if TYPE_CHECKING:
-    GoalTrackerDep = Annotated[RequestGoals, Depends(goal_tracker)]
-else:
+def _goals_for_signal(sender: object, kwargs: Any) -> adapter.RequestGoals:
+    return current_goals() or goals_outside_a_request(_process_adapter)
 
-    def __getattr__(name: str) -> Any:
-        if name == "GoalTrackerDep":
-            try:
-                from fastapi import Depends
-            except ImportError as exc:
-                raise ImportError(
-                    "goaltrack.asgi.GoalTrackerDep needs FastAPI: pip install fastapi"
-                ) from exc
-            from typing import Annotated
 
-            dependency = Annotated[RequestGoals, Depends(goal_tracker)]
-            globals()[name] = dependency
-            return dependency
-        raise AttributeError(f"module 'goaltrack.asgi' has no attribute {name!r}")
+def __getattr__(name: str) -> Any:
+    if name == "GoalTrackerDep":  # needs FastAPI: built on first use, in goaltrack.fastapi
+        from goaltrack import fastapi
+
+        return fastapi.GoalTrackerDep
+    raise AttributeError(f"module 'goaltrack.asgi' has no attribute {name!r}")

@@ -330,7 +330,7 @@ def test_invalid_goal_from_decorator_is_logged_not_raised(
     client: httpx.Client, fake_api: FakeAPIServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     _, cookie = visitor_cookie(fake_api)
-    with caplog.at_level(logging.ERROR, logger="goaltrack.asgi"):
+    with caplog.at_level(logging.ERROR, logger="goaltrack"):
         response = client.post("/bad-metadata", headers=headers(cookie))
     assert response.json() == {"ok": "yes"}
     assert any("bad_metadata" in record.getMessage() for record in caplog.records)
@@ -426,27 +426,34 @@ def test_applied_twice_tracks_once(fake_api: FakeAPIServer) -> None:
 
 
 def test_delivery_and_failure_hooks_and_signals(fake_api: FakeAPIServer) -> None:
-    assert goal_delivered is not None
-    assert goal_failed is not None
     events: list[tuple[str, str]] = []
+    senders: list[object] = []
     settled = threading.Semaphore(0)
 
-    def record(kind: str) -> Any:
-        def hook(goal: goaltrack.Goal, result: Any = None, **signal: Any) -> None:
+    def hook(kind: str) -> Any:
+        def on_settled(goal: goaltrack.Goal, detail: Any) -> None:
             events.append((kind, goal.name))
             settled.release()
 
-        return hook
+        return on_settled
 
-    delivered_receiver, failed_receiver = record("signal-delivered"), record("signal-failed")
+    def receiver(kind: str) -> Any:
+        def on_signal(sender: object, goal: goaltrack.Goal, **kwargs: Any) -> None:
+            senders.append(sender)
+            events.append((kind, goal.name))
+            settled.release()
+
+        return on_signal
+
+    delivered_receiver, failed_receiver = receiver("signal-delivered"), receiver("signal-failed")
     goal_delivered.connect(delivered_receiver)
     goal_failed.connect(failed_receiver)
     middleware = GoalTrackMiddleware(
         PlainTextResponse("ok"),
         api_key=DATAFAST_KEY,
         api_url=fake_api.api_url("datafast"),
-        on_delivery=record("hook-delivered"),
-        on_failure=record("hook-failed"),
+        on_delivery=hook("hook-delivered"),
+        on_failure=hook("hook-failed"),
     )
     known = fake_api.add_pageview("datafast")
     unknown = str(uuid.uuid4())  # no pageview: the fake API answers 404, a final failure
@@ -470,6 +477,7 @@ def test_delivery_and_failure_hooks_and_signals(fake_api: FakeAPIServer) -> None
         ("signal-delivered", "known_visitor"),
         ("signal-failed", "unknown_visitor"),
     ]
+    assert senders == [GoalTracker, GoalTracker]
 
 
 # ---- in-process: raw scopes, lifespan, flush at request end ------------------------------------

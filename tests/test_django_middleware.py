@@ -227,16 +227,16 @@ def test_flowsery_cookies(api: FakeAPIServer, settings: Any) -> None:
 def test_cookies_are_read_only_when_the_visitor_is_asked_for(
     visitor_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from goaltrack.django import helpers
+    from goaltrack import adapter
 
     reads: list[object] = []
-    real = helpers.visitor_from_cookies
+    real = adapter.visitor_from_cookies
 
     def counting(cookies: Any, provider: Any) -> Visitor | None:
         reads.append(cookies)
         return real(cookies, provider)
 
-    monkeypatch.setattr(helpers, "visitor_from_cookies", counting)
+    monkeypatch.setattr(adapter, "visitor_from_cookies", counting)
     request = RequestFactory().get(
         "/", HTTP_USER_AGENT=BROWSER_UA, HTTP_COOKIE=f"datafast_visitor_id={visitor_id}"
     )

@@ -16,7 +16,7 @@ from django.test import Client, RequestFactory
 
 from goaltrack import DeliveryResult, Goal, GoalTracker, InvalidGoal, Visitor, get_tracker
 from goaltrack.django import connect_goal
-from goaltrack.django.signals import goal_delivered, goal_failed, goal_tracked
+from goaltrack.django.signals import goal_delivered, goal_dropped, goal_failed, goal_tracked
 from goaltrack.integrations import bind_visitor, unbind_visitor
 from goaltrack.testing.server import FakeAPIServer
 from tests.django_app.models import Signup
@@ -55,8 +55,18 @@ class Received:
 
 @pytest.fixture
 def received() -> Iterator[dict[str, Received]]:
-    receivers = {"tracked": Received(), "delivered": Received(), "failed": Received()}
-    signals = {"tracked": goal_tracked, "delivered": goal_delivered, "failed": goal_failed}
+    receivers = {
+        "tracked": Received(),
+        "delivered": Received(),
+        "failed": Received(),
+        "dropped": Received(),
+    }
+    signals = {
+        "tracked": goal_tracked,
+        "delivered": goal_delivered,
+        "failed": goal_failed,
+        "dropped": goal_dropped,
+    }
     for key, signal in signals.items():
         signal.connect(receivers[key])
     yield receivers
@@ -103,7 +113,7 @@ def test_goal_failed_when_the_api_refuses(
     assert received["delivered"].calls == []
 
 
-def test_goal_failed_when_dropped(
+def test_goal_dropped_when_the_queue_is_full(
     api: FakeAPIServer, settings: Any, visitor_id: str, received: dict[str, Received]
 ) -> None:
     settings.GOALTRACK = goaltrack_setting(api, MAX_QUEUE_SIZE=1, MAX_IN_FLIGHT=1)
@@ -111,11 +121,13 @@ def test_goal_failed_when_dropped(
     tracker = get_tracker()
     for _ in range(3):
         tracker.track("signup", visitor_id=visitor_id)
-    assert received["failed"].done.wait(10)
-    failed = received["failed"].calls[0]
-    assert failed["result"] is None
-    assert failed["goal"].name == "signup"
-    assert "full" in failed["reason"]
+    assert received["dropped"].done.wait(10)
+    dropped = received["dropped"].calls[0]
+    assert dropped["sender"] is GoalTracker
+    assert dropped["goal"].name == "signup"
+    assert "full" in dropped["reason"]
+    assert tracker.flush(10)
+    assert received["failed"].calls == []  # a drop is not a failure any more
 
 
 def test_a_raising_receiver_does_not_stop_delivery(

@@ -173,7 +173,7 @@ def test_cli_check_reports_a_working_configuration(
     result = app.test_cli_runner().invoke(args=["goaltrack", "check"])
 
     assert result.exit_code == 0, result.output
-    assert "provider: datafast" in result.output
+    assert "provider:    datafast" in result.output
     assert "accepted the key" in result.output
     assert DATAFAST_KEY not in result.output
     assert fake_api.goals == []
@@ -238,9 +238,9 @@ def test_cli_send_reports_refusals_and_bad_input(
     )
 
     assert refused.exit_code == 1
-    assert "not recorded" in refused.output
-    assert no_visitor.exit_code == 1
-    assert "visitor" in no_visitor.output
+    assert "not delivered to datafast: HTTP 404" in refused.output
+    assert no_visitor.exit_code == 2  # bad input, as in every front end
+    assert "datafast needs the visitor id" in no_visitor.output
     assert bad_pair.exit_code == 2
     assert "KEY=VALUE" in bad_pair.output
     assert fake_api.goals == []

@@ -52,7 +52,7 @@ def test_a_source_is_asked_only_when_the_visitor_is_wanted() -> None:
 
 
 def test_bot_check_caches_ordinary_user_agents_but_not_giant_ones() -> None:
-    from goaltrack.integrations import _is_bot_user_agent, is_bot
+    from goaltrack.adapter import _is_bot_user_agent, is_bot
 
     _is_bot_user_agent.cache_clear()
     browser = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"
@@ -63,3 +63,15 @@ def test_bot_check_caches_ordinary_user_agents_but_not_giant_ones() -> None:
     assert is_bot(giant) is True
     assert _is_bot_user_agent.cache_info().currsize == 2
     assert is_bot(None) is False
+
+
+def test_raw_header_bytes_share_the_one_bounded_bot_cache() -> None:
+    from goaltrack.adapter import _is_bot_user_agent, is_bot
+
+    _is_bot_user_agent.cache_clear()
+    assert is_bot(b"Mozilla/5.0 (compatible; Googlebot/2.1)") is True
+    assert is_bot(b"Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0") is False
+    assert _is_bot_user_agent.cache_info().currsize == 2
+    assert is_bot(b"Mozilla/5.0 " + b"x" * 600 + b" bingbot/2.0") is True
+    assert _is_bot_user_agent.cache_info().currsize == 2
+    assert _is_bot_user_agent.cache_info().maxsize == 2048

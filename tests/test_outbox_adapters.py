@@ -71,7 +71,9 @@ def test_flask_outbox_config_and_command(tmp_path: Path, fake_api: FakeAPIServer
         result = app.test_cli_runner().invoke(args=["goaltrack", "outbox", "dead-letters"])
         assert result.exit_code == 0, result.output
         assert "HTTP 404" in result.output
-        result = app.test_cli_runner().invoke(args=["goaltrack", "outbox", "purge"])
+        refused = app.test_cli_runner().invoke(args=["goaltrack", "outbox", "purge"], input="n\n")
+        assert refused.exit_code == 1  # purge asks first, as in every front end
+        result = app.test_cli_runner().invoke(args=["goaltrack", "outbox", "purge", "--yes"])
         assert "1 dead letter(s) deleted" in result.output
     finally:
         with app.app_context():

@@ -2,8 +2,8 @@
 
 The account checks are the core's (:func:`goaltrack.configuration_problems`, same ids); this
 module adds the Django-only ones: ``goaltrack.E100`` the setting is not a dict,
-``goaltrack.W100`` an unknown (probably misspelled) key, ``goaltrack.E101`` a tracker option
-(or ``FLUSH_AT_REQUEST_END``) with a bad value, ``goaltrack.E102`` a bad ``AUTH_GOALS`` entry.
+``goaltrack.W100`` an unknown (probably misspelled) key, ``goaltrack.E101`` an option with a bad
+value, ``goaltrack.E102`` a bad ``AUTH_GOALS`` entry.
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ from typing import Any
 from django.apps import AppConfig
 from django.core.checks import CheckMessage, Error, Warning
 
-from goaltrack.config import configuration_problems
-from goaltrack.django.conf import OPTION_KEYS, flush_timeout, goaltrack_settings
+from goaltrack.adapter import precheck_goal_name
+from goaltrack.config import configuration_problems, parse_bool
+from goaltrack.django.conf import goaltrack_settings
 from goaltrack.django.wiring import AUTH_SIGNAL_NAMES
 from goaltrack.goals import InvalidGoal
-from goaltrack.integrations import precheck_goal_name
-from goaltrack.tracker import TrackerOptions
 
 __all__ = ["check_settings"]
 
@@ -52,11 +51,9 @@ def check_settings(
     for problem in configuration_problems(**account):
         level = Error if problem.level == "error" else Warning
         messages.append(level(problem.message, hint=problem.hint, obj=OBJ, id=problem.id))
-    kwargs_ = goaltrack_settings.tracker_kwargs()
-    options = {arg: kwargs_[arg] for arg in OPTION_KEYS.values() if arg in kwargs_}
     try:
-        TrackerOptions.from_options(options)
-        flush_timeout(goaltrack_settings.raw.get("FLUSH_AT_REQUEST_END"))
+        goaltrack_settings.read().check_tracker_options()
+        parse_bool("ON_COMMIT", goaltrack_settings.raw.get("ON_COMMIT", False))
     except (ValueError, TypeError) as exc:
         messages.append(
             Error(

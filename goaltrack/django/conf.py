@@ -1,31 +1,40 @@
 """The ``GOALTRACK`` setting: the one place that reads it.
 
 Every value is read from ``django.conf.settings`` when it is used (never copied at import), so
-``override_settings(GOALTRACK=...)`` takes effect at once. Keys:
+``override_settings(GOALTRACK=...)`` takes effect at once. Keys are goaltrack's options in upper
+case, with the meaning they have in every adapter (:mod:`goaltrack.adapter`); strings (from the
+environment) are converted the same way too:
 
 - ``API_KEY``, ``PROVIDER``, ``API_URL``, ``WEBSITE_ID``: the tracker's account settings;
   ``GOALTRACK_*`` environment variables fill in the ones the setting leaves out.
-- ``MODE`` and every other :class:`goaltrack.TrackerOptions` field in upper case
-  (``MAX_QUEUE_SIZE``, ``TIMEOUT``, ``TRUNCATE_METADATA``, ...).
+- ``MODE`` and every other :class:`goaltrack.TrackerOptions` field (``MAX_QUEUE_SIZE``,
+  ``TIMEOUT``, ``OUTBOX``, ...), the hooks ``ON_DELIVERY`` / ``ON_FAILURE`` / ``ON_DROP`` included
+  (a callable, or its ``"package.module:name"``).
+- ``SKIP_BOTS`` (default True): requests from known crawlers track nothing.
+- ``FLUSH_AT_REQUEST_END`` (default off): True (2 s) or seconds: a request that tracked goals
+  waits, before its response leaves the middleware, until they are delivered (serverless hosts
+  freeze the process afterwards).
 - ``ON_COMMIT`` (default False): goals tracked inside a transaction wait for its commit.
 - ``AUTH_GOALS`` (default off): True for ``{"user_logged_in": "login"}``, or a mapping of
   ``django.contrib.auth.signals`` names to goal names.
-- ``SKIP_BOTS`` (default True): requests from known crawlers track nothing.
-- ``FLUSH_AT_REQUEST_END`` (default off): True, or a number of seconds, to wait for delivery
-  before the response leaves the middleware (serverless hosts freeze the process afterwards).
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import fields
 from typing import Any
 
 from django.conf import settings
 
-from goaltrack.config import settings_from_env
-from goaltrack.tracker import TrackerOptions
+from goaltrack.adapter import ACCOUNT_OPTIONS, OPTIONS, AdapterSettings, read_settings
+from goaltrack.config import (
+    DEFAULT_FLUSH_TIMEOUT,
+    parse_bool,
+    parse_flush_at_request_end,
+    settings_from_env,
+)
+from goaltrack.delivery import InvalidConfiguration
 
 __all__ = [
     "DEFAULT_AUTH_GOALS",
@@ -37,21 +46,13 @@ __all__ = [
 
 SETTING_NAME = "GOALTRACK"
 
-ACCOUNT_KEYS = {
-    "API_KEY": "api_key",
-    "PROVIDER": "provider",
-    "API_URL": "api_url",
-    "WEBSITE_ID": "website_id",
-}
-#: Tracker options by setting key; the hooks are not settings: they are wired to the signals.
-OPTION_KEYS = {
-    f.name.upper(): f.name for f in fields(TrackerOptions) if not f.name.startswith("on_")
-}
-ADAPTER_KEYS = frozenset({"ON_COMMIT", "AUTH_GOALS", "SKIP_BOTS", "FLUSH_AT_REQUEST_END"})
-KNOWN_KEYS = frozenset(ACCOUNT_KEYS) | frozenset(OPTION_KEYS) | ADAPTER_KEYS
+#: Setting key -> option name, for every goaltrack option.
+OPTION_KEYS = {name.upper(): name for name in OPTIONS}
+ACCOUNT_KEYS = {name.upper(): name for name in ACCOUNT_OPTIONS}
+DJANGO_KEYS = frozenset({"ON_COMMIT", "AUTH_GOALS"})
+KNOWN_KEYS = frozenset(OPTION_KEYS) | DJANGO_KEYS
 
 DEFAULT_AUTH_GOALS: Mapping[str, str] = {"user_logged_in": "login"}
-DEFAULT_FLUSH_TIMEOUT = 2.0
 
 
 #: The values read at request time; see :meth:`GoalTrackSettings.__getattr__`.
@@ -64,13 +65,14 @@ class GoalTrackSettings:
     The values read on every request (``on_commit``, ``skip_bots``, ``flush_at_request_end``,
     ``auth_goals``) are parsed on first use into plain instance attributes, kept until the
     setting changes (:meth:`reset`, called on Django's ``setting_changed``): a request reads
-    them as cheaply as any attribute, never re-reading settings.
+    them as cheaply as any attribute, never re-reading settings. A bad value reads as the
+    default there (the system checks report it: ``goaltrack.E101``), never as a 500.
     """
 
     on_commit: bool
     skip_bots: bool
     flush_at_request_end: float | None
-    """Seconds to wait for delivery at the end of each request, or None not to wait."""
+    """Seconds a request that tracked goals waits for them at its end, or None not to wait."""
     auth_goals: Mapping[str, str]
     """``django.contrib.auth`` signal name -> goal name, for the opt-in auth goals."""
 
@@ -84,9 +86,14 @@ class GoalTrackSettings:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         raw = self.raw
         values = {
-            "on_commit": bool(raw.get("ON_COMMIT", False)),
-            "skip_bots": bool(raw.get("SKIP_BOTS", True)),
-            "flush_at_request_end": _safe_flush_timeout(raw.get("FLUSH_AT_REQUEST_END")),
+            "on_commit": _safely(parse_bool, "ON_COMMIT", raw.get("ON_COMMIT", False), False),
+            "skip_bots": _safely(parse_bool, "SKIP_BOTS", raw.get("SKIP_BOTS", True), True),
+            "flush_at_request_end": _safely(
+                parse_flush_at_request_end,
+                "FLUSH_AT_REQUEST_END",
+                raw.get("FLUSH_AT_REQUEST_END"),
+                None,
+            ),
             "auth_goals": _auth_goals(raw.get("AUTH_GOALS")),
         }
         self.__dict__.update(values)
@@ -102,14 +109,13 @@ class GoalTrackSettings:
         return isinstance(getattr(settings, SETTING_NAME, {}), Mapping)
 
     def tracker_kwargs(self) -> dict[str, Any]:
-        """``goaltrack.configure`` arguments for the keys the setting gives (None means unset)."""
+        """The goaltrack options the setting gives, by option name, as written (None: unset)."""
         raw = self.raw
-        kwargs: dict[str, Any] = {}
-        for key, arg in (*ACCOUNT_KEYS.items(), *OPTION_KEYS.items()):
-            value = raw.get(key)
-            if value is not None:
-                kwargs[arg] = value
-        return kwargs
+        return {arg: raw[key] for key, arg in OPTION_KEYS.items() if raw.get(key) is not None}
+
+    def read(self) -> AdapterSettings:
+        """The options, converted and checked; raises for a bad value (see the system checks)."""
+        return read_settings(self.tracker_kwargs(), str.upper)
 
     def effective_account(self) -> dict[str, Any]:
         """Account settings as the tracker sees them: the setting, then the environment."""
@@ -126,21 +132,11 @@ class GoalTrackSettings:
         return unknown
 
 
-def _safe_flush_timeout(value: object) -> float | None:
-    # A bad value is reported by the system checks (goaltrack.E101); requests must not fail.
+def _safely(parse: Any, label: str, value: object, default: object) -> Any:
     try:
-        return flush_timeout(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def flush_timeout(value: object) -> float | None:
-    """``FLUSH_AT_REQUEST_END`` in seconds (None: do not flush); raises for a bad value."""
-    if value is None or value is False:
-        return None
-    if value is True:
-        return DEFAULT_FLUSH_TIMEOUT
-    return float(value)  # type: ignore[arg-type]
+        return parse(label, value)
+    except InvalidConfiguration:
+        return default
 
 
 def _auth_goals(value: object) -> Mapping[str, str]:

@@ -5,8 +5,9 @@ as goaltrack's current visitor (``goaltrack.django.current_visitor()``) until th
 produced, and while a streaming response produces its chunks. The cookies and the User-Agent are
 read only when a goal is tracked or the visitor is asked for: a request that tracks nothing pays
 for a substring test and a ContextVar. Known bots get no visitor, so nothing is tracked for them.
-It works in sync (WSGI) and async (ASGI) stacks without switching per request, and tracks nothing
-itself.
+With ``FLUSH_AT_REQUEST_END``, a request that tracked goals waits for their delivery before its
+response leaves the middleware. It works in sync (WSGI) and async (ASGI) stacks without
+switching per request, and tracks nothing itself.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import FileResponse, HttpRequest, HttpResponseBase, StreamingHttpResponse
 
+from goaltrack.adapter import bind_visitor, unbind_visitor
 from goaltrack.cookies import Visitor
 from goaltrack.django.conf import goaltrack_settings
-from goaltrack.django.helpers import REQUEST_ATTRIBUTE, RequestGoals
-from goaltrack.integrations import bind_visitor, unbind_visitor
+from goaltrack.django.helpers import REQUEST_ATTRIBUTE, RequestGoals, django_adapter
 from goaltrack.tracker import get_tracker
 
 __all__ = ["GoalTrackMiddleware"]
@@ -55,9 +56,8 @@ class GoalTrackMiddleware:
                 unbind_visitor(token)
             if isinstance(response, StreamingHttpResponse):
                 _bind_while_streaming(response, state)
-        flush_timeout = goaltrack_settings.flush_at_request_end
-        if flush_timeout is not None:
-            get_tracker().flush(flush_timeout)
+        if goaltrack_settings.flush_at_request_end is not None:
+            django_adapter.flush_after(request.__dict__.get(REQUEST_ATTRIBUTE))
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
@@ -73,9 +73,8 @@ class GoalTrackMiddleware:
                 unbind_visitor(token)
             if isinstance(response, StreamingHttpResponse):
                 _bind_while_streaming(response, state)
-        flush_timeout = goaltrack_settings.flush_at_request_end
-        if flush_timeout is not None:
-            await get_tracker().aflush(flush_timeout)
+        if goaltrack_settings.flush_at_request_end is not None:
+            await django_adapter.aflush_after(request.__dict__.get(REQUEST_ATTRIBUTE))
         return response
 
 

@@ -1,28 +1,57 @@
 """The signals goaltrack sends, for receivers that log, count or alert on goals.
 
-Every signal is sent with ``sender=GoalTracker`` (the class) and keyword arguments:
+The same four signals, with the same arguments, as every goaltrack adapter (see
+:mod:`goaltrack.hooks`); here each is sent with ``sender=GoalTracker`` (the class: Django's
+tracker is the process's) and keyword arguments:
 
-- ``goal_tracked``: a goal was accepted for delivery, in the thread that tracked it (the request
+- ``goal_tracked``: a goal was queued for delivery, in the thread that tracked it (the request
   thread). Kwargs: ``name``, ``visitor`` (a :class:`goaltrack.Visitor` or None), ``metadata``,
   ``request`` (or None outside a request).
 - ``goal_delivered``: the API stored the goal. Kwargs: ``goal`` (:class:`goaltrack.Goal`),
   ``result`` (:class:`goaltrack.DeliveryResult`).
-- ``goal_failed``: the goal will never be stored: refused by the API, given up after the last
-  retry, or dropped (queue full, tracker closed). Kwargs: ``goal``, ``result`` (a
-  ``DeliveryResult``, or None when dropped) and ``reason`` (text).
+- ``goal_failed``: the API refused the goal, or goaltrack gave up after the last retry. Kwargs:
+  ``goal``, ``result`` and ``reason`` (text).
+- ``goal_dropped``: the goal was never sent (queue full, tracker closed). Kwargs: ``goal``,
+  ``reason``.
 
-``goal_delivered`` and ``goal_failed`` are sent from goaltrack's worker thread, not from the
-request that tracked the goal: receivers must be thread-safe, quick, and must not expect the
-request, the current visitor or a request-scoped database transaction. An exception raised by a
-receiver is logged and does not stop delivery.
+``goal_delivered``, ``goal_failed`` and ``goal_dropped`` are sent from goaltrack's worker thread,
+not from the request that tracked the goal: receivers must be thread-safe, quick, and must not
+expect the request, the current visitor or a request-scoped database transaction. A receiver
+that raises is logged with the goal's name; the other receivers, the request and delivery carry
+on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from django.dispatch import Signal
 
-__all__ = ["goal_delivered", "goal_failed", "goal_tracked"]
+from goaltrack.hooks import SignalSet
+from goaltrack.tracker import GoalTracker
+
+__all__ = ["goal_delivered", "goal_dropped", "goal_failed", "goal_tracked"]
 
 goal_tracked = Signal()
 goal_delivered = Signal()
 goal_failed = Signal()
+goal_dropped = Signal()
+
+
+def _send_robust(
+    signal: Any, sender: object, kwargs: Mapping[str, object]
+) -> Sequence[tuple[object, object]]:
+    return signal.send_robust(sender, **kwargs)  # type: ignore[no-any-return]
+
+
+signals = SignalSet(
+    {
+        "tracked": goal_tracked,
+        "delivered": goal_delivered,
+        "failed": goal_failed,
+        "dropped": goal_dropped,
+    },
+    sender=GoalTracker,
+    send_robust=_send_robust,
+)

@@ -1,21 +1,19 @@
 """The process-wide tracker built from the ``GOALTRACK`` setting, and the opt-in auth goals.
 
 :func:`configure_from_settings` runs when the app is ready and again whenever the setting
-changes (``override_settings``). The tracker's delivery hooks send the Django signals of
-:mod:`goaltrack.django.signals`.
+changes (``override_settings``). The tracker's hooks call the user's ``ON_DELIVERY`` /
+``ON_FAILURE`` / ``ON_DROP``, then send the signals of :mod:`goaltrack.django.signals`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
-from goaltrack.delivery import DeliveryResult
 from goaltrack.django.conf import goaltrack_settings
 from goaltrack.django.helpers import connect_goal
-from goaltrack.django.signals import goal_delivered, goal_failed
-from goaltrack.goals import Goal, InvalidGoal
+from goaltrack.django.signals import signals
+from goaltrack.goals import InvalidGoal
 from goaltrack.providers import PROVIDERS
 from goaltrack.tracker import GoalTracker, configure
 
@@ -26,27 +24,15 @@ logger = logging.getLogger("goaltrack")
 AUTH_SIGNAL_NAMES = ("user_logged_in", "user_logged_out", "user_login_failed")
 
 
-def _delivered(goal: Goal, result: DeliveryResult) -> None:
-    goal_delivered.send(sender=GoalTracker, goal=goal, result=result)
-
-
-def _failed(goal: Goal, result: DeliveryResult) -> None:
-    goal_failed.send(sender=GoalTracker, goal=goal, result=result, reason=result.reason)
-
-
-def _dropped(goal: Goal, reason: str) -> None:
-    goal_failed.send(sender=GoalTracker, goal=goal, result=None, reason=reason)
-
-
 def configure_from_settings() -> GoalTracker:
     """(Re)build the process-wide tracker from ``settings.GOALTRACK``.
 
     An invalid setting does not stop the site: it is logged, reported by ``manage.py check``,
     and the tracker is disabled (goals are still validated, nothing is sent).
     """
-    hooks: dict[str, Any] = {"on_delivery": _delivered, "on_failure": _failed, "on_drop": _dropped}
     try:
-        return configure(**goaltrack_settings.tracker_kwargs(), **hooks)
+        parsed = goaltrack_settings.read()
+        return configure(**parsed.tracker_kwargs, **signals.tracker_hooks(parsed.hooks))
     except (ValueError, TypeError) as exc:  # InvalidConfiguration is a ValueError
         logger.error(
             "goaltrack: the GOALTRACK setting is invalid, goals will not be sent: %s "
@@ -58,7 +44,12 @@ def configure_from_settings() -> GoalTracker:
             provider = "datafast"
         # Explicit empty values keep GOALTRACK_* environment variables out of the fallback.
         return configure(
-            api_key="", provider=provider, api_url=None, website_id=None, mode="disabled", **hooks
+            api_key="",
+            provider=provider,
+            api_url=None,
+            website_id=None,
+            mode="disabled",
+            **signals.tracker_hooks(),
         )
 
 

@@ -1,1 +1,1 @@
-"""goaltrack_check (settings and reachability) and goaltrack_send (one goal, to try a key)."""
+"""goaltrack_check, goaltrack_send and goaltrack_outbox (see goaltrack.django.management)."""

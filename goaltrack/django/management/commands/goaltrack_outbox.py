@@ -9,17 +9,18 @@ import os
 from argparse import ArgumentParser
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from goaltrack import outbox_commands
+from goaltrack import commands
 from goaltrack.django.conf import goaltrack_settings
+from goaltrack.django.management import SOURCE, echo_for, run
 
 
 class Command(BaseCommand):
     help = "Show the goaltrack outbox's depth and dead letters; retry or purge dead letters."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        outbox_commands.add_arguments(parser, default_path="GOALTRACK['OUTBOX']")
+        commands.add_arguments(parser, commands.OUTBOX_FLAGS)
 
     def handle(self, *args: Any, **options: Any) -> None:
         path = (
@@ -27,17 +28,16 @@ class Command(BaseCommand):
             or goaltrack_settings.tracker_kwargs().get("outbox")
             or os.environ.get("GOALTRACK_OUTBOX")
         )
-        if not path:
-            raise CommandError(outbox_commands.NO_PATH)
-        action = options["action"]
-        if action != "status" and not os.path.exists(path):
-            raise CommandError(f"no outbox at {path}")
-        echo = self.stdout.write
-        if action == "status":
-            outbox_commands.status(path, echo)
-        elif action == "dead-letters":
-            outbox_commands.dead_letters(path, echo, options["limit"])
-        elif action == "retry":
-            outbox_commands.retry(path, echo, options["ids"])
-        else:
-            outbox_commands.purge(path, echo, waiting=options["waiting"])
+        run(
+            lambda: commands.outbox(
+                options["action"],
+                path,
+                ids=options["ids"],
+                limit=options["limit"],
+                waiting=options["waiting"],
+                yes=options["yes"],
+                confirm=lambda question: input(f"{question} [y/N] ").strip().lower() == "y",
+                echo=echo_for(self),
+                source=SOURCE,
+            )
+        )
