@@ -1,9 +1,10 @@
-"""The ``goaltrack`` command: ``send`` one goal, ``check`` a configuration, look after the
+"""The ``goaltrack`` command: ``check`` a configuration, ``send`` one goal, look after the
 ``outbox``, run the ``fake-api``.
 
-Configuration comes from the ``GOALTRACK_*`` environment variables, overridden by options. The
-API key is best left in ``GOALTRACK_API_KEY`` (a command-line argument is visible to other users
-of the machine); it is never printed.
+A thin front end over :mod:`goaltrack.commands` (the same bodies and flags as ``manage.py`` and
+``flask goaltrack``). Configuration comes from the ``GOALTRACK_*`` environment variables,
+overridden by options. The API key is best left in ``GOALTRACK_API_KEY`` (a command-line argument
+is visible to other users of the machine); it is never printed.
 """
 
 from __future__ import annotations
@@ -14,64 +15,65 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from goaltrack import fakeapi, outbox_commands
+from goaltrack import commands, fakeapi
+from goaltrack.commands import CHECK_FLAGS, OUTBOX_FLAGS, SEND_FLAGS, CommandFailed
 from goaltrack.config import configuration_problems, settings_from_env
-from goaltrack.delivery import DeliveryResult, InvalidConfiguration
-from goaltrack.goals import Goal, InvalidGoal
 from goaltrack.providers import PROVIDERS
-from goaltrack.tracker import GoalTracker
 
 __all__ = ["main"]
 
+SOURCE = commands.Source(
+    description="GOALTRACK_* variables, then options",
+    name="configuration",
+    api_key="GOALTRACK_API_KEY (or pass --api-key)",
+    outbox="GOALTRACK_OUTBOX",
+)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    command: Any = args.command
-    return int(command(args))
+    args = _parser().parse_args(argv)
+    try:
+        status = args.command(args)  # None, or the fake API's exit status
+    except CommandFailed as failure:
+        print(f"error: {failure.message}", file=sys.stderr)
+        return failure.status
+    return int(status or 0)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="goaltrack", description="Server-side goals for DataFast, Faurya and Flowsery."
     )
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    subcommands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    send = commands.add_parser("send", help="send one goal now and say what the API answered")
-    send.add_argument("name", help="goal name, e.g. signup")
-    send.add_argument("--visitor", help="visitor id (the provider's visitor cookie)")
-    send.add_argument("--session", help="session id (Faurya, Flowsery)")
-    send.add_argument(
-        "--metadata", "-m", action="append", default=[], metavar="KEY=VALUE", help="repeatable"
-    )
-    send.add_argument("--description", help="goal description (DataFast)")
-    _add_connection_arguments(send)
+    send = subcommands.add_parser("send", help="send one goal now and say what the API answered")
+    commands.add_arguments(send, SEND_FLAGS)
+    _add_account_arguments(send)
     send.set_defaults(command=_send)
 
-    check = commands.add_parser("check", help="check the configuration and reach the API")
-    _add_connection_arguments(check)
-    check.add_argument("--offline", action="store_true", help="skip the reachability check")
+    check = subcommands.add_parser("check", help="check the configuration and reach the API")
+    commands.add_arguments(check, CHECK_FLAGS)
+    _add_account_arguments(check)
     check.set_defaults(command=_check)
 
-    outbox = commands.add_parser(
+    outbox = subcommands.add_parser(
         "outbox", help="the SQLite outbox: status, dead-letters, retry, purge"
     )
-    outbox_commands.add_arguments(outbox, default_path="GOALTRACK_OUTBOX")
-    outbox.add_argument("--yes", action="store_true", help="purge: do not ask")
+    commands.add_arguments(outbox, OUTBOX_FLAGS)
     outbox.set_defaults(command=_outbox)
 
-    fake = commands.add_parser("fake-api", help="run the bundled fake API on 127.0.0.1")
+    fake = subcommands.add_parser("fake-api", help="run the bundled fake API on 127.0.0.1")
     fakeapi.add_arguments(fake)
     fake.set_defaults(command=fakeapi.run)
     return parser
 
 
-def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_account_arguments(parser: argparse.ArgumentParser) -> None:
+    # Only this front end takes the account as options: the others read their app's config.
     parser.add_argument("--provider", choices=sorted(PROVIDERS), help="default: datafast")
     parser.add_argument("--api-url", help="base URL (default: the provider's)")
     parser.add_argument("--website-id", help="needed with account/workspace tokens")
     parser.add_argument("--api-key", help="prefer the GOALTRACK_API_KEY environment variable")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -84,98 +86,52 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def _send(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    if not settings.get("api_key"):
-        print("error: no API key: set GOALTRACK_API_KEY (or pass --api-key)", file=sys.stderr)
-        return 2
-    outcome: list[tuple[str, Goal, DeliveryResult]] = []
-    try:
-        metadata = dict(_key_value(item) for item in args.metadata)
-        tracker = GoalTracker(
-            **settings,
-            mode="sync",
-            timeout=args.timeout,
-            max_retries=2,
-            flush_at_exit=False,
-            on_delivery=lambda goal, result: outcome.append(("delivered", goal, result)),
-            on_failure=lambda goal, result: outcome.append(("failed", goal, result)),
-        )
-        tracker.track(
-            args.name,
-            visitor_id=args.visitor,
-            session_id=args.session,
-            metadata=metadata or None,
-            description=args.description,
-        )
-    except (InvalidGoal, InvalidConfiguration, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    tracker.close()
-    for verdict, goal, result in outcome:
-        if verdict == "delivered":
-            event = f", event {result.event_id}" if result.event_id else ""
-            print(
-                f"delivered {goal.name!r} to {tracker.provider.name} (HTTP {result.status}{event})"
-            )
-            return 0
-        print(f"failed: {result.reason}", file=sys.stderr)
-    return 1
+def _echo(line: str, tone: str) -> None:
+    print(line)
 
 
-def _outbox(args: argparse.Namespace) -> int:
-    path = args.path or os.environ.get("GOALTRACK_OUTBOX")
-    if not path:
-        print(f"error: {outbox_commands.NO_PATH}", file=sys.stderr)
-        return 2
-    if args.action != "status" and not os.path.exists(path):
-        print(f"error: no outbox at {path}", file=sys.stderr)
-        return 2
-    if args.action == "status":
-        return outbox_commands.status(path, print)
-    if args.action == "dead-letters":
-        return outbox_commands.dead_letters(path, print, args.limit)
-    if args.action == "retry":
-        return outbox_commands.retry(path, print, args.ids)
-    if not args.yes:
-        what = "dead letters" + (" and goals not delivered yet" if args.waiting else "")
-        if input(f"delete all {what} in {path}? [y/N] ").strip().lower() != "y":
-            print("nothing deleted")
-            return 1
-    return outbox_commands.purge(path, print, waiting=args.waiting)
-
-
-def _key_value(item: str) -> tuple[str, str]:
-    key, sep, value = item.partition("=")
-    if not sep:
-        raise ValueError(f"--metadata takes KEY=VALUE, got {item!r}")
-    return key, value
-
-
-def _check(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    problems = configuration_problems(
-        api_key=settings.get("api_key"),
-        provider=settings.get("provider"),
-        api_url=settings.get("api_url"),
-        website_id=settings.get("website_id"),
+def _send(args: argparse.Namespace) -> None:
+    commands.send(
+        _settings(args),
+        name=args.name,
+        visitor_id=args.visitor_id,
+        session_id=args.session_id,
+        metadata=args.metadata,
+        description=args.description,
+        timezone=args.timezone,
+        timeout=args.timeout,
+        echo=_echo,
+        source=SOURCE,
     )
-    provider = settings.get("provider", "datafast")
-    spec = PROVIDERS.get(str(provider).lower())
-    print(f"provider: {provider}")
-    print(f"api url:  {settings.get('api_url') or (spec.default_api_url if spec else '?')}")
-    print(f"api key:  {'set' if settings.get('api_key') else 'not set'}")
-    for problem in problems:
-        print(f"{problem.level}: {problem}")
-    if any(p.level == "error" for p in problems) or not settings.get("api_key"):
-        return 1
-    if args.offline:
-        print("ok: configuration is valid (reachability not checked)")
-        return 0
-    tracker = GoalTracker(**settings, mode="disabled", flush_at_exit=False)
-    ok, message = tracker.check_connection(timeout=args.timeout)
-    print(("ok: " if ok else "error: ") + message)
-    return 0 if ok else 1
+
+
+def _check(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    account = {
+        name: settings.get(name) for name in ("api_key", "provider", "api_url", "website_id")
+    }
+    commands.check(
+        settings,
+        problems=configuration_problems(**account),
+        offline=args.offline,
+        timeout=args.timeout,
+        echo=_echo,
+        source=SOURCE,
+    )
+
+
+def _outbox(args: argparse.Namespace) -> None:
+    commands.outbox(
+        args.action,
+        args.path or os.environ.get("GOALTRACK_OUTBOX"),
+        ids=args.ids,
+        limit=args.limit,
+        waiting=args.waiting,
+        yes=args.yes,
+        confirm=lambda question: input(f"{question} [y/N] ").strip().lower() == "y",
+        echo=_echo,
+        source=SOURCE,
+    )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def test_send_delivers_and_prints_the_event_id(fake_api: FakeAPIServer) -> None:
     assert result.returncode == 0, result.stderr
     [goal] = fake_api.goals
     assert (goal["name"], goal["metadata"]) == ("trial_started", {"plan": "pro"})
-    assert f"event {goal['event_id']}" in result.stdout
+    assert f"event id {goal['event_id']}" in result.stdout
     assert KEY not in result.stdout + result.stderr
 
 
