@@ -91,7 +91,12 @@ class SignalSet:
         signal = self.signals[event]
         if not signal.receivers:
             return
-        for receiver, outcome in self._send_robust(signal, self.sender, kwargs):
+        try:
+            outcomes = self._send_robust(signal, self.sender, kwargs)
+        except Exception:  # the framework's own sending failed (Django's, on some receivers)
+            logger.exception("goaltrack: sending goal_%s failed for goal %r", event, goal_name)
+            return
+        for receiver, outcome in outcomes:
             if isinstance(outcome, Exception):
                 logger.error(
                     "goaltrack: receiver %s of goal_%s raised for goal %r",

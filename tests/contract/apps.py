@@ -1,0 +1,385 @@
+"""The contract's app in each framework, the same routes everywhere, served over real HTTP.
+
+Routes (POST; query parameters in brackets):
+
+- ``/track`` [name, key, plan]: ``track_goal(request, name, {key: plan})``; answers
+  ``{"queued": bool}``, or ``{"raised": "InvalidGoal"}`` when the call raised it;
+- ``/track-timezone``: a direct call with ``timezone="Europe/Paris"``;
+- ``/track-three``: three direct calls (``goal_0`` .. ``goal_2``);
+- ``/decorated`` [status, plan]: ``@track_goal("purchase", metadata=...)``, answering *status*;
+- ``/decorated-raises``: a decorated view that raises;
+- ``/metadata-raises``: a decorated view whose metadata callable raises;
+- ``/declared`` [plan]: a metadata callable declaring fewer arguments than it could get (in
+  FastAPI, on an endpoint with extra parameters: a ``GoalTrackerDep`` and the ``Request``);
+- ``/decorated-timezone``: ``@track_goal("purchase", timezone="Europe/Paris")``;
+- ``/signal`` [which, plan]: sends a signal connected with ``connect_goal``: ``ok`` (goal
+  ``account_opened``, ``when=`` skips plan "skip"), ``when`` (its ``when`` raises) or
+  ``metadata`` (its metadata callable raises).
+
+Each ``serve_*`` builds the adapter from the same option names (``skip_bots``,
+``flush_at_request_end``, ``max_queue_size``, ``on_delivery``, ...) spelled its own way, serves
+it on a free loopback port in a thread (werkzeug's server for WSGI, uvicorn for ASGI), and yields
+a :class:`Served`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from fastapi import Request, Response
+
+from goaltrack import GoalTracker, InvalidGoal, get_tracker
+from goaltrack.asgi import GoalTrackerDep
+
+ADAPTERS = ("django", "flask", "fastapi", "starlette")
+
+
+@dataclass
+class Served:
+    """One adapter's contract app, running."""
+
+    adapter: str
+    url: str
+    signals: ModuleType
+    """The module with the adapter's goal_tracked / goal_delivered / goal_failed / goal_dropped."""
+    sender: object
+    """The documented sender of those signals."""
+    tracker_of: Callable[[], GoalTracker]
+
+    @property
+    def tracker(self) -> GoalTracker:
+        return self.tracker_of()
+
+
+# -- servers -------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serve_wsgi(app: Any) -> Iterator[str]:
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+
+
+@contextlib.contextmanager
+def serve_asgi(app: Any) -> Iterator[str]:
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive(), "uvicorn stopped while starting"
+        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
+        time.sleep(0.005)  # uvicorn exposes a flag, not an event, for "started"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+# -- Django --------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def serve_django(options: Mapping[str, Any]) -> Iterator[Served]:
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.test import override_settings
+
+    from goaltrack.django import signals
+
+    setting = {name.upper(): value for name, value in options.items()}
+    with (
+        override_settings(GOALTRACK=setting, ROOT_URLCONF="tests.contract.django_urls"),
+        serve_wsgi(WSGIHandler()) as url,
+    ):
+        tracker = get_tracker()
+        try:
+            yield Served("django", url, signals, GoalTracker, get_tracker)
+        finally:
+            tracker.close(5)
+
+
+# -- Flask ---------------------------------------------------------------------------------------
+
+
+def flask_app(options: Mapping[str, Any]) -> Any:
+    from blinker import Namespace
+    from flask import Flask, current_app, jsonify, request
+
+    from goaltrack.flask import GoalTrack, connect_goal, track_goal
+
+    app = Flask("contract")
+    app.config.update({f"GOALTRACK_{name.upper()}": value for name, value in options.items()})
+    GoalTrack(app)
+    namespace = Namespace()
+    signals = {which: namespace.signal(which) for which in ("ok", "when", "metadata")}
+    connect_goal(
+        signals["ok"],
+        "account_opened",
+        when=lambda sender, plan: plan != "skip",
+        metadata=lambda sender, plan: {"plan": plan},
+    )
+    connect_goal(signals["when"], "when_raises", when=lambda sender: 1 / 0)
+    connect_goal(signals["metadata"], "metadata_raises", metadata=lambda sender, **kw: kw["nope"])
+
+    @app.post("/track")
+    def track() -> Any:
+        metadata = {request.args.get("key", "plan"): request.args.get("plan", "pro")}
+        try:
+            queued = track_goal(request, request.args.get("name", "signup"), metadata)
+        except InvalidGoal:
+            return jsonify(raised="InvalidGoal")
+        return jsonify(queued=queued)
+
+    @app.post("/track-timezone")
+    def track_timezone() -> Any:
+        return jsonify(queued=track_goal(request, "signup", timezone="Europe/Paris"))
+
+    @app.post("/track-three")
+    def track_three() -> Any:
+        return jsonify(queued=[track_goal(request, f"goal_{n}") for n in range(3)])
+
+    @app.post("/decorated")
+    @track_goal("purchase", metadata=lambda req, resp: {"plan": req.args.get("plan", "pro")})
+    def decorated() -> Any:
+        return "done", int(request.args.get("status", "200"))
+
+    @app.post("/decorated-raises")
+    @track_goal("purchase")
+    def decorated_raises() -> Any:
+        raise RuntimeError("the view failed")
+
+    @app.post("/metadata-raises")
+    @track_goal("purchase", metadata=lambda req, resp: {"plan": req.form["missing"]})
+    def metadata_raises() -> Any:
+        return "done"
+
+    @app.post("/declared")
+    @track_goal("declared", metadata=lambda req: {"plan": req.args.get("plan", "pro")})
+    def declared() -> Any:
+        return "done"
+
+    @app.post("/decorated-timezone")
+    @track_goal("purchase", timezone="Europe/Paris")
+    def decorated_timezone() -> Any:
+        return "done"
+
+    @app.post("/signal")
+    def send_signal() -> Any:
+        signal = signals[request.args.get("which", "ok")]
+        signal.send(current_app._get_current_object(), plan=request.args.get("plan", "pro"))
+        return "sent"
+
+    return app
+
+
+@contextlib.contextmanager
+def serve_flask(options: Mapping[str, Any]) -> Iterator[Served]:
+    from goaltrack import flask as flask_adapter
+    from goaltrack.flask import get_tracker as app_tracker
+
+    app = flask_app(options)
+    try:
+        with serve_wsgi(app) as url:
+            yield Served("flask", url, flask_adapter, app, lambda: app_tracker(app))
+    finally:
+        app_tracker(app).close(5)
+
+
+# -- Starlette and FastAPI -----------------------------------------------------------------------
+
+
+def _blinker_signals() -> dict[str, Any]:
+    from blinker import Namespace
+
+    from goaltrack.asgi import connect_goal
+
+    namespace = Namespace()
+    signals = {which: namespace.signal(which) for which in ("ok", "when", "metadata")}
+    connect_goal(
+        signals["ok"],
+        "account_opened",
+        when=lambda sender, plan: plan != "skip",
+        metadata=lambda sender, plan: {"plan": plan},
+    )
+    connect_goal(signals["when"], "when_raises", when=lambda sender: 1 / 0)
+    connect_goal(signals["metadata"], "metadata_raises", metadata=lambda sender, **kw: kw["nope"])
+    return signals
+
+
+def starlette_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    from goaltrack.asgi import track_goal
+
+    signals = _blinker_signals()
+
+    async def track(request: Request) -> JSONResponse:
+        query = request.query_params
+        metadata = {query.get("key", "plan"): query.get("plan", "pro")}
+        try:
+            queued = track_goal(request, query.get("name", "signup"), metadata)
+        except InvalidGoal:
+            return JSONResponse({"raised": "InvalidGoal"})
+        return JSONResponse({"queued": queued})
+
+    async def track_timezone(request: Request) -> JSONResponse:
+        return JSONResponse({"queued": track_goal(request, "signup", timezone="Europe/Paris")})
+
+    async def track_three(request: Request) -> JSONResponse:
+        return JSONResponse({"queued": [track_goal(request, f"goal_{n}") for n in range(3)]})
+
+    @track_goal(
+        "purchase",
+        metadata=lambda response, request: {"plan": request.query_params.get("plan", "pro")},
+    )
+    async def decorated(request: Request) -> PlainTextResponse:
+        status = int(request.query_params.get("status", "200"))
+        return PlainTextResponse("done", status_code=status)
+
+    @track_goal("purchase")
+    async def decorated_raises(request: Request) -> PlainTextResponse:
+        raise RuntimeError("the view failed")
+
+    @track_goal("purchase", metadata=lambda response, request: {"plan": request.path_params["x"]})
+    async def metadata_raises(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("done")
+
+    @track_goal("declared", metadata=lambda response: {"plan": response.headers["x-plan"]})
+    async def declared(request: Request) -> PlainTextResponse:
+        plan = request.query_params.get("plan", "pro")
+        return PlainTextResponse("done", headers={"x-plan": plan})
+
+    @track_goal("purchase", timezone="Europe/Paris")
+    async def decorated_timezone(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("done")
+
+    async def send_signal(request: Request) -> PlainTextResponse:
+        query = request.query_params
+        signals[query.get("which", "ok")].send("form", plan=query.get("plan", "pro"))
+        return PlainTextResponse("sent")
+
+    routes = {
+        "/track": track,
+        "/track-timezone": track_timezone,
+        "/track-three": track_three,
+        "/decorated": decorated,
+        "/decorated-raises": decorated_raises,
+        "/metadata-raises": metadata_raises,
+        "/declared": declared,
+        "/decorated-timezone": decorated_timezone,
+        "/signal": send_signal,
+    }
+    return Starlette(routes=[Route(p, e, methods=["POST"]) for p, e in routes.items()])
+
+
+def fastapi_app() -> Any:
+    # Request, Response and GoalTrackerDep are module-level: FastAPI resolves the endpoints'
+    # annotations (strings here) in the module's namespace.
+    from fastapi import FastAPI
+
+    from goaltrack.asgi import track_goal
+
+    app = FastAPI()
+    signals = _blinker_signals()
+
+    @app.post("/track")
+    async def track(
+        goals: GoalTrackerDep, name: str = "signup", key: str = "plan", plan: str = "pro"
+    ) -> Any:
+        try:
+            return {"queued": goals.track(name, {key: plan})}
+        except InvalidGoal:
+            return {"raised": "InvalidGoal"}
+
+    @app.post("/track-timezone")
+    async def track_timezone(request: Request) -> Any:
+        return {"queued": track_goal(request, "signup", timezone="Europe/Paris")}
+
+    @app.post("/track-three")
+    async def track_three(goals: GoalTrackerDep) -> Any:
+        return {"queued": [goals.track(f"goal_{n}") for n in range(3)]}
+
+    @app.post("/decorated")
+    @track_goal("purchase", metadata=lambda result, plan: {"plan": plan})
+    async def decorated(response: Response, status: int = 200, plan: str = "pro") -> Any:
+        response.status_code = status
+        return {"done": True}
+
+    @app.post("/decorated-raises")
+    @track_goal("purchase")
+    def decorated_raises() -> Any:
+        raise RuntimeError("the view failed")
+
+    @app.post("/metadata-raises")
+    @track_goal("purchase", metadata=lambda result: {"plan": result["missing"]})
+    async def metadata_raises() -> Any:
+        return {"done": True}
+
+    @app.post("/declared")
+    @track_goal("declared", metadata=lambda result, plan: {"plan": plan})
+    async def declared(goals: GoalTrackerDep, request: Request, plan: str = "pro") -> Any:
+        return {"done": goals is request.scope["goaltrack"]}
+
+    @app.post("/decorated-timezone", status_code=201)
+    @track_goal("purchase", timezone="Europe/Paris")
+    async def decorated_timezone() -> Any:
+        return {"done": True}
+
+    @app.post("/signal")
+    def send_signal(which: str = "ok", plan: str = "pro") -> Any:  # sync: FastAPI's thread pool
+        signals[which].send("form", plan=plan)
+        return "sent"
+
+    return app
+
+
+@contextlib.contextmanager
+def serve_asgi_adapter(adapter: str, options: Mapping[str, Any]) -> Iterator[Served]:
+    from goaltrack import asgi
+    from goaltrack.asgi import GoalTrackMiddleware
+
+    app = GoalTrackMiddleware(fastapi_app() if adapter == "fastapi" else starlette_app(), **options)
+    try:
+        with serve_asgi(app) as url:
+            yield Served(adapter, url, asgi, GoalTracker, lambda: app.tracker)
+    finally:
+        app.tracker.close(5)
+
+
+@contextlib.contextmanager
+def serve(adapter: str, options: Mapping[str, Any]) -> Iterator[Served]:
+    """The contract app of *adapter*, built with *options* and served."""
+    if adapter == "django":
+        with serve_django(options) as served:
+            yield served
+    elif adapter == "flask":
+        with serve_flask(options) as served:
+            yield served
+    else:
+        with serve_asgi_adapter(adapter, options) as served:
+            yield served
