@@ -20,6 +20,7 @@ An adapter only connects its framework to what is here:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -280,32 +281,26 @@ class Adapter:
 
     def flush_after(self, goals: RequestGoals | None) -> None:
         """``flush_at_request_end``: wait for the goals of a request that tracked any."""
-        timeout = self.flush_at_request_end
-        if timeout is None or goals is None or not goals.tracked:
-            return
-        tracker = self.tracker
-        try:
-            flushed = tracker.flush(timeout)
-        except Exception:
-            logger.exception("goaltrack: flushing goals at the end of a request failed")
-            return
-        _warn_unflushed(flushed, tracker, timeout)
+        timeout = self._flush_timeout(goals)
+        if timeout is not None:
+            _flush(self.tracker, timeout)
 
     async def aflush_after(self, goals: RequestGoals | None) -> None:
-        """:meth:`flush_after` for async code: waits off the event loop."""
-        timeout = self.flush_at_request_end
-        if timeout is None or goals is None or not goals.tracked:
-            return
-        tracker = self.tracker
-        try:
-            flushed = await tracker.aflush(timeout)
-        except Exception:
-            logger.exception("goaltrack: flushing goals at the end of a request failed")
-            return
-        _warn_unflushed(flushed, tracker, timeout)
+        """:meth:`flush_after` for async code: waits in a worker thread, not on the event loop."""
+        timeout = self._flush_timeout(goals)
+        if timeout is not None:
+            await asyncio.to_thread(_flush, self.tracker, timeout)
+
+    def _flush_timeout(self, goals: RequestGoals | None) -> float | None:
+        return None if goals is None or not goals.tracked else self.flush_at_request_end
 
 
-def _warn_unflushed(flushed: bool, tracker: GoalTracker, timeout: float) -> None:
+def _flush(tracker: GoalTracker, timeout: float) -> None:
+    try:
+        flushed = tracker.flush(timeout)
+    except Exception:
+        logger.exception("goaltrack: flushing goals at the end of a request failed")
+        return
     if not flushed:
         logger.warning(
             "goaltrack: %d goal(s) still pending after %g s at the end of a request",

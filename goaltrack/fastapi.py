@@ -67,7 +67,9 @@ else:
             try:
                 from fastapi import Depends
             except ImportError as exc:
-                raise ImportError("GoalTrackerDep needs FastAPI: pip install fastapi") from exc
+                raise ImportError(
+                    "goaltrack.fastapi.GoalTrackerDep needs FastAPI: pip install fastapi"
+                ) from exc
             from typing import Annotated
 
             dependency = Annotated[RequestGoals, Depends(goal_tracker)]

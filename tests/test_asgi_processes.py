@@ -342,4 +342,4 @@ def test_the_middleware_needs_no_framework() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "ImportError: goaltrack.asgi.GoalTrackerDep needs FastAPI" in result.stdout
+    assert "GoalTrackerDep needs FastAPI: pip install fastapi" in result.stdout

@@ -1,77 +1,26 @@
-"""The ASGI adapter: one pure ASGI middleware for Starlette, FastAPI and any other ASGI app.
+"""``GoalTrackMiddleware``: pure ASGI, the visitor of each HTTP request, the flushes.
 
-This module is ASGI's glue to the core's contract (:mod:`goaltrack.adapter`):
-:class:`GoalTrackMiddleware` (the visitor from the raw ``Cookie`` header once per HTTP request,
-the flush at request end and at lifespan shutdown), :func:`track_goal` (a call on a request or
-scope, or an endpoint decorator), :func:`connect_goal` and the blinker signals
-``goal_tracked`` / ``goal_delivered`` / ``goal_failed`` / ``goal_dropped``. FastAPI's own part
-(the dependency, its status rules) is :mod:`goaltrack.fastapi`; ``GoalTrackerDep`` is importable
-from here too.
-
-Nothing here needs Starlette: the middleware speaks plain ASGI, and ``track_goal`` takes anything
-with a ``.scope`` (a Starlette/FastAPI ``Request``) or a raw scope.
-
-Which tracker the middleware uses:
-
-- ``tracker=``: that one;
-- else, when any tracker argument is given (``api_key``, ``provider``, ``api_url``,
-  ``website_id``, hooks, options): a tracker of its own, built from those arguments with the
-  ``GOALTRACK_*`` environment variables filling in what is not given;
-- else (``GoalTrackMiddleware(app)``): the process-wide tracker of ``goaltrack.configure()`` /
-  ``GOALTRACK_*``, looked up per request so that ``configure()`` may run after the app is built
-  (it sends the delivery signals when configured with ``**signal_hooks()``).
+It reads the visitor from the raw ``Cookie`` header once per HTTP request (and whether the
+User-Agent is a known bot), publishes it in ``scope["state"]["goaltrack_visitor"]``, binds the
+request's :class:`RequestGoals` for :func:`goaltrack.adapter.current_visitor`, and flushes at
+the end of a request that tracked goals (``flush_at_request_end``) and at lifespan shutdown.
+Per-request state stays in locals and the scope; nothing here needs Starlette.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any, TypeVar, overload
-
-try:
-    from blinker import ANY, Namespace, Signal
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("goaltrack.asgi needs blinker: pip install 'goaltrack[asgi]'") from exc
+from typing import Any
 
 from goaltrack import adapter
-from goaltrack.adapter import (
-    Adapter,
-    GoalSpec,
-    Metadata,
-    MetadataArg,
-    _current_visitor,
-    current_goals,
-    current_visitor,
-    goals_outside_a_request,
-    is_bot,
-    read_settings,
-)
+from goaltrack.adapter import Adapter, _current_visitor, is_bot, read_settings
+from goaltrack.asgi.signals import signals
 from goaltrack.cookies import HeaderReader, Visitor, header_reader
-from goaltrack.fastapi import endpoint_status, goal_tracker
-from goaltrack.hooks import SignalSet, send_robust_blinker
 from goaltrack.providers import Provider
 from goaltrack.tracker import GoalTracker, get_tracker
 
-if TYPE_CHECKING:
-    from goaltrack.fastapi import GoalTrackerDep
-
-__all__ = [
-    "GoalTrackMiddleware",
-    "GoalTrackerDep",
-    "RequestGoals",
-    "connect_goal",
-    "current_goals",
-    "current_visitor",
-    "goal_delivered",
-    "goal_dropped",
-    "goal_failed",
-    "goal_tracked",
-    "goal_tracker",
-    "signal_hooks",
-    "track_goal",
-]
+__all__ = ["SCOPE_KEY", "STATE_KEY", "GoalTrackMiddleware", "RequestGoals", "request_goals"]
 
 logger = logging.getLogger("goaltrack")
 
@@ -82,42 +31,11 @@ Send = Callable[[Message], Awaitable[None]]
 #: Loose on purpose: frameworks type their scope differently (Django: ``dict[str, Any]``).
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 #: The scope key marking a request the middleware handles; its value is the RequestGoals.
 SCOPE_KEY = "goaltrack"
 #: Where the visitor is published for the app: ``scope["state"][STATE_KEY]``
 #: (``request.state.goaltrack_visitor`` in Starlette).
 STATE_KEY = "goaltrack_visitor"
-
-# ---- signals -----------------------------------------------------------------------------------
-
-_namespace = Namespace()
-# Arguments and threads as in every adapter (goaltrack.hooks); the sender is GoalTracker.
-goal_tracked = _namespace.signal("goaltrack.goal-tracked")
-goal_delivered = _namespace.signal("goaltrack.goal-delivered")
-goal_failed = _namespace.signal("goaltrack.goal-failed")
-goal_dropped = _namespace.signal("goaltrack.goal-dropped")
-signals = SignalSet(
-    {
-        "tracked": goal_tracked,
-        "delivered": goal_delivered,
-        "failed": goal_failed,
-        "dropped": goal_dropped,
-    },
-    sender=GoalTracker,
-    send_robust=send_robust_blinker,
-)
-#: For signals sent outside a request, and goals of requests no middleware saw: the process's.
-_process_adapter = Adapter(signals)
-
-
-def signal_hooks(**user_hooks: Callable[..., object] | None) -> dict[str, Callable[..., object]]:
-    """Tracker hooks calling the given ``on_delivery`` / ``on_failure`` / ``on_drop``, then the
-    signals. The middleware installs them on the trackers it builds; for the process-wide one:
-    ``goaltrack.configure(**signal_hooks())``."""
-    return signals.tracker_hooks(user_hooks)
-
 
 # ---- the request's goals ---------------------------------------------------------------------
 
@@ -153,7 +71,7 @@ class RequestGoals(adapter.RequestGoals):
         return "" if scope is None else str(scope.get("path", ""))
 
 
-def _request_goals(request_or_scope: Any) -> adapter.RequestGoals:
+def request_goals(request_or_scope: Any) -> adapter.RequestGoals:
     scope = getattr(request_or_scope, "scope", request_or_scope)
     goals = scope.get(SCOPE_KEY) if isinstance(scope, Mapping) else None
     if goals is None:
@@ -366,134 +284,3 @@ class GoalTrackMiddleware:
                 tracker.stats.pending,
                 timeout,
             )
-
-
-# ---- track_goal: a call or a decorator -------------------------------------------------------
-
-
-@overload
-def track_goal(
-    name: str,
-    /,
-    *,
-    metadata: MetadataArg = None,
-    description: str | None = None,
-    timezone: str | None = None,
-) -> Callable[[F], F]: ...
-
-
-@overload
-def track_goal(
-    request_or_scope: Any,
-    name: str,
-    /,
-    metadata: Metadata | None = None,
-    *,
-    description: str | None = None,
-    timezone: str | None = None,
-) -> bool: ...
-
-
-def track_goal(
-    request_or_scope: Any,
-    name: Any = None,
-    /,
-    metadata: Any = None,
-    *,
-    description: str | None = None,
-    timezone: str | None = None,
-) -> Any:
-    """Record a goal for the request's visitor, or decorate an endpoint to record one.
-
-    ``track_goal(request, "signup", {"plan": "pro"})`` with a Starlette/FastAPI ``Request`` or a
-    raw ASGI scope: validates now (raising :class:`goaltrack.InvalidGoal`), queues, returns
-    whether the goal was queued; never waits for the network.
-
-    ``@track_goal("signup", metadata=...)`` on an async or sync endpoint: records the goal when
-    the endpoint returns a response with a status below 400 (plain data counts as the route's
-    status code, 200 by default), never when it raises. ``metadata`` may be a callable, called
-    as ``metadata(result, *args, **kwargs)`` with the endpoint's return value and arguments, of
-    which it gets only those it declares. The name is checked at decoration time; anything
-    failing at request time is logged, never turned into an error response.
-    """
-    if isinstance(request_or_scope, str):
-        if name is not None:
-            raise TypeError(
-                "track_goal(name, ...) is the decorator form: use track_goal(request, name, ...)"
-            )
-        return _endpoint_decorator(GoalSpec(request_or_scope, metadata, description, timezone))
-    return _request_goals(request_or_scope).track(
-        name, metadata, description=description, timezone=timezone
-    )
-
-
-def _endpoint_decorator(spec: GoalSpec) -> Callable[[F], F]:
-    def track_result(result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        goals = current_goals()
-        scope = goals.scope if isinstance(goals, RequestGoals) else None
-        status = endpoint_status(result, kwargs, scope)
-        spec.track_after_view(lambda: goals, status, (result, *args), kwargs)
-
-    def decorator(endpoint: F) -> F:
-        if inspect.iscoroutinefunction(endpoint):
-
-            @functools.wraps(endpoint)
-            async def async_endpoint(*args: Any, **kwargs: Any) -> Any:
-                result = await endpoint(*args, **kwargs)
-                track_result(result, args, kwargs)
-                return result
-
-            wrapper: Callable[..., Any] = async_endpoint
-        else:
-
-            @functools.wraps(endpoint)
-            def sync_endpoint(*args: Any, **kwargs: Any) -> Any:
-                result = endpoint(*args, **kwargs)
-                track_result(result, args, kwargs)
-                return result
-
-            wrapper = sync_endpoint
-        # FastAPI reads the parameters (and so the OpenAPI schema) from the signature.
-        wrapper.__signature__ = inspect.signature(endpoint)  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
-
-    return decorator
-
-
-# ---- signals into goals ------------------------------------------------------------------------
-
-
-def connect_goal(
-    signal: Signal,
-    name: str,
-    *,
-    sender: object = None,
-    metadata: MetadataArg = None,
-    description: str | None = None,
-    timezone: str | None = None,
-    when: Callable[..., object] | None = None,
-) -> Callable[..., None]:
-    """Track *name* whenever the blinker *signal* is sent (by *sender*, if given).
-
-    For the visitor of the request being handled, or outside a request for the bound visitor
-    with the process-wide tracker. ``metadata`` and ``when`` take the signal's sender and keyword
-    arguments (those they declare). Problems are logged, never raised into the code that sent
-    the signal. Returns the receiver, to pass to ``signal.disconnect`` if need be.
-    """
-    receiver = GoalSpec(name, metadata, description, timezone).signal_receiver(
-        _goals_for_signal, when
-    )
-    signal.connect(receiver, sender=ANY if sender is None else sender, weak=False)
-    return receiver
-
-
-def _goals_for_signal(sender: object, kwargs: Any) -> adapter.RequestGoals:
-    return current_goals() or goals_outside_a_request(_process_adapter)
-
-
-def __getattr__(name: str) -> Any:
-    if name == "GoalTrackerDep":  # needs FastAPI: built on first use, in goaltrack.fastapi
-        from goaltrack import fastapi
-
-        return fastapi.GoalTrackerDep
-    raise AttributeError(f"module 'goaltrack.asgi' has no attribute {name!r}")

@@ -1,0 +1,71 @@
+"""The ASGI adapter: one pure ASGI middleware for Starlette, FastAPI and any other ASGI app.
+
+This package is ASGI's glue to the core's contract (:mod:`goaltrack.adapter`):
+:class:`GoalTrackMiddleware` (``middleware``: the visitor from the raw ``Cookie`` header once per
+HTTP request, the flush at request end and at lifespan shutdown), :func:`track_goal` (a call on a
+request or scope, or an endpoint decorator) and :func:`connect_goal` (``tracking``), and the
+blinker signals ``goal_tracked`` / ``goal_delivered`` / ``goal_failed`` / ``goal_dropped``
+(``signals``). FastAPI's own part (the dependency, its status rules) is :mod:`goaltrack.fastapi`;
+``GoalTrackerDep`` is importable from here too.
+
+Nothing here needs Starlette: the middleware speaks plain ASGI, and ``track_goal`` takes anything
+with a ``.scope`` (a Starlette/FastAPI ``Request``) or a raw scope.
+
+Which tracker the middleware uses:
+
+- ``tracker=``: that one;
+- else, when any tracker argument is given (``api_key``, ``provider``, ``api_url``,
+  ``website_id``, hooks, options): a tracker of its own, built from those arguments with the
+  ``GOALTRACK_*`` environment variables filling in what is not given;
+- else (``GoalTrackMiddleware(app)``): the process-wide tracker of ``goaltrack.configure()`` /
+  ``GOALTRACK_*``, looked up per request so that ``configure()`` may run after the app is built
+  (it sends the delivery signals when configured with ``**signal_hooks()``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+try:
+    import blinker  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("goaltrack.asgi needs blinker: pip install 'goaltrack[asgi]'") from exc
+
+from goaltrack.adapter import current_goals, current_visitor
+from goaltrack.asgi.middleware import GoalTrackMiddleware, RequestGoals
+from goaltrack.asgi.signals import (
+    goal_delivered,
+    goal_dropped,
+    goal_failed,
+    goal_tracked,
+    signal_hooks,
+)
+from goaltrack.asgi.tracking import connect_goal, track_goal
+from goaltrack.fastapi import goal_tracker
+
+if TYPE_CHECKING:
+    from goaltrack.fastapi import GoalTrackerDep
+
+__all__ = [
+    "GoalTrackMiddleware",
+    "GoalTrackerDep",
+    "RequestGoals",
+    "connect_goal",
+    "current_goals",
+    "current_visitor",
+    "goal_delivered",
+    "goal_dropped",
+    "goal_failed",
+    "goal_tracked",
+    "goal_tracker",
+    "signal_hooks",
+    "track_goal",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "GoalTrackerDep":  # needs FastAPI: built on first use, in goaltrack.fastapi
+        from goaltrack import fastapi
+
+        return fastapi.GoalTrackerDep
+    raise AttributeError(f"module 'goaltrack.asgi' has no attribute {name!r}")
