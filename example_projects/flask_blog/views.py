@@ -26,8 +26,7 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
-from goaltrack.flask import connect_goal, track_goal
-from goaltrack.integrations import current_visitor
+from goaltrack.flask import connect_goal, current_visitor, track_goal
 
 blog = Blueprint("blog", __name__)
 
