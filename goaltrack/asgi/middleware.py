@@ -58,8 +58,9 @@ class RequestGoals(adapter.RequestGoals):
         visitor: Visitor | None,
         bot: bool,
     ) -> None:
-        super().__init__(request_adapter, provider)
-        self.read_already(visitor, bot)
+        adapter.RequestGoals.__init__(self, request_adapter, provider)
+        self._visitor = visitor  # read already: the scope's state shows the visitor
+        self._is_bot = bot
         self.scope: Scope | None = scope
 
     @property
@@ -139,7 +140,9 @@ class GoalTrackMiddleware:
             flush_at_request_end=settings.flush_at_request_end,
         )
         self._tracker = tracker
+        # Read on every request: plain attributes, not the adapter's properties.
         self.skip_bots = settings.skip_bots
+        self._flush_at_request_end = settings.flush_at_request_end
 
     @property
     def tracker(self) -> GoalTracker:
@@ -190,7 +193,7 @@ class GoalTrackMiddleware:
         # The ContextVar itself, not bind_visitor() / unbind_visitor(): one call less each.
         token = _current_visitor.set(goals)
         try:
-            if self.adapter.flush_at_request_end is None:
+            if self._flush_at_request_end is None:
                 await self.app(scope, receive, send)
             else:
                 await self._call_then_flush(goals, scope, receive, send)

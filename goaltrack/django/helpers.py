@@ -66,25 +66,30 @@ class RequestGoals(adapter.RequestGoals):
     """What goaltrack knows about one request, available as ``request.goaltrack``.
 
     Built once per request (by the middleware, or by the first ``track_goal`` call); the cookies
-    and the User-Agent are read when first needed. Outside a request (``request=None``) it is
-    the bound visitor's.
+    and the User-Agent are read when first needed.
     """
 
     __slots__ = ("_request",)
 
-    def __init__(self, request: HttpRequest | None, provider: Provider) -> None:
-        if request is None:
-            super().__init__(django_adapter, provider)
-            self.read_already(current_visitor(), False)
-            self._request: Callable[[], HttpRequest | None] = lambda: None
-            return
+    def __init__(self, request: HttpRequest, provider: Provider) -> None:
         meta = request.META
         # Cookies Django has parsed already are cheaper to read than the raw header.
         cookies = request.__dict__.get("COOKIES") or meta.get("HTTP_COOKIE")
-        super().__init__(django_adapter, provider, cookies, meta.get("HTTP_USER_AGENT"))
+        adapter.RequestGoals.__init__(
+            self, django_adapter, provider, cookies, meta.get("HTTP_USER_AGENT")
+        )
         # Weak: a strong reference would make a cycle with the request, left to the garbage
         # collector on every request.
-        self._request = weakref.ref(request)
+        self._request: Callable[[], HttpRequest | None] = weakref.ref(request)
+
+    @classmethod
+    def outside_a_request(cls, provider: Provider) -> RequestGoals:
+        """For code without a request (a signal from a job): the bound visitor's goals."""
+        goals = cls.__new__(cls)
+        adapter.RequestGoals.__init__(goals, django_adapter, provider)
+        goals.read_already(current_visitor(), False)
+        goals._request = _no_request
+        return goals
 
     @property
     def request(self) -> HttpRequest | None:
@@ -133,6 +138,10 @@ class RequestGoals(adapter.RequestGoals):
             timezone=spec.timezone,
             on_commit=spec.on_commit,
         )
+
+
+def _no_request() -> None:
+    return None
 
 
 def request_goals(request: HttpRequest, provider: Provider | None = None) -> RequestGoals:
@@ -329,4 +338,4 @@ def _goals_for_signal(sender: object, kwargs: Any) -> adapter.RequestGoals:
     request = kwargs.get("request")
     if isinstance(request, HttpRequest):
         return request_goals(request)
-    return current_goals() or RequestGoals(None, get_tracker().provider)
+    return current_goals() or RequestGoals.outside_a_request(get_tracker().provider)
