@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, HTTPException, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.applications import Starlette
@@ -43,37 +41,12 @@ from goaltrack.asgi import (
 )
 from goaltrack.integrations import current_visitor
 from goaltrack.testing.server import FakeAPIServer
+from tests.threaded_servers import serve_asgi as serve
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 DATAFAST_KEY = "df_test_key_0123456789abcdef"
 FLOWSERY_KEY = "flow_test_key_0123456789abcdef"
-
-
-@contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """Run *app* under uvicorn in a thread on a free loopback port; yield its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app, log_config=None, log_level="warning", lifespan="on", ws="websockets-sansio"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped while starting"
-        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-        time.sleep(0.005)  # uvicorn exposes a flag, not an event, for "started"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-        assert not thread.is_alive(), "uvicorn did not stop within 10 s"
 
 
 def headers(cookie: str | None = None, user_agent: str = BROWSER) -> dict[str, str]:

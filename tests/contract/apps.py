@@ -25,9 +25,6 @@ a :class:`Served`.
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -37,6 +34,7 @@ from fastapi import Request, Response
 
 from goaltrack import GoalTracker, InvalidGoal, get_tracker
 from goaltrack.asgi import GoalTrackerDep
+from tests.threaded_servers import serve_asgi, serve_wsgi
 
 ADAPTERS = ("django", "flask", "fastapi", "starlette")
 
@@ -56,47 +54,6 @@ class Served:
     @property
     def tracker(self) -> GoalTracker:
         return self.tracker_of()
-
-
-# -- servers -------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def serve_wsgi(app: Any) -> Iterator[str]:
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(10)
-        server.server_close()
-
-
-@contextlib.contextmanager
-def serve_asgi(app: Any) -> Iterator[str]:
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped while starting"
-        assert time.monotonic() < deadline, "uvicorn did not start within 10 s"
-        time.sleep(0.005)  # uvicorn exposes a flag, not an event, for "started"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 # -- Django --------------------------------------------------------------------------------------
@@ -121,18 +78,13 @@ def serve_django(options: Mapping[str, Any]) -> Iterator[Served]:
             tracker.close(5)
 
 
-# -- Flask ---------------------------------------------------------------------------------------
+# -- blinker signals for /signal (Flask, Starlette, FastAPI) ---------------------------------
 
 
-def flask_app(options: Mapping[str, Any]) -> Any:
+def blinker_signals(connect_goal: Callable[..., Any]) -> dict[str, Any]:
+    """The /signal route's signals, new for each app, connected with *connect_goal*."""
     from blinker import Namespace
-    from flask import Flask, current_app, jsonify, request
 
-    from goaltrack.flask import GoalTrack, connect_goal, track_goal
-
-    app = Flask("contract")
-    app.config.update({f"GOALTRACK_{name.upper()}": value for name, value in options.items()})
-    GoalTrack(app)
     namespace = Namespace()
     signals = {which: namespace.signal(which) for which in ("ok", "when", "metadata")}
     connect_goal(
@@ -143,6 +95,21 @@ def flask_app(options: Mapping[str, Any]) -> Any:
     )
     connect_goal(signals["when"], "when_raises", when=lambda sender: 1 / 0)
     connect_goal(signals["metadata"], "metadata_raises", metadata=lambda sender, **kw: kw["nope"])
+    return signals
+
+
+# -- Flask ---------------------------------------------------------------------------------------
+
+
+def flask_app(options: Mapping[str, Any]) -> Any:
+    from flask import Flask, current_app, jsonify, request
+
+    from goaltrack.flask import GoalTrack, connect_goal, track_goal
+
+    app = Flask("contract")
+    app.config.update({f"GOALTRACK_{name.upper()}": value for name, value in options.items()})
+    GoalTrack(app)
+    signals = blinker_signals(connect_goal)
 
     @app.post("/track")
     def track() -> Any:
@@ -211,32 +178,15 @@ def serve_flask(options: Mapping[str, Any]) -> Iterator[Served]:
 # -- Starlette and FastAPI -----------------------------------------------------------------------
 
 
-def _blinker_signals() -> dict[str, Any]:
-    from blinker import Namespace
-
-    from goaltrack.asgi import connect_goal
-
-    namespace = Namespace()
-    signals = {which: namespace.signal(which) for which in ("ok", "when", "metadata")}
-    connect_goal(
-        signals["ok"],
-        "account_opened",
-        when=lambda sender, plan: plan != "skip",
-        metadata=lambda sender, plan: {"plan": plan},
-    )
-    connect_goal(signals["when"], "when_raises", when=lambda sender: 1 / 0)
-    connect_goal(signals["metadata"], "metadata_raises", metadata=lambda sender, **kw: kw["nope"])
-    return signals
-
-
 def starlette_app() -> Any:
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse, PlainTextResponse
     from starlette.routing import Route
 
+    from goaltrack.asgi import connect_goal as asgi_connect_goal
     from goaltrack.asgi import track_goal
 
-    signals = _blinker_signals()
+    signals = blinker_signals(asgi_connect_goal)
 
     async def track(request: Request) -> JSONResponse:
         query = request.query_params
@@ -302,10 +252,11 @@ def fastapi_app() -> Any:
     # annotations (strings here) in the module's namespace.
     from fastapi import FastAPI
 
+    from goaltrack.asgi import connect_goal as asgi_connect_goal
     from goaltrack.asgi import track_goal
 
     app = FastAPI()
-    signals = _blinker_signals()
+    signals = blinker_signals(asgi_connect_goal)
 
     @app.post("/track")
     async def track(
