@@ -33,6 +33,7 @@ __all__ = [
     "Ticket",
     "backoff_delay",
     "deliver",
+    "is_loopback",
     "probe",
 ]
 
@@ -99,7 +100,7 @@ def check_api_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return
-    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
         return
     if parts.scheme == "http":
         raise InvalidConfiguration(
@@ -109,7 +110,8 @@ def check_api_url(url: str) -> None:
     raise InvalidConfiguration(f"api_url {url!r} must be an absolute https:// URL")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """``localhost``, a ``*.localhost`` name, or a loopback address (127.0.0.0/8, ::1)."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:

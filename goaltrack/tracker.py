@@ -30,7 +30,13 @@ from goaltrack.transports import (
     SyncTransport,
     Transport,
 )
-from goaltrack.transports.base import DeliveryHook, DropHook, FailureHook
+from goaltrack.transports.base import (
+    DeliveryHook,
+    DeliverySetup,
+    DropHook,
+    FailureHook,
+    use_process_delivery_setup,
+)
 
 __all__ = ["GoalTracker", "TrackerOptions", "configure", "flush", "get_tracker", "track"]
 
@@ -165,6 +171,14 @@ class GoalTracker:
             on_failure=self.options.on_failure,
             on_drop=self.options.on_drop,
         )
+        opts = self.options
+        self._retry = RetryPolicy(
+            opts.max_retries,
+            opts.backoff_base,
+            opts.backoff_max,
+            opts.give_up_after,
+            opts.probe_interval_max,
+        )
         self._transport = self._make_transport(api_key)
 
     def _make_transport(self, api_key: str | None) -> Transport:
@@ -175,13 +189,7 @@ class GoalTracker:
             return DisabledTransport(self._settlement)
         opts = self.options
         endpoint = self._endpoint
-        retry = RetryPolicy(
-            opts.max_retries,
-            opts.backoff_base,
-            opts.backoff_max,
-            opts.give_up_after,
-            opts.probe_interval_max,
-        )
+        retry = self._retry
         if self.mode == "sync":
             return SyncTransport(
                 endpoint,
@@ -223,6 +231,12 @@ class GoalTracker:
             shutdown_timeout=opts.shutdown_timeout,
             flush_at_exit=opts.flush_at_exit,
             proxy=opts.proxy,
+        )
+
+    def _delivery_setup(self) -> DeliverySetup:
+        opts = self.options
+        return DeliverySetup(
+            self._endpoint, self._retry, opts.timeout, opts.proxy, self._settlement
         )
 
     @classmethod
@@ -390,6 +404,9 @@ def get_tracker() -> GoalTracker:
         if _process_tracker is None:
             _process_tracker = GoalTracker.from_env()
         return _process_tracker
+
+
+use_process_delivery_setup(lambda: get_tracker()._delivery_setup())
 
 
 def track(

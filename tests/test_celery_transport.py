@@ -149,6 +149,26 @@ def test_transient_failures_are_retried_by_celery_and_final_ones_are_not(
     assert [g["name"] for g in fake_api.goals] == ["retried", "sentinel"]
 
 
+@pytest.mark.slow
+def test_an_outage_is_probed_not_hammered_and_every_goal_arrives_after_it(
+    fake_api: FakeAPIServer, celery_app: object, worker: subprocess.Popen[str]
+) -> None:
+    visitor = fake_api.add_pageview("datafast")
+    tracker = tracker_for(fake_api, celery_app)
+    fake_api.set_faults(down_for=3.0)
+    [(start, back)] = fake_api.outage_windows()
+    for i in range(20):
+        tracker.track("signup", visitor_id=visitor, metadata={"id": str(i)})
+    fake_api.wait_for_goals(20, timeout=30)
+    assert sorted(int(g["metadata"]["id"]) for g in fake_api.goals) == list(range(20))
+    while_down = [r for r in fake_api.requests if start <= r["received_at_epoch"] < back]
+    # The worker's tasks share one breaker: three failures, then probes up to 1 s apart (the
+    # others wait without a request), not 20 tasks retrying on their own backoff.
+    assert len(while_down) <= 3 + 2 + 3.0 / 0.8, len(while_down)
+    first_after = min(g["received_at_epoch"] for g in fake_api.goals)
+    assert first_after - back <= 1.5
+
+
 def test_the_task_message_carries_the_goal_but_never_the_api_key(
     fake_api: FakeAPIServer, celery_app: object, redis_url: str
 ) -> None:

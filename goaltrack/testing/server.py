@@ -7,7 +7,6 @@ loopback-only safety check. The app and its rules live in :mod:`goaltrack.testin
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import threading
 import time
@@ -16,6 +15,7 @@ from typing import Any
 
 import uvicorn
 
+from goaltrack.delivery import is_loopback
 from goaltrack.testing.fake_api import (
     PROVIDERS,
     FakeAPIState,
@@ -27,15 +27,6 @@ from goaltrack.testing.fake_api import (
 __all__ = ["FakeAPIServer"]
 
 START_TIMEOUT_S = 10.0
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class FakeAPIServer:
@@ -57,7 +48,7 @@ class FakeAPIServer:
         allow_non_loopback: bool = False,
         **state_kwargs: Any,
     ) -> None:
-        if not allow_non_loopback and not _is_loopback(host):
+        if not allow_non_loopback and not is_loopback(host):
             raise ValueError(
                 f"refusing to serve the fake API on {host!r}: not a loopback address"
                 " (pass allow_non_loopback=True if you really mean it)"

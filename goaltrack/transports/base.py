@@ -19,11 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from goaltrack.delivery import DeliveryResult
+from goaltrack.delivery import DeliveryResult, Endpoint, RetryPolicy
 from goaltrack.goals import Goal
 
 __all__ = [
     "DeliveryHook",
+    "DeliverySetup",
     "DropHook",
     "FailureHook",
     "Settlement",
@@ -31,7 +32,9 @@ __all__ = [
     "Transport",
     "exiting",
     "forget_at_exit",
+    "process_delivery_setup",
     "register_for_process_events",
+    "use_process_delivery_setup",
 ]
 
 logger = logging.getLogger("goaltrack")
@@ -76,6 +79,40 @@ class Transport(Protocol):
 
     @property
     def stats(self) -> Stats: ...
+
+
+@dataclass(frozen=True)
+class DeliverySetup:
+    """What a delivery that starts outside any tracker needs (a Celery worker's task): the
+    account, the rules and the counters of the process-wide tracker."""
+
+    endpoint: Endpoint | None
+    """None when no API key is configured."""
+    retry: RetryPolicy
+    timeout: float
+    proxy: str | None
+    settlement: Settlement
+
+
+_process_delivery_setup: Callable[[], DeliverySetup] | None = None
+
+
+def use_process_delivery_setup(source: Callable[[], DeliverySetup]) -> None:
+    """Called once by :mod:`goaltrack.tracker`: where the process-wide tracker's setup comes from
+    (so that the transports need not import the tracker)."""
+    global _process_delivery_setup
+    _process_delivery_setup = source
+
+
+def process_delivery_setup() -> DeliverySetup:
+    """The process-wide tracker's :class:`DeliverySetup` (configured on first use).
+
+    Importing any goaltrack module imports the package, whose ``goaltrack.tracker`` registers
+    the source: it is always set by the time a transport runs.
+    """
+    if _process_delivery_setup is None:  # pragma: no cover - see above
+        raise RuntimeError("goaltrack.tracker was not imported")
+    return _process_delivery_setup()
 
 
 class Settlement:

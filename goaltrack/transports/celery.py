@@ -5,7 +5,11 @@ path publishes one small task message (the validated goal's fields, never the AP
 Celery worker runs :func:`deliver_goal` with the same contract and failure rules as every other
 transport (:func:`goaltrack.delivery.deliver`): delivered, or a transient failure retried with
 Celery's ``retry`` and goaltrack's backoff (``Retry-After`` honoured), or a final failure that is
-logged and not retried.
+logged and not retried. Each worker process shares one
+:class:`~goaltrack.delivery.CircuitBreaker` between its tasks: while the API is down a task that
+may not send is retried later without a request and without spending a retry, and transient
+failures end a goal only by time (``give_up_after`` from the moment it was tracked) or by
+``max_retries`` failures of its own while the API answered others — as in every transport.
 
 The worker needs the account, not the message: it uses the process-wide tracker
 (:func:`goaltrack.get_tracker`), so configure it in the worker as in the web app
@@ -18,7 +22,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import socket
 import threading
+import time
 from typing import Any
 
 try:
@@ -28,11 +35,19 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
         "goaltrack's celery mode needs Celery: pip install 'goaltrack[celery]'"
     ) from exc
 
-from goaltrack.delivery import DeliveryResult, Outcome, RetryPolicy, deliver
+from goaltrack.delivery import (
+    CircuitBreaker,
+    DeliveryResult,
+    Outcome,
+    Retries,
+    Ticket,
+    backoff_delay,
+    deliver,
+)
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpClient
 from goaltrack.providers import Provider, get_provider
-from goaltrack.transports.base import Settlement, Stats
+from goaltrack.transports.base import Settlement, Stats, process_delivery_setup
 
 __all__ = ["TASK_NAME", "CeleryTransport", "deliver_goal"]
 
@@ -51,6 +66,7 @@ def goal_message(goal: Goal) -> dict[str, Any]:
         "metadata": dict(goal.metadata) if goal.metadata else None,
         "description": goal.description,
         "timezone": goal.timezone,
+        "tracked_at": time.time(),
     }
 
 
@@ -127,6 +143,7 @@ class CeleryTransport:
 
 _http_lock = threading.Lock()
 _http: dict[str, HttpClient] = {}
+_breakers: dict[str, CircuitBreaker] = {}
 
 
 def _client(url: str, timeout: float, proxy: str | None) -> HttpClient:
@@ -137,13 +154,38 @@ def _client(url: str, timeout: float, proxy: str | None) -> HttpClient:
         return http
 
 
-@shared_task(bind=True, name=TASK_NAME, ignore_result=True, acks_late=True)  # type: ignore[untyped-decorator]
-def deliver_goal(self: Any, message: dict[str, Any], may_have_arrived: bool = False) -> str:
-    """Deliver one goal from the worker; retried by Celery while the failure is transient."""
-    from goaltrack.tracker import get_tracker
+def _breaker(url: str, probe_interval_max: float) -> CircuitBreaker:
+    with _http_lock:
+        breaker = _breakers.get(url)
+        if breaker is None:
+            breaker = _breakers[url] = CircuitBreaker(probe_interval_max)
+        return breaker
 
-    tracker = get_tracker()
-    endpoint = tracker._endpoint
+
+def _forget_after_fork() -> None:
+    # A prefork pool's child starts with its own connections and its own view of the API.
+    global _http_lock
+    _http_lock = threading.Lock()
+    _http.clear()
+    _breakers.clear()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+# max_retries=None: goaltrack's own rules end a goal (time, or isolated failures), not a count.
+@shared_task(bind=True, name=TASK_NAME, ignore_result=True, acks_late=True, max_retries=None)  # type: ignore[untyped-decorator]
+def deliver_goal(
+    self: Any,
+    message: dict[str, Any],
+    may_have_arrived: bool = False,
+    failures: int = 0,
+    strikes: int = 0,
+    strike_mark: str | None = None,
+) -> str:
+    """Deliver one goal from the worker; retried by Celery while the failure is transient."""
+    setup = process_delivery_setup()
+    endpoint = setup.endpoint
     goal = goal_from_message(message)
     if endpoint is None:
         logger.error(
@@ -160,28 +202,60 @@ def deliver_goal(self: Any, message: dict[str, Any], may_have_arrived: bool = Fa
             endpoint.provider.name,
         )
         return "failed"
-    options = tracker.options
-    settlement: Settlement = tracker._settlement
+    policy, settlement = setup.retry, setup.settlement
+    retries = Retries(failures, strikes, strike_mark, may_have_arrived)
+    breaker = _breaker(endpoint.url, policy.probe_interval_max)
+    with _http_lock:
+        ticket = breaker.admit(time.monotonic())
+    if ticket is None:
+        # The API is down and this process probes it already: later, without a request and
+        # without spending a retry (the backoff still grows, so the broker is not flooded).
+        retries.failures += 1
+        delay = backoff_delay(retries.failures, policy.backoff_base, policy.backoff_max)
+        raise _retry(self, message, retries, delay)
     try:
-        result = deliver(goal, endpoint, _client(endpoint.url, options.timeout, options.proxy))
+        http = _client(endpoint.url, setup.timeout, setup.proxy)
+        result = deliver(goal, endpoint, http)
     except Exception as exc:  # a bug of ours: retried like a transient failure
         logger.exception("goaltrack: unexpected error delivering %r", goal.name)
         result = DeliveryResult(Outcome.RETRY, f"unexpected error: {type(exc).__name__}")
+    isolated, mark = _record(breaker, ticket, result)
     if result.outcome is Outcome.DELIVERED:
-        settlement.delivered(goal, result, maybe_duplicate=may_have_arrived)
+        settlement.delivered(goal, result, maybe_duplicate=retries.may_have_arrived)
         return "delivered"
-    attempts = self.request.retries + 1
     if result.outcome is Outcome.RETRY:
-        policy = RetryPolicy(options.max_retries, options.backoff_base, options.backoff_max)
-        delay = policy.delay_before_retry(attempts, result)
-        if delay is not None:
+        age = time.time() - float(message.get("tracked_at") or time.time())
+        delay_or_none = policy.after_failure(retries, result, isolated=isolated, mark=mark, age=age)
+        if delay_or_none is not None:
             settlement.count("retried")
-            raise self.retry(
-                args=(message,),
-                kwargs={"may_have_arrived": may_have_arrived or result.may_have_arrived},
-                countdown=delay,
-                max_retries=policy.max_retries,
-            )
-        result = policy.gave_up(attempts, result)
+            raise _retry(self, message, retries, delay_or_none)
+        result = policy.final_failure(retries, result, age)
     settlement.failed(goal, result)
     return "failed"
+
+
+def _record(breaker: CircuitBreaker, ticket: Ticket, result: DeliveryResult) -> tuple[bool, str]:
+    """Tell the breaker; (whether a failure looks isolated, the current strike mark)."""
+    with _http_lock:
+        if result.outcome is Outcome.RETRY:
+            isolated = breaker.failed(ticket, result, time.monotonic())
+        else:
+            isolated = False
+            breaker.succeeded(ticket)
+        # A retried task may run in another worker process: the mark names this one.
+        return isolated, f"{socket.gethostname()}:{os.getpid()}:{breaker.epoch}"
+
+
+def _retry(task: Any, message: dict[str, Any], retries: Retries, delay: float) -> Exception:
+    mark = retries.strike_mark
+    exception: Exception = task.retry(
+        args=(message,),
+        kwargs={
+            "may_have_arrived": retries.may_have_arrived,
+            "failures": retries.failures,
+            "strikes": retries.strikes,
+            "strike_mark": None if mark is None else str(mark),
+        },
+        countdown=delay,
+    )
+    return exception
