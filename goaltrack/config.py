@@ -186,15 +186,16 @@ def coerce_option(name: str, value: object, default: object, label: str | None =
     """*value* for option *name* (whose default is *default*), converted from a string if need be.
 
     Strings become the default's type (bool, int, float); a hook (``on_delivery``, ``on_failure``,
-    ``on_drop``) given as ``"package.module:attribute"`` (or ``package.module.attribute``) is
-    imported. Other values are returned as they are, for the option itself to check. *label* is
-    how the user wrote the option (``GOALTRACK_MAX_RETRIES``), for error messages.
+    ``on_drop``, ``before_send``) or an ``http_client`` factory given as
+    ``"package.module:attribute"`` (or ``package.module.attribute``) is imported. Other values
+    are returned as they are, for the option itself to check. *label* is how the user wrote the
+    option (``GOALTRACK_MAX_RETRIES``), for error messages.
     """
     if not isinstance(value, str) or isinstance(default, str):
         return value
     label = label or name
     if default is None:
-        return _import_hook(label, value) if name.startswith("on_") else value
+        return _import_hook(label, value) if _is_imported(name) else value
     try:
         if isinstance(default, bool):
             return parse_bool(label, value)
@@ -207,6 +208,14 @@ def coerce_option(name: str, value: object, default: object, label: str | None =
             f"{label} must be a {type(default).__name__}, not {value!r}"
         ) from None
     return value
+
+
+#: Options given as a dotted path are imported: the hooks, and a factory of an httpx client.
+_IMPORTED_OPTIONS = frozenset({"before_send", "http_client"})
+
+
+def _is_imported(name: str) -> bool:
+    return name.startswith("on_") or name in _IMPORTED_OPTIONS
 
 
 def _import_hook(label: str, path: str) -> Callable[..., Any]:

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from goaltrack.goals import Goal
-from goaltrack.http_client import HttpClient, HttpError, HttpResponse
+from goaltrack.http_client import HttpError, HttpPoster, HttpResponse
 from goaltrack.providers import Provider
 
 __all__ = [
@@ -121,7 +121,7 @@ def is_loopback(host: str) -> bool:
 
 
 def deliver(
-    goal: Goal, endpoint: Endpoint, http: HttpClient, *, deadline: float | None = None
+    goal: Goal, endpoint: Endpoint, http: HttpPoster, *, deadline: float | None = None
 ) -> DeliveryResult:
     """Make one attempt at delivering *goal*; never raises for anything the network or API does.
 
@@ -477,7 +477,7 @@ class CircuitBreaker:
         return f"<CircuitBreaker {self.state.value} epoch={self.epoch}>"
 
 
-def probe(endpoint: Endpoint, http: HttpClient) -> tuple[bool, str]:
+def probe(endpoint: Endpoint, http: HttpPoster) -> tuple[bool, str]:
     """Check that the API is reachable and takes the key, without recording anything.
 
     Posts an empty goal: an API that checks auth first answers 400 (the key is fine, the goal

@@ -7,6 +7,7 @@ in a background thread. Delivery never re-validates.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import re
 import uuid
@@ -108,6 +109,11 @@ class Goal:
             truncate_metadata,
             require_visitor,
         )
+
+    def replace(self, **changes: Any) -> Goal:
+        """A copy with *changes* (``metadata=...``, ``name=...``), for ``before_send`` hooks;
+        the tracker validates the copy again before sending it."""
+        return dataclasses.replace(self, **changes)
 
     def body(self) -> dict[str, Any]:
         """The JSON body the provider's create-goal endpoint takes."""

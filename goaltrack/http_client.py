@@ -30,10 +30,10 @@ import threading
 import time
 import urllib.request
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
 
-__all__ = ["MAX_RESPONSE_BYTES", "HttpClient", "HttpError", "HttpResponse"]
+__all__ = ["MAX_RESPONSE_BYTES", "HttpClient", "HttpError", "HttpPoster", "HttpResponse"]
 
 MAX_RESPONSE_BYTES = 64 * 1024
 
@@ -55,6 +55,24 @@ class HttpError(Exception):
     def __init__(self, message: str, *, may_have_arrived: bool) -> None:
         super().__init__(message)
         self.may_have_arrived = may_have_arrived
+
+
+class HttpPoster(Protocol):
+    """What goal delivery needs of an HTTP client: :class:`HttpClient` (the default), or a
+    user's httpx client adapted by :class:`goaltrack.httpx_client.HttpxPoster`."""
+
+    def post(
+        self,
+        url: str,
+        request_headers: Mapping[str, str],
+        body: bytes,
+        *,
+        deadline: float | None = None,
+    ) -> HttpResponse:
+        """POST; raise :class:`HttpError` when no complete response came back."""
+
+    def close(self) -> None:
+        """Release connections (a later ``post`` may open new ones)."""
 
 
 class _Target(NamedTuple):

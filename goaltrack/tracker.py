@@ -9,9 +9,10 @@ arguments or ``GOALTRACK_*`` environment variables.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from types import TracebackType
 from typing import Any, Literal
@@ -19,8 +20,9 @@ from typing import Any, Literal
 from goaltrack.config import configuration_problems, settings_from_env
 from goaltrack.cookies import Visitor
 from goaltrack.delivery import Endpoint, InvalidConfiguration, RetryPolicy, probe
-from goaltrack.goals import Goal, MetadataValue, create_goal
-from goaltrack.http_client import HttpClient
+from goaltrack.goals import Goal, InvalidGoal, MetadataValue, create_goal
+from goaltrack.http_client import HttpClient, HttpPoster
+from goaltrack.httpx_client import HttpxPoster, is_httpx_client
 from goaltrack.providers import Provider, get_provider
 from goaltrack.transports import (
     BackgroundTransport,
@@ -77,6 +79,14 @@ class TrackerOptions:
     truncate_metadata: bool = False
     """Cut over-long metadata values to 255 characters instead of raising."""
     proxy: str | None = None
+    """HTTP(S) proxy URL for the default client (``HTTPS_PROXY``/``NO_PROXY`` are honoured)."""
+    http_client: Any = None
+    """An ``httpx.Client`` / ``httpx2.Client``, or a callable returning one (then each process
+    makes its own), to deliver with instead of the default client: its proxies, TLS settings,
+    hooks, mounts and transports apply (``goaltrack.httpx_client``)."""
+    before_send: Callable[[Goal], Goal | None] | None = None
+    """Called with each validated goal in the caller's thread: return it (changed or not) to
+    send it, or None to drop it (counted as ``filtered``). A changed goal is validated again."""
     outbox: str | None = None
     """Path of a SQLite outbox file: in ``background`` mode each goal is committed there before
     ``track`` returns, and survives crashes, restarts and outages (``transports.outbox``)."""
@@ -101,6 +111,18 @@ class TrackerOptions:
             raise InvalidConfiguration(
                 f"outbox is for the background mode; mode {self.mode!r} does not use it"
             )
+        if self.http_client is not None and self.proxy is not None:
+            raise InvalidConfiguration(
+                "proxy is for the default HTTP client; configure the proxy on http_client instead"
+            )
+        if self.http_client is not None and not (
+            is_httpx_client(self.http_client) or callable(self.http_client)
+        ):
+            raise InvalidConfiguration(
+                "http_client must be an httpx.Client / httpx2.Client or a callable returning one"
+            )
+        if self.before_send is not None and not callable(self.before_send):
+            raise InvalidConfiguration("before_send must be a callable: goal -> goal or None")
         if not self.probe_interval_max > 0:
             raise InvalidConfiguration("probe_interval_max must be more than 0 seconds")
         for name in ("max_queue_size", "max_in_flight", "outbox_max_goals"):
@@ -179,6 +201,7 @@ class GoalTracker:
             opts.give_up_after,
             opts.probe_interval_max,
         )
+        self._before_send = opts.before_send
         self._transport = self._make_transport(api_key)
 
     def _make_transport(self, api_key: str | None) -> Transport:
@@ -190,14 +213,14 @@ class GoalTracker:
         opts = self.options
         endpoint = self._endpoint
         retry = self._retry
+        http = self._http_factory()
         if self.mode == "sync":
             return SyncTransport(
                 endpoint,
                 self._settlement,
                 retry=retry,
-                timeout=opts.timeout,
                 sync_deadline=opts.sync_deadline,
-                proxy=opts.proxy,
+                http=http,
             )
         if self.mode == "celery":
             from goaltrack.transports.celery import CeleryTransport
@@ -217,7 +240,7 @@ class GoalTracker:
                 timeout=opts.timeout,
                 shutdown_timeout=opts.shutdown_timeout,
                 flush_at_exit=opts.flush_at_exit,
-                proxy=opts.proxy,
+                http=http,
                 max_goals=opts.outbox_max_goals,
                 max_age=opts.outbox_max_age,
             )
@@ -227,17 +250,27 @@ class GoalTracker:
             retry=retry,
             max_queue_size=opts.max_queue_size,
             max_in_flight=opts.max_in_flight,
-            timeout=opts.timeout,
             shutdown_timeout=opts.shutdown_timeout,
             flush_at_exit=opts.flush_at_exit,
-            proxy=opts.proxy,
+            http=http,
+        )
+
+    def _http_factory(self, timeout: float | None = None) -> Callable[[], HttpPoster]:
+        """What makes this tracker's HTTP client: the user's ``http_client``, else the default."""
+        user_client = self.options.http_client
+        if user_client is not None:
+            return functools.partial(HttpxPoster, user_client)
+        assert self._endpoint is not None
+        return functools.partial(
+            HttpClient,
+            timeout=self.options.timeout if timeout is None else timeout,
+            proxy=self.options.proxy,
+            target_url=self._endpoint.url,
         )
 
     def _delivery_setup(self) -> DeliverySetup:
-        opts = self.options
-        return DeliverySetup(
-            self._endpoint, self._retry, opts.timeout, opts.proxy, self._settlement
-        )
+        http = self._http_factory() if self._endpoint is not None else None
+        return DeliverySetup(self._endpoint, self._retry, http, self._settlement)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> GoalTracker:
@@ -307,17 +340,64 @@ class GoalTracker:
         if visitor_id is None and provider.visitor_required:
             logger.debug("goaltrack: no %s visitor cookie; %r not sent", provider.name, name)
             return False
-        if _captures:
+        if _captures or self._before_send is not None:
             return self.submit(goal)
         return self._transport.submit(goal)
 
     def submit(self, goal: Goal) -> bool:
-        """Hand an already validated goal to the transport (or to an active capture)."""
+        """Hand an already validated goal to ``before_send``, then the transport (or an active
+        capture). False when it was filtered out or dropped."""
+        if self._before_send is not None:
+            kept = self._run_before_send(goal)
+            if kept is None:
+                return False
+            goal = kept
         if _captures:
             for captured in _captures:
                 captured.append(goal)
             return True
         return self._transport.submit(goal)
+
+    def _run_before_send(self, goal: Goal) -> Goal | None:
+        hook = self._before_send
+        assert hook is not None
+        try:
+            returned: object = hook(goal)
+        except Exception:
+            # The user's hook must never fail the request that tracked the goal.
+            logger.exception("goaltrack: before_send raised for goal %r; sent unchanged", goal.name)
+            return goal
+        if returned is None:
+            self._settlement.count("filtered")
+            logger.debug("goaltrack: before_send filtered out goal %r", goal.name)
+            return None
+        if returned is goal:
+            return goal
+        if not isinstance(returned, Goal):
+            logger.error(
+                "goaltrack: before_send returned %s for goal %r, not a Goal or None; sent "
+                "unchanged",
+                type(returned).__name__,
+                goal.name,
+            )
+            return goal
+        try:
+            return create_goal(
+                self.provider,
+                returned.name,
+                returned.visitor_id,
+                returned.session_id,
+                returned.metadata,
+                returned.description,
+                returned.timezone,
+                self.options.truncate_metadata,
+                self.provider.visitor_required,
+            )
+        except InvalidGoal as exc:
+            what = str(exc).removesuffix(f" (rule: {exc.rule})")
+            raise InvalidGoal(
+                f"before_send returned an invalid goal: {what}", field=exc.field, rule=exc.rule
+            ) from exc
 
     # -- delivery control ---------------------------------------------------------------------
 
@@ -340,7 +420,7 @@ class GoalTracker:
         """Is the API reachable, and does it take the key? Records nothing. (ok, explanation)"""
         if self._endpoint is None:
             return False, "no API key is set, so nothing can be sent"
-        http = HttpClient(timeout=timeout, proxy=self.options.proxy, target_url=self._endpoint.url)
+        http = self._http_factory(timeout)()
         try:
             return probe(self._endpoint, http)
         finally:

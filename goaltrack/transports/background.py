@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from goaltrack.delivery import (
     CircuitBreaker,
@@ -34,7 +35,7 @@ from goaltrack.delivery import (
     deliver,
 )
 from goaltrack.goals import Goal
-from goaltrack.http_client import HttpClient
+from goaltrack.http_client import HttpPoster
 from goaltrack.transports.base import (
     Settlement,
     Stats,
@@ -76,18 +77,16 @@ class BackgroundTransport:
         retry: RetryPolicy,
         max_queue_size: int = 10_000,
         max_in_flight: int = 4,
-        timeout: float = 5.0,
         shutdown_timeout: float = 3.0,
         flush_at_exit: bool = True,
-        proxy: str | None = None,
+        http: Callable[[], HttpPoster],
     ) -> None:
         self._endpoint = endpoint
         self._settlement = settlement
         self._retry = retry
         self._max_queue_size = max_queue_size
         self._max_in_flight = max_in_flight
-        self._timeout = timeout
-        self._proxy = proxy
+        self._new_http = http
         self.shutdown_timeout = shutdown_timeout
         self._reset_state()
         register_for_process_events(self, close_at_exit=flush_at_exit)
@@ -109,7 +108,7 @@ class BackgroundTransport:
         self._breaker = CircuitBreaker(self._retry.probe_interval_max)
         self._closed = False
         self.undelivered_at_close = 0
-        self._http: HttpClient | None = None
+        self._http: HttpPoster | None = None
 
     # -- the request path -------------------------------------------------------------------
 
@@ -209,11 +208,7 @@ class BackgroundTransport:
 
     def _boot_and_work(self) -> None:
         _warn_if_threads_cannot_run()
-        http = HttpClient(
-            timeout=self._timeout,
-            proxy=self._proxy,
-            target_url=self._endpoint.url,
-        )
+        http = self._new_http()
         with self._lock:
             self._http = http
             for index in range(1, self._max_in_flight):
@@ -275,11 +270,7 @@ class BackgroundTransport:
         http = self._http
         try:
             if http is None:
-                http = self._http = HttpClient(
-                    timeout=self._timeout,
-                    proxy=self._proxy,
-                    target_url=self._endpoint.url,
-                )
+                http = self._http = self._new_http()
             result = deliver(item.goal, self._endpoint, http, deadline=deadline)
         except Exception as exc:  # a bug of ours must not kill the worker or the next goal
             logger.exception("goaltrack: unexpected error delivering %r", item.goal.name)

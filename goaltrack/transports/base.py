@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from goaltrack.delivery import DeliveryResult, Endpoint, RetryPolicy
 from goaltrack.goals import Goal
+from goaltrack.http_client import HttpPoster
 
 __all__ = [
     "DeliveryHook",
@@ -61,6 +62,8 @@ class Stats:
     """Goals never sent: the queue was full, or the tracker closed before they went out."""
     possible_duplicates: int = 0
     """Goals delivered after an attempt that may already have reached the API (a timeout)."""
+    filtered: int = 0
+    """Goals ``before_send`` dropped (returned None for): never queued, never sent."""
     pending: int = 0
     """Goals accepted and not yet delivered, failed or dropped (the queue's depth)."""
 
@@ -89,8 +92,8 @@ class DeliverySetup:
     endpoint: Endpoint | None
     """None when no API key is configured."""
     retry: RetryPolicy
-    timeout: float
-    proxy: str | None
+    http: Callable[[], HttpPoster] | None
+    """Makes the tracker's HTTP client (None without an endpoint)."""
     settlement: Settlement
 
 
@@ -136,6 +139,7 @@ class Settlement:
             "retried": 0,
             "dropped": 0,
             "possible_duplicates": 0,
+            "filtered": 0,
         }
         self._unreported_drops = 0
         self._last_drop_warning = 0.0

@@ -26,6 +26,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 try:
@@ -45,7 +46,7 @@ from goaltrack.delivery import (
     deliver,
 )
 from goaltrack.goals import Goal
-from goaltrack.http_client import HttpClient
+from goaltrack.http_client import HttpPoster
 from goaltrack.providers import Provider, get_provider
 from goaltrack.transports.base import Settlement, Stats, process_delivery_setup
 
@@ -142,15 +143,15 @@ class CeleryTransport:
 
 
 _http_lock = threading.Lock()
-_http: dict[str, HttpClient] = {}
+_http: dict[str, HttpPoster] = {}
 _breakers: dict[str, CircuitBreaker] = {}
 
 
-def _client(url: str, timeout: float, proxy: str | None) -> HttpClient:
+def _client(url: str, make: Callable[[], HttpPoster]) -> HttpPoster:
     with _http_lock:
         http = _http.get(url)
         if http is None:
-            http = _http[url] = HttpClient(timeout=timeout, proxy=proxy, target_url=url)
+            http = _http[url] = make()
         return http
 
 
@@ -214,7 +215,8 @@ def deliver_goal(
         delay = backoff_delay(retries.failures, policy.backoff_base, policy.backoff_max)
         raise _retry(self, message, retries, delay)
     try:
-        http = _client(endpoint.url, setup.timeout, setup.proxy)
+        assert setup.http is not None  # there is an endpoint
+        http = _client(endpoint.url, setup.http)
         result = deliver(goal, endpoint, http)
     except Exception as exc:  # a bug of ours: retried like a transient failure
         logger.exception("goaltrack: unexpected error delivering %r", goal.name)

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from goaltrack.delivery import Endpoint, Outcome, RetryPolicy, deliver
 from goaltrack.goals import Goal
-from goaltrack.http_client import HttpClient
+from goaltrack.http_client import HttpPoster
 from goaltrack.transports.base import Settlement, Stats
 
 __all__ = ["DisabledTransport", "SyncTransport"]
@@ -30,16 +31,15 @@ class SyncTransport:
         settlement: Settlement,
         *,
         retry: RetryPolicy,
-        timeout: float = 5.0,
         sync_deadline: float = 10.0,
-        proxy: str | None = None,
+        http: Callable[[], HttpPoster],
     ) -> None:
         self._endpoint = endpoint
         self._settlement = settlement
         self._retry = retry
         self._deadline = sync_deadline
-        self._http_options = {"timeout": timeout, "proxy": proxy, "target_url": endpoint.url}
-        self._http: HttpClient | None = None
+        self._new_http = http
+        self._http: HttpPoster | None = None
         self._lock = threading.Lock()
 
     def submit(self, goal: Goal) -> bool:
@@ -65,10 +65,10 @@ class SyncTransport:
             self._settlement.failed(goal, result)
             return True
 
-    def _client(self) -> HttpClient:
+    def _client(self) -> HttpPoster:
         with self._lock:
             if self._http is None:
-                self._http = HttpClient(**self._http_options)  # type: ignore[arg-type]
+                self._http = self._new_http()
             return self._http
 
     def flush(self, timeout: float | None = None) -> bool:

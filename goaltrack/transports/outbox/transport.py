@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 from goaltrack.delivery import (
     CircuitBreaker,
@@ -47,7 +48,7 @@ from goaltrack.delivery import (
     deliver,
 )
 from goaltrack.goals import Goal
-from goaltrack.http_client import HttpClient
+from goaltrack.http_client import HttpPoster
 from goaltrack.transports.base import (
     Settlement,
     Stats,
@@ -104,7 +105,7 @@ class OutboxTransport:
         timeout: float = 5.0,
         shutdown_timeout: float = 3.0,
         flush_at_exit: bool = True,
-        proxy: str | None = None,
+        http: Callable[[], HttpPoster],
         max_goals: int = DEFAULT_MAX_GOALS,
         max_age: float = DEFAULT_MAX_AGE,
         lease: float | None = None,
@@ -118,8 +119,7 @@ class OutboxTransport:
         # failures, in place of the in-memory give_up_after.
         self._retry = dataclasses.replace(retry, give_up_after=max_age)
         self._max_in_flight = max_in_flight
-        self._timeout = timeout
-        self._proxy = proxy
+        self._new_http = http
         self._max_goals = max_goals
         self._max_age = max_age
         # Longer than one attempt can take (it is bounded by ``timeout`` in all).
@@ -144,7 +144,7 @@ class OutboxTransport:
         self._threads: list[threading.Thread] = []
         self._closed = False
         self._breaker = CircuitBreaker(self._retry.probe_interval_max)
-        self._http: HttpClient | None = None
+        self._http: HttpPoster | None = None
         self._last_full_warning = 0.0
         self._next_age_check = 0.0
         self._unreported_full = 0
@@ -282,16 +282,12 @@ class OutboxTransport:
                     break
                 self._threads.append(thread)
 
-    def _client(self) -> HttpClient:
+    def _client(self) -> HttpPoster:
         http = self._http
         if http is None:
             with self._cond:
                 if self._http is None:
-                    self._http = HttpClient(
-                        timeout=self._timeout,
-                        proxy=self._proxy,
-                        target_url=self._endpoint.url,
-                    )
+                    self._http = self._new_http()
                 http = self._http
         return http
 
