@@ -41,12 +41,13 @@ def is_httpx_client(value: object) -> bool:
 class HttpxPoster:
     """POSTs goals with an httpx-style client; safe to share between threads, as httpx is."""
 
-    def __init__(self, client_or_factory: Any) -> None:
+    def __init__(self, client_or_factory: Any, *, made: Any = None) -> None:
+        """*made*: a client the factory already made (the tracker checks the factory early)."""
         if is_httpx_client(client_or_factory):
             self._client = client_or_factory
             self._owned = False
         elif callable(client_or_factory):
-            self._client = client_or_factory()
+            self._client = made if made is not None else client_or_factory()
             self._owned = True
             if not is_httpx_client(self._client):
                 raise TypeError(

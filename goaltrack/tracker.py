@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -202,6 +203,7 @@ class GoalTracker:
             opts.probe_interval_max,
         )
         self._before_send = opts.before_send
+        self._check_http_client()
         self._transport = self._make_transport(api_key)
 
     def _make_transport(self, api_key: str | None) -> Transport:
@@ -259,7 +261,8 @@ class GoalTracker:
         """What makes this tracker's HTTP client: the user's ``http_client``, else the default."""
         user_client = self.options.http_client
         if user_client is not None:
-            return functools.partial(HttpxPoster, user_client)
+            return self._user_http
+
         assert self._endpoint is not None
         return functools.partial(
             HttpClient,
@@ -267,6 +270,26 @@ class GoalTracker:
             proxy=self.options.proxy,
             target_url=self._endpoint.url,
         )
+
+    def _check_http_client(self) -> None:
+        """A factory is called now, so that one returning no client fails here, not later in
+        a worker; that first client serves this process (a forked child makes its own)."""
+        given = self.options.http_client
+        self._first_user_client: Any = None
+        if given is not None and not is_httpx_client(given):
+            client = given()
+            if not is_httpx_client(client):
+                raise InvalidConfiguration(
+                    f"http_client factory returned {type(client).__name__}, "
+                    "not an httpx.Client or httpx2.Client"
+                )
+            self._first_user_client = (os.getpid(), client)
+
+    def _user_http(self) -> HttpPoster:
+        first, self._first_user_client = self._first_user_client, None
+        if first is not None and first[0] == os.getpid():
+            return HttpxPoster(self.options.http_client, made=first[1])
+        return HttpxPoster(self.options.http_client)
 
     def _delivery_setup(self) -> DeliverySetup:
         http = self._http_factory() if self._endpoint is not None else None

@@ -208,7 +208,11 @@ class BackgroundTransport:
 
     def _boot_and_work(self) -> None:
         _warn_if_threads_cannot_run()
-        http = self._new_http()
+        try:
+            http: HttpPoster | None = self._new_http()
+        except Exception:  # e.g. a user's http_client factory failing: retried at each attempt
+            logger.exception("goaltrack: making the HTTP client failed")
+            http = None
         with self._lock:
             self._http = http
             for index in range(1, self._max_in_flight):
