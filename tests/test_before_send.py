@@ -77,7 +77,7 @@ def test_a_goal_the_hook_broke_is_an_invalid_goal_at_the_call_site(
     with tracker_for(fake_api, before_send=breaking) as tracker:
         with pytest.raises(
             InvalidGoal,
-            match="before_send returned an invalid goal: invalid metadata key .Not A Key.",
+            match=r"before_send returned an invalid goal: invalid metadata key .Not A Key.",
         ):
             tracker.track("signup", visitor_id=fake_api.add_pageview("datafast"))
         assert tracker.stats.queued == 0
