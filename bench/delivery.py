@@ -7,9 +7,12 @@ injected latency, every round runs, in a rotating order:
 - goaltrack's background transport with ``max_in_flight=8`` and with the default 4: N goals
   tracked, then the time until ``flush()`` returns gives goals/s; ``time.process_time()`` over the
   same span (every thread of this process) / N gives the CPU per delivered goal;
+- the same with ``http_client=`` a user's ``httpx.Client`` and a user's ``httpx2.Client``: what
+  delivering through the application's own client costs against the default client;
 - a naive loop of ``httpx.Client.post`` (one client, sequential) sending the same JSON bodies;
 - for reference, the same sequential loop over goaltrack's own HTTP layer
-  (``goaltrack.http_client.HttpClient``, i.e. httpcore + h11): the HTTP cost goaltrack pays per
+  (``goaltrack.http_client.HttpClient``, the default client: one keep-alive ``http.client``
+  connection per worker, with a total deadline per request): the HTTP cost goaltrack pays per
   goal whatever it does around it; and over the standard library's ``http.client`` (one
   keep-alive connection): what a thinner HTTP layer would cost.
 
@@ -35,9 +38,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import httpx2
 import psutil
 from _support import (
     API_KEY,
@@ -68,11 +73,15 @@ CORES = psutil.cpu_count() or 1
 SIZES = {
     ("gt8", 0): 1500,
     ("gt4", 0): 1500,
+    ("gt4-httpx", 0): 1500,
+    ("gt4-httpx2", 0): 1500,
     ("httpx", 0): 600,
     ("httpcore", 0): 600,
     ("stdlib", 0): 600,
     ("gt8", 20): 480,
     ("gt4", 20): 320,
+    ("gt4-httpx", 20): 320,
+    ("gt4-httpx2", 20): 320,
     ("httpx", 20): 60,
     ("httpcore", 20): 60,
     ("stdlib", 20): 60,
@@ -143,7 +152,9 @@ def _cpu(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-def goaltrack_sender(max_in_flight: int, server: psutil.Process) -> Callable[..., Run]:
+def goaltrack_sender(
+    max_in_flight: int, server: psutil.Process, http_client: Callable[[], Any] | None = None
+) -> Callable[..., Run]:
     def send(api: FakeAPIProcess, n: int) -> Run:
         visitor = api.add_visitor()
         tracker = GoalTracker(
@@ -153,6 +164,7 @@ def goaltrack_sender(max_in_flight: int, server: psutil.Process) -> Callable[...
             max_in_flight=max_in_flight,
             max_queue_size=n + max_in_flight + 10,
             flush_at_exit=False,
+            http_client=http_client,
         )
         try:
             for _ in range(max_in_flight):  # warm-up: workers started, connections opened
@@ -284,6 +296,18 @@ def main() -> None:
         senders = [
             Sender("gt8", "goaltrack, max_in_flight=8", 8, goaltrack_sender(8, server)),
             Sender("gt4", "goaltrack, max_in_flight=4 (default)", 4, goaltrack_sender(4, server)),
+            Sender(
+                "gt4-httpx",
+                "goaltrack, 4 in flight, http_client=httpx.Client",
+                4,
+                goaltrack_sender(4, server, lambda: httpx.Client(timeout=30.0)),
+            ),
+            Sender(
+                "gt4-httpx2",
+                "goaltrack, 4 in flight, http_client=httpx2.Client",
+                4,
+                goaltrack_sender(4, server, lambda: httpx2.Client(timeout=30.0)),
+            ),
             Sender("httpx", "naive httpx.Client.post loop", 1, httpx_sender(server)),
             Sender("httpcore", "ref: goaltrack HttpClient.post loop", 1, httpcore_sender(server)),
             Sender("stdlib", "ref: stdlib http.client loop", 1, stdlib_sender(server)),
@@ -298,7 +322,7 @@ def main() -> None:
                     sender.runs.setdefault(latency, []).append(sender.send(api, n))
     elapsed = time.perf_counter() - started
 
-    naive = senders[2]
+    naive = next(s for s in senders if s.key == "httpx")
     rows = []
     notes = []
     for latency in LATENCIES_MS:
@@ -357,7 +381,8 @@ def main() -> None:
         )
     )
     print()
-    gt8, gt4, httpcore, stdlib = senders[0], senders[1], senders[3], senders[4]
+    by_key = {s.key: s for s in senders}
+    gt8, gt4, httpcore, stdlib = (by_key[k] for k in ("gt8", "gt4", "httpcore", "stdlib"))
     for s in (gt8, gt4):
         bound = s.in_flight / 0.020
         ratio = s.rate(20) / bound
@@ -372,6 +397,17 @@ def main() -> None:
             f"Goal: {s.label} CPU per goal <= {CPU_GOAL}x naive httpx: {verdict} ("
             + ", ".join(f"{r:.2f}x at {latency} ms" for latency, r in ratios.items())
             + ")."
+        )
+    for key in ("gt4-httpx", "gt4-httpx2"):
+        user = by_key[key]
+        print(
+            f"Default client vs {user.label.split('=')[-1]} (4 in flight): "
+            + ", ".join(
+                f"goals/s {gt4.rate(latency) / user.rate(latency):.2f}x, CPU per goal "
+                f"{gt4.cpu_per_goal(latency) / user.cpu_per_goal(latency):.2f}x at {latency} ms"
+                for latency in LATENCIES_MS
+            )
+            + "."
         )
     for ref in (httpcore, stdlib):
         print(
