@@ -31,9 +31,11 @@ __all__ = [
     "Retries",
     "RetryPolicy",
     "Ticket",
+    "Verdict",
     "backoff_delay",
     "deliver",
     "is_loopback",
+    "judge",
     "probe",
 ]
 
@@ -475,6 +477,49 @@ class CircuitBreaker:
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.state.value} epoch={self.epoch}>"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one attempt's result means for its goal (from :func:`judge`)."""
+
+    retry_in: float | None = None
+    """Seconds until the goal's next attempt; None: it is settled."""
+    final: DeliveryResult | None = None
+    """Its final failure, when it failed for good (None and no ``retry_in``: delivered)."""
+    api_back: bool = False
+    """This answer closed the breaker: the goals the outage held back are due now."""
+
+
+def judge(
+    breaker: CircuitBreaker,
+    policy: RetryPolicy,
+    retries: Retries,
+    ticket: Ticket,
+    result: DeliveryResult,
+    *,
+    now: float,
+    age: float,
+    mark_prefix: str = "",
+) -> Verdict:
+    """Tell *breaker* about one attempt and decide what becomes of its goal.
+
+    The one place where every transport's workers settle a result, so that the rules (which
+    failures count, when a goal is given up, when the outage is over) cannot drift apart.
+    Updates *retries*. The caller holds the lock that guards *breaker*; *now* is
+    ``time.monotonic()``, *age* the seconds since the goal was tracked, *mark_prefix* names the
+    breaker's process where another process may retry the goal (outbox, Celery).
+    """
+    if result.outcome is Outcome.DELIVERED:
+        return Verdict(api_back=breaker.succeeded(ticket))
+    if result.outcome is Outcome.FAILED:  # the API answered: it is up, the goal is refused
+        return Verdict(final=result, api_back=breaker.succeeded(ticket))
+    isolated = breaker.failed(ticket, result, now)
+    mark = f"{mark_prefix}{breaker.epoch}"
+    delay = policy.after_failure(retries, result, isolated=isolated, mark=mark, age=age)
+    if delay is None:
+        return Verdict(final=policy.final_failure(retries, result, age))
+    return Verdict(retry_in=delay)
 
 
 def probe(endpoint: Endpoint, http: HttpPoster) -> tuple[bool, str]:

@@ -33,6 +33,7 @@ from goaltrack.delivery import (
     RetryPolicy,
     Ticket,
     deliver,
+    judge,
 )
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
@@ -288,41 +289,28 @@ class BackgroundTransport:
     def _settle(self, item: _Item, result: DeliveryResult) -> None:
         ticket = item.ticket
         assert ticket is not None
-        if result.outcome is Outcome.RETRY:
-            with self._cond:
-                now = time.monotonic()
-                isolated = self._breaker.failed(ticket, result, now)
-                delay = self._retry.after_failure(
-                    item,
-                    result,
-                    isolated=isolated,
-                    mark=self._breaker.epoch,
-                    age=now - item.created,
-                )
-                closed = self._closed
-                if delay is not None and not closed:
-                    item.due = now + delay
-                    heapq.heappush(self._retries, item)
-                    if self._breaker.would_admit(now):
-                        self._cond.notify()
-            if delay is None:
-                self._settlement.failed(
-                    item.goal, self._retry.final_failure(item, result, now - item.created)
-                )
-            elif closed:
-                self._settlement.dropped(item.goal, "the tracker closed before it was delivered")
-            else:
-                self._settlement.count("retried")
-                return
-            self._mark_settled(item)
-            return
         with self._cond:
-            if self._breaker.succeeded(ticket):
+            now = time.monotonic()
+            verdict = judge(
+                self._breaker, self._retry, item, ticket, result, now=now, age=now - item.created
+            )
+            if verdict.api_back:
                 self._resume_after_outage()
-        if result.outcome is Outcome.DELIVERED:
-            self._settlement.delivered(item.goal, result, maybe_duplicate=item.may_have_arrived)
+            kept = verdict.retry_in is not None and not self._closed
+            if kept:
+                item.due = now + (verdict.retry_in or 0.0)
+                heapq.heappush(self._retries, item)
+                if self._breaker.would_admit(now):
+                    self._cond.notify()
+        if kept:
+            self._settlement.count("retried")
+            return
+        if verdict.retry_in is not None:
+            self._settlement.dropped(item.goal, "the tracker closed before it was delivered")
+        elif verdict.final is not None:
+            self._settlement.failed(item.goal, verdict.final)
         else:
-            self._settlement.failed(item.goal, result)
+            self._settlement.delivered(item.goal, result, maybe_duplicate=item.may_have_arrived)
         self._mark_settled(item)
 
     def _resume_after_outage(self) -> None:

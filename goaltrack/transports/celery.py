@@ -41,9 +41,9 @@ from goaltrack.delivery import (
     DeliveryResult,
     Outcome,
     Retries,
-    Ticket,
     backoff_delay,
     deliver,
+    judge,
 )
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
@@ -221,31 +221,27 @@ def deliver_goal(
     except Exception as exc:  # a bug of ours: retried like a transient failure
         logger.exception("goaltrack: unexpected error delivering %r", goal.name)
         result = DeliveryResult(Outcome.RETRY, f"unexpected error: {type(exc).__name__}")
-    isolated, mark = _record(breaker, ticket, result)
-    if result.outcome is Outcome.DELIVERED:
-        settlement.delivered(goal, result, maybe_duplicate=retries.may_have_arrived)
-        return "delivered"
-    if result.outcome is Outcome.RETRY:
-        age = time.time() - float(message.get("tracked_at") or time.time())
-        delay_or_none = policy.after_failure(retries, result, isolated=isolated, mark=mark, age=age)
-        if delay_or_none is not None:
-            settlement.count("retried")
-            raise _retry(self, message, retries, delay_or_none)
-        result = policy.final_failure(retries, result, age)
-    settlement.failed(goal, result)
-    return "failed"
-
-
-def _record(breaker: CircuitBreaker, ticket: Ticket, result: DeliveryResult) -> tuple[bool, str]:
-    """Tell the breaker; (whether a failure looks isolated, the current strike mark)."""
+    age = time.time() - float(message.get("tracked_at") or time.time())
     with _http_lock:
-        if result.outcome is Outcome.RETRY:
-            isolated = breaker.failed(ticket, result, time.monotonic())
-        else:
-            isolated = False
-            breaker.succeeded(ticket)
-        # A retried task may run in another worker process: the mark names this one.
-        return isolated, f"{socket.gethostname()}:{os.getpid()}:{breaker.epoch}"
+        verdict = judge(
+            breaker,
+            policy,
+            retries,
+            ticket,
+            result,
+            now=time.monotonic(),
+            age=age,
+            # A retried task may run in another worker process: the mark names this one.
+            mark_prefix=f"{socket.gethostname()}:{os.getpid()}:",
+        )
+    if verdict.retry_in is not None:
+        settlement.count("retried")
+        raise _retry(self, message, retries, verdict.retry_in)
+    if verdict.final is not None:
+        settlement.failed(goal, verdict.final)
+        return "failed"
+    settlement.delivered(goal, result, maybe_duplicate=retries.may_have_arrived)
+    return "delivered"
 
 
 def _retry(task: Any, message: dict[str, Any], retries: Retries, delay: float) -> Exception:

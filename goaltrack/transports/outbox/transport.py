@@ -46,6 +46,7 @@ from goaltrack.delivery import (
     RetryPolicy,
     Ticket,
     deliver,
+    judge,
 )
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
@@ -360,50 +361,44 @@ class OutboxTransport:
             self._cond.notify_all()
 
     def _settle(self, claim: _Claim, result: DeliveryResult) -> None:
-        if result.outcome is Outcome.RETRY:
-            with self._lock:
-                isolated = self._breaker.failed(claim.ticket, result, time.monotonic())
-                now = time.time()
-                age = now - claim.created_at
-                delay = self._retry.after_failure(
-                    claim, result, isolated=isolated, mark=self._strike_mark(), age=age
-                )
-                if delay is not None:
-                    self._store.reschedule(
-                        claim.id,
-                        self._owner,
-                        due_at=now + delay,
-                        attempts=claim.failures,
-                        strikes=claim.strikes,
-                        strike_mark=None if claim.strike_mark is None else str(claim.strike_mark),
-                        may_have_arrived=claim.may_have_arrived,
-                        error=result.reason,
-                    )
-            if delay is not None:
-                self._settlement.count("retried")
-                return
-            result = self._retry.final_failure(claim, result, age)
-        else:
-            with self._lock:
-                resumed = self._breaker.succeeded(claim.ticket)
-                if resumed:
-                    self._store.due_now(time.time())
-                if result.outcome is Outcome.DELIVERED:
-                    self._store.delivered(claim.id)
-            if result.outcome is Outcome.DELIVERED:
-                self._settlement.delivered(
-                    claim.goal, result, maybe_duplicate=claim.may_have_arrived
-                )
-                return
         with self._lock:
-            self._store.dead_letter(
-                claim.id, claim.failures + 1, result.status, result.reason, time.time()
+            now = time.time()
+            verdict = judge(
+                self._breaker,
+                self._retry,
+                claim,
+                claim.ticket,
+                result,
+                now=time.monotonic(),
+                age=now - claim.created_at,
+                # Another process's breaker epochs mean nothing here: the owner is in the mark.
+                mark_prefix=f"{self._owner}:",
             )
-        self._settlement.failed(claim.goal, result)
-
-    def _strike_mark(self) -> str:
-        # Another process's breaker epochs mean nothing here: the owner is part of the mark.
-        return f"{self._owner}:{self._breaker.epoch}"
+            if verdict.api_back:
+                self._store.due_now(now)
+            if verdict.retry_in is not None:
+                self._store.reschedule(
+                    claim.id,
+                    self._owner,
+                    due_at=now + verdict.retry_in,
+                    attempts=claim.failures,
+                    strikes=claim.strikes,
+                    strike_mark=None if claim.strike_mark is None else str(claim.strike_mark),
+                    may_have_arrived=claim.may_have_arrived,
+                    error=result.reason,
+                )
+            elif verdict.final is None:
+                self._store.delivered(claim.id)
+            else:
+                attempts = claim.failures + (result.outcome is not Outcome.RETRY)
+                final = verdict.final
+                self._store.dead_letter(claim.id, attempts, final.status, final.reason, now)
+        if verdict.retry_in is not None:
+            self._settlement.count("retried")
+        elif verdict.final is None:
+            self._settlement.delivered(claim.goal, result, maybe_duplicate=claim.may_have_arrived)
+        else:
+            self._settlement.failed(claim.goal, verdict.final)
 
     def _expire_goals(self) -> None:
         """Dead-letter goals past ``max_age`` and goals of another provider, with a warning."""
