@@ -366,8 +366,9 @@ class CircuitBreaker:
       the next probe goes: one request per interval reaches a down API, never more.
 
     Failures of requests sent before the breaker opened count nothing (four workers failing
-    together are one failure of the API, not four), and a late success of a request sent before
-    a run of failures began does not end that run. Not thread-safe: the transport's lock
+    together are one failure of the API, not four); neither do late successes of requests sent
+    before it opened (they do not close it), nor of requests sent before a run of failures began
+    (they do not end that run). Not thread-safe: the transport's lock
     guards every call. Times are ``time.monotonic()``.
     """
 
@@ -425,7 +426,8 @@ class CircuitBreaker:
             if ticket.sent > self._streak_began:
                 self._failures_in_a_row = 0
             return False
-        # Any answer proves the API is back, even a late one to a request sent before it opened.
+        if ticket.epoch != self.epoch:
+            return False  # a late answer to a request sent before it opened: says nothing now
         self.state = BreakerState.CLOSED
         self._failures_in_a_row = 0
         self._interval = 0.0

@@ -196,6 +196,14 @@ def test_a_late_success_of_an_earlier_request_does_not_end_a_run_of_failures() -
     assert breaker.state is BreakerState.OPEN
 
 
+def test_a_late_success_of_a_request_sent_before_it_opened_does_not_close_it() -> None:
+    breaker = CircuitBreaker()
+    sent_before = admitted(breaker)
+    open_breaker(breaker)
+    assert not breaker.succeeded(sent_before)  # answered before the outage, processed after
+    assert breaker.state is BreakerState.OPEN
+
+
 def test_breaker_admits_exactly_one_probe_and_its_success_closes_it() -> None:
     breaker = CircuitBreaker(probe_interval_max=1.0, rng=random.Random(3))
     open_breaker(breaker)
