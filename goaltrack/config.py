@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from goaltrack.delivery import InvalidConfiguration, check_api_url
 from goaltrack.providers import PROVIDERS, Provider, get_provider
@@ -38,6 +39,7 @@ ENVIRONMENT_VARIABLES = {
     "GOALTRACK_WEBSITE_ID": "website_id",
     "GOALTRACK_MODE": "mode",
     "GOALTRACK_OUTBOX": "outbox",
+    "GOALTRACK_DEBUG": "debug",
 }
 
 
@@ -94,13 +96,14 @@ def configuration_problems(
                     "copy the key again from the provider's dashboard",
                 )
             )
-        if spec.required_key_prefix and not api_key.startswith(spec.required_key_prefix):
+        if spec.key_prefixes and not api_key.startswith(spec.key_prefixes):
             problems.append(
                 Problem(
                     "goaltrack.E005",
                     "error",
-                    f"{spec.name} API keys start with {spec.required_key_prefix!r}",
-                    "check that the key belongs to this provider",
+                    f"a {spec.name} API key starts with "
+                    f"{' or '.join(map(repr, spec.key_prefixes))}; this one does not",
+                    _key_hint(spec, api_key),
                 )
             )
         if api_key.startswith(spec.website_token_prefixes) and not website_id:
@@ -124,13 +127,51 @@ def configuration_problems(
                     "use https://, or http:// only for a local server",
                 )
             )
+        base = api_url_without_goals_path(api_url, spec)
+        if base is not None:
+            problems.append(
+                Problem(
+                    "goaltrack.E007",
+                    "error",
+                    f"api_url {api_url!r} already ends in {spec.goals_path!r}, which goaltrack "
+                    "appends to it (goals would go to .../api/v1/goals/api/v1/goals)",
+                    f"set api_url to the base URL: {base!r}",
+                )
+            )
     return problems
 
 
-def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """GoalTracker arguments from ``GOALTRACK_*`` environment variables (empty ones ignored)."""
+def api_url_without_goals_path(api_url: str, provider: Provider) -> str | None:
+    """*api_url* without the goals path it wrongly ends in; None when it does not end in it."""
+    parts = urlsplit(api_url)
+    path = parts.path.rstrip("/")
+    if not path.endswith(provider.goals_path):
+        return None
+    return urlunsplit(parts._replace(path=path[: -len(provider.goals_path)]))
+
+
+def _key_hint(spec: Provider, api_key: str) -> str:
+    for other in PROVIDERS.values():
+        if other is not spec and other.key_prefixes and api_key.startswith(other.key_prefixes):
+            return (
+                f"this looks like a {other.name} key: set the provider to {other.name!r} "
+                f"(GOALTRACK_PROVIDER / PROVIDER), or use your {spec.name} key"
+            )
+    return f"copy the API key again from your {spec.name} dashboard"
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """GoalTracker arguments from ``GOALTRACK_*`` environment variables (empty ones ignored).
+
+    ``GOALTRACK_DEBUG`` is read as a boolean (1/0, true/false, yes/no, on/off).
+    """
     environ = os.environ if environ is None else environ
-    return {arg: environ[var] for var, arg in ENVIRONMENT_VARIABLES.items() if environ.get(var)}
+    found: dict[str, Any] = {
+        arg: environ[var] for var, arg in ENVIRONMENT_VARIABLES.items() if environ.get(var)
+    }
+    if "debug" in found:
+        found["debug"] = parse_bool("GOALTRACK_DEBUG", found["debug"])
+    return found
 
 
 # -- option values given as strings --------------------------------------------------------------

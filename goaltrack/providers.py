@@ -44,8 +44,8 @@ class Provider:
     accepts_timezone: bool
     website_token_prefixes: tuple[str, ...]
     """Keys with these prefixes are account/workspace tokens: ``website_id`` is then required."""
-    required_key_prefix: str | None
-    """Keys must start with this (the API answers 401 otherwise)."""
+    key_prefixes: tuple[str, ...]
+    """Keys start with one of these (the API answers 401 otherwise); empty: any key."""
     website_query_param: str
     success_statuses: frozenset[int]
     final_statuses: frozenset[int]
@@ -76,7 +76,7 @@ DATAFAST = Provider(
     accepts_description=True,
     accepts_timezone=False,
     website_token_prefixes=("dft_",),
-    required_key_prefix=None,
+    key_prefixes=("df_", "dft_"),
     website_query_param="websiteId",
     success_statuses=frozenset({200, 201}),
     final_statuses=frozenset({400, 401, 403, 404, 422}),
@@ -101,7 +101,7 @@ FAURYA = Provider(
     accepts_description=False,
     accepts_timezone=False,
     website_token_prefixes=(),
-    required_key_prefix=None,
+    key_prefixes=(),
     website_query_param="websiteId",
     success_statuses=frozenset({200, 201}),
     # Faurya's 429 means the account's event quota is used up: retrying cannot help.
@@ -127,7 +127,7 @@ FLOWSERY = Provider(
     accepts_description=False,
     accepts_timezone=True,
     website_token_prefixes=("flow_ws_",),
-    required_key_prefix="flow_",
+    key_prefixes=("flow_",),
     website_query_param="websiteId",
     success_statuses=frozenset({200, 201}),
     final_statuses=frozenset({400, 401, 403, 404, 422}),

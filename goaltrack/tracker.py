@@ -38,6 +38,7 @@ from goaltrack.transports.base import (
     DeliverySetup,
     DropHook,
     FailureHook,
+    describe,
     use_process_delivery_setup,
 )
 
@@ -102,8 +103,14 @@ class TrackerOptions:
     on_delivery: DeliveryHook | None = None
     on_failure: FailureHook | None = None
     on_drop: DropHook | None = None
+    debug: bool = False
+    """Log each goal as tracked and as it settles (name, visitor id, metadata, HTTP status;
+    never the key) at DEBUG level on the ``goaltrack`` logger, which this sets to DEBUG; with
+    no logging configured at all, the lines go to stderr."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.debug, bool):
+            raise InvalidConfiguration(f"debug must be True or False, not {self.debug!r}")
         if self.mode not in ("background", "sync", "disabled", "celery"):
             raise InvalidConfiguration(
                 f"mode must be 'background', 'sync', 'disabled' or 'celery', not {self.mode!r}"
@@ -179,7 +186,9 @@ class GoalTracker:
             if p.level == "error"
         ]
         if errors:
-            raise InvalidConfiguration("; ".join(f"{p.message} ({p.id})" for p in errors))
+            raise InvalidConfiguration(
+                "; ".join(f"{p.message} ({p.id}; fix: {p.hint})" for p in errors)
+            )
         self.provider = get_provider(provider)
         self.api_url = (api_url or self.provider.default_api_url).rstrip("/")
         self.website_id = website_id
@@ -189,10 +198,14 @@ class GoalTracker:
                 "goaltrack: no API key for %s; goals are validated but not sent",
                 self.provider.name,
             )
+        self._debug = self.options.debug
+        if self._debug:
+            show_debug_log()
         self._settlement = Settlement(
             on_delivery=self.options.on_delivery,
             on_failure=self.options.on_failure,
             on_drop=self.options.on_drop,
+            debug=self._debug,
         )
         opts = self.options
         self._retry = RetryPolicy(
@@ -305,18 +318,32 @@ class GoalTracker:
     def track(
         self,
         name: str,
+        metadata: Mapping[str, MetadataValue] | None = None,
         *,
         visitor_id: str | None = None,
         session_id: str | None = None,
-        metadata: Mapping[str, MetadataValue] | None = None,
         description: str | None = None,
         timezone: str | None = None,
-    ) -> None:
-        """Validate the goal now and queue it for delivery; return without waiting.
+    ) -> bool:
+        """Validate goal *name* now and hand it over for delivery; never waits for the network.
 
-        Raises :class:`~goaltrack.InvalidGoal` if the provider would refuse the goal. Never
-        raises because the API is slow, down or wrong: see ``stats`` and the hooks for that.
+        ``track("signup", {"plan": "pro"}, visitor_id=...)``: the name and the metadata may be
+        given by position, everything else by keyword. Returns True when the goal was accepted
+        for delivery (queued in memory, committed to the outbox, published to Celery; in
+        ``sync`` mode: delivered), False when it will not be sent (``before_send`` filtered it
+        out, the queue is full, the tracker is closed or disabled; in ``sync`` mode: the API
+        refused it or never answered).
+        A goal accepted may still fail later: the hooks, ``stats`` and the log say so.
+
+        Raises :class:`~goaltrack.InvalidGoal` if the provider would refuse the goal, and
+        TypeError for metadata that is not a mapping (a visitor id given by position).
         """
+        if isinstance(metadata, str):
+            raise TypeError(
+                "track(name, metadata, *, visitor_id=...): the second argument is the metadata "
+                "mapping, not a str; pass a visitor id by keyword: "
+                "track(name, visitor_id='...')"
+            )
         goal = Goal.create(
             self.provider,
             name,
@@ -327,28 +354,42 @@ class GoalTracker:
             timezone=timezone,
             truncate_metadata=self.options.truncate_metadata,
         )
-        self.submit(goal)
+        return self.submit(goal)
 
     def track_visitor(
         self,
         visitor: Visitor | None,
         name: str,
-        *,
         metadata: Mapping[str, MetadataValue] | None = None,
+        *,
         description: str | None = None,
         timezone: str | None = None,
     ) -> bool:
         """Track for the visitor read from a request's cookies; the adapters' entry point.
 
-        With no visitor to attribute the goal to (a cookieless visitor of a provider that
-        needs one) the goal is still validated, so a bad name raises, but nothing is sent and
-        False is returned.
+        *visitor* is what :func:`~goaltrack.visitor_from_cookies` returned: a
+        :class:`~goaltrack.Visitor`, or None for a visitor without the provider's cookie. Then
+        (for a provider that needs a visitor) the goal is still validated, so a bad name
+        raises, but nothing is sent and False is returned. Otherwise returns what
+        :meth:`track` returns. A visitor id string is a TypeError: that is
+        ``track(name, visitor_id=...)``.
         """
         provider = self.provider
         if visitor is None:
             visitor_id = session_id = None
-        else:
+        elif type(visitor) is Visitor or (isinstance(visitor, tuple) and len(visitor) == 2):
             visitor_id, session_id = visitor
+        else:
+            raise TypeError(
+                "track_visitor(visitor, name, ...) takes the Visitor that "
+                "visitor_from_cookies() returns (or None), not a "
+                f"{type(visitor).__name__}; for a visitor id you already have, call "
+                "track(name, visitor_id='...')"
+            )
+        if isinstance(metadata, str):
+            raise TypeError(
+                "track_visitor(visitor, name, metadata): metadata is a mapping, not a str"
+            )
         goal = create_goal(
             provider,
             name,
@@ -363,13 +404,15 @@ class GoalTracker:
         if visitor_id is None and provider.visitor_required:
             logger.debug("goaltrack: no %s visitor cookie; %r not sent", provider.name, name)
             return False
-        if _captures or self._before_send is not None:
-            return self.submit(goal)
-        return self._transport.submit(goal)
+        return self.submit(goal)
 
     def submit(self, goal: Goal) -> bool:
         """Hand an already validated goal to ``before_send``, then the transport (or an active
-        capture). False when it was filtered out or dropped."""
+        capture).
+
+        Returns what :meth:`track` returns: False when it was filtered out or dropped; True
+        while ``capture_goals()`` is active.
+        """
         if self._before_send is not None:
             kept = self._run_before_send(goal)
             if kept is None:
@@ -379,6 +422,8 @@ class GoalTracker:
             for captured in _captures:
                 captured.append(goal)
             return True
+        if self._debug:
+            logger.debug("goaltrack debug: tracked %s (mode %s)", describe(goal), self.mode)
         return self._transport.submit(goal)
 
     def _run_before_send(self, goal: Goal) -> Goal | None:
@@ -425,9 +470,13 @@ class GoalTracker:
     # -- delivery control ---------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every goal tracked before the call was delivered or finally failed.
+        """Wait until nothing tracked before the call is pending, for at most *timeout* seconds.
 
-        Returns False if *timeout* seconds passed first.
+        True means every such goal has settled: delivered, finally failed (refused by the API,
+        or given up) or dropped. It does not mean delivered: a goal the API answered with a 404
+        is settled too. False means *timeout* passed first, with goals still queued, retrying
+        or in flight. Failures are reported by the ``on_failure`` / ``on_drop`` hooks, the
+        ``stats`` counters (``failed``, ``dropped``) and the ``goaltrack`` logger.
         """
         return self._transport.flush(timeout)
 
@@ -472,6 +521,20 @@ class GoalTracker:
         )
 
 
+def show_debug_log() -> None:
+    """Make the ``goaltrack`` logger's DEBUG lines visible: its level, and stderr if need be.
+
+    Where the application configured logging (any handler on the way to the root logger), the
+    lines go there; otherwise Python would show only warnings, so a stderr handler is added.
+    """
+    if logger.getEffectiveLevel() > logging.DEBUG:
+        logger.setLevel(logging.DEBUG)
+    if not logger.hasHandlers():
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+
+
 #: Lists that ``goaltrack.testing.capture_goals()`` collects goals into, instead of sending them.
 _captures: list[list[Goal]] = []
 
@@ -514,19 +577,19 @@ use_process_delivery_setup(lambda: get_tracker()._delivery_setup())
 
 def track(
     name: str,
+    metadata: Mapping[str, MetadataValue] | None = None,
     *,
     visitor_id: str | None = None,
     session_id: str | None = None,
-    metadata: Mapping[str, MetadataValue] | None = None,
     description: str | None = None,
     timezone: str | None = None,
-) -> None:
+) -> bool:
     """:meth:`GoalTracker.track` on the process-wide tracker."""
-    get_tracker().track(
+    return get_tracker().track(
         name,
+        metadata,
         visitor_id=visitor_id,
         session_id=session_id,
-        metadata=metadata,
         description=description,
         timezone=timezone,
     )

@@ -52,6 +52,35 @@ def test_problems(setting: Any, expected: list[str]) -> None:
     assert ids(setting) == expected
 
 
+@pytest.mark.parametrize(
+    ("name", "message", "hint"),
+    [
+        ("GOALTRAK", "settings.GOALTRAK is not read by goaltrack: did you mean GOALTRACK?", ""),
+        ("GOAL_TRACK", "did you mean GOALTRACK?", "rename GOAL_TRACK to GOALTRACK"),
+        ("GOALTRACKER", "did you mean GOALTRACK?", ""),
+        ("GOALTRACK_API_KEY", "settings.GOALTRACK_API_KEY is not read", '{"API_KEY": ...}'),
+    ],
+)
+def test_a_setting_that_looks_like_goaltrack_is_reported(
+    name: str, message: str, hint: str
+) -> None:
+    with override_settings(**{name: {"API_KEY": "df_x"}}), override_settings(GOALTRACK={}):
+        messages = check_settings()
+    lookalikes = [m for m in messages if m.id == "goaltrack.W101"]
+    assert len(lookalikes) == 1
+    assert isinstance(lookalikes[0], Warning)
+    assert message in lookalikes[0].msg
+    assert hint in (lookalikes[0].hint or "")
+    assert "df_x" not in lookalikes[0].msg + (lookalikes[0].hint or "")
+    # The key in the misspelled setting was not read: the real one still lacks it.
+    assert "goaltrack.W001" in [m.id for m in messages]
+
+
+def test_settings_unlike_goaltrack_are_left_alone() -> None:
+    with override_settings(GOALS={"x": 1}, TRACKING=True, GOALTRACK={"API_KEY": "df_x"}):
+        assert [m.id for m in check_settings()] == []
+
+
 def test_a_misspelled_key_gets_a_hint() -> None:
     with override_settings(GOALTRACK={"API_KEY": "df_x", "APIKEY": "df_y", "WEBSIT_ID": "w"}):
         messages = check_settings()

@@ -362,8 +362,8 @@ def test_full_queue_drops_new_goals_counted_and_reported(
     visitor = fake_api.add_pageview("datafast")
     fake_api.set_faults(latency_ms=300)
     with caplog.at_level(logging.WARNING, logger="goaltrack"):
-        for i in range(20):
-            tracker.track("burst", visitor_id=visitor, metadata={"n": i})
+        accepted = [tracker.track("burst", {"n": i}, visitor_id=visitor) for i in range(20)]
+    assert accepted == [True] * 5 + [False] * 15  # track() says which ones were dropped
     assert tracker.stats.queued == 5
     assert tracker.stats.dropped == 15
     assert next(g.metadata for g, _ in recorder.dropped) == {"n": "5"}
@@ -401,7 +401,7 @@ def test_close_drops_what_is_left_and_refuses_new_goals(
     finally:
         fake_api.start()
     assert tracker.stats.dropped == 1
-    tracker.track("after_close", visitor_id="a3ab2331-989f-4cfa-91c6-2461c9e3c6bd")
+    assert tracker.track("after_close", visitor_id="a3ab2331-989f-4cfa-91c6-2461c9e3c6bd") is False
     assert tracker.stats.dropped == 2
     assert [reason for _, reason in recorder.dropped] == [
         "the tracker closed before it was delivered",
@@ -464,9 +464,36 @@ def test_sync_mode_delivers_before_track_returns(
 ) -> None:
     tracker = make_tracker(mode="sync")
     fake_api.set_faults(fail_next=1, fail_status=502)
-    tracker.track("sync_goal", visitor_id=fake_api.add_pageview("datafast"))
+    assert tracker.track("sync_goal", visitor_id=fake_api.add_pageview("datafast")) is True
     assert [g["name"] for g in fake_api.goals] == ["sync_goal"]
     assert (tracker.stats.delivered, tracker.stats.retried) == (1, 1)
+
+
+def test_sync_mode_track_returns_false_when_the_goal_was_not_delivered(
+    fake_api: FakeAPIServer, make_tracker: Callable[..., GoalTracker]
+) -> None:
+    recorder = Recorder()
+    tracker = make_tracker(mode="sync", **recorder.hooks())
+    unknown_visitor = "c3ab2331-989f-4cfa-91c6-2461c9e3c6bd"  # no pageview: 404, final
+    assert tracker.track("sync_goal", visitor_id=unknown_visitor) is False
+    assert [r.status for _, r in recorder.failed] == [404]
+    assert tracker.track_visitor(goaltrack.Visitor(unknown_visitor, None), "again") is False
+    fake_api.set_faults(fail_next=50, fail_status=503)
+    impatient = make_tracker(mode="sync", sync_deadline=0.3)
+    assert impatient.track("down", visitor_id=fake_api.add_pageview("datafast")) is False
+    assert impatient.stats.failed == 1
+
+
+def test_flush_true_means_settled_not_delivered(
+    fake_api: FakeAPIServer, make_tracker: Callable[..., GoalTracker]
+) -> None:
+    recorder = Recorder()
+    tracker = make_tracker(**recorder.hooks())
+    # Accepted for delivery (True), then refused by the API (no pageview: 404).
+    assert tracker.track("signup", visitor_id="d3ab2331-989f-4cfa-91c6-2461c9e3c6bd") is True
+    assert tracker.flush(10) is True  # nothing pending any more ...
+    assert (tracker.stats.delivered, tracker.stats.failed, tracker.stats.pending) == (0, 1, 0)
+    assert [r.status for _, r in recorder.failed] == [404]  # ... and this is how to learn it
 
 
 def test_disabled_without_key_validates_but_sends_nothing(
@@ -476,7 +503,8 @@ def test_disabled_without_key_validates_but_sends_nothing(
         tracker = GoalTracker(None, api_url=fake_api.api_url("datafast"))
     assert tracker.mode == "disabled"
     assert "no API key" in caplog.text
-    tracker.track("signup", visitor_id="a3ab2331-989f-4cfa-91c6-2461c9e3c6bd")
+    # False: validated, and nothing will be sent.
+    assert tracker.track("signup", visitor_id="a3ab2331-989f-4cfa-91c6-2461c9e3c6bd") is False
     with pytest.raises(InvalidGoal):
         tracker.track("identify", visitor_id="a3ab2331-989f-4cfa-91c6-2461c9e3c6bd")
     assert tracker.flush(1)
@@ -497,6 +525,34 @@ def test_track_visitor_skips_cookieless_visitors_but_still_validates(
     assert len(fake_api.goals) == 1
 
 
+def test_track_visitor_given_a_visitor_id_string_says_to_use_track() -> None:
+    tracker = GoalTracker(KEY, mode="disabled")
+    with pytest.raises(TypeError, match=r"not a str; .*call track\(name, visitor_id='...'\)"):
+        tracker.track_visitor("a3ab2331-989f-4cfa-91c6-2461c9e3c6bd", "signup")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="takes the Visitor that visitor_from_cookies"):
+        tracker.track_visitor(["a3ab2331-989f-4cfa-91c6-2461c9e3c6bd"], "signup")  # type: ignore[arg-type]
+
+
+def test_track_takes_name_and_metadata_by_position_and_a_visitor_only_by_keyword(
+    fake_api: FakeAPIServer, make_tracker: Callable[..., GoalTracker]
+) -> None:
+    tracker = make_tracker()
+    visitor = fake_api.add_pageview("datafast")
+    with pytest.raises(TypeError, match=r"pass a visitor id by keyword: track\(name, visitor_id="):
+        tracker.track("signup", visitor)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="positional"):
+        tracker.track("signup", {"plan": "pro"}, visitor)  # type: ignore[misc]
+    assert tracker.track("signup", {"plan": "pro"}, visitor_id=visitor) is True
+    assert tracker.track("trial", metadata={"days": 14}, visitor_id=visitor) is True
+    assert tracker.track_visitor(goaltrack.Visitor(visitor, None), "paid", {"plan": "pro"})
+    assert tracker.flush(10)
+    assert sorted((g["name"], g["metadata"]) for g in fake_api.goals) == [
+        ("paid", {"plan": "pro"}),
+        ("signup", {"plan": "pro"}),
+        ("trial", {"days": "14"}),
+    ]
+
+
 # -- configuration ------------------------------------------------------------------------------
 
 
@@ -506,7 +562,27 @@ def test_track_visitor_skips_cookieless_visitors_but_still_validates(
         ({"provider": "plausible"}, "unknown provider 'plausible'"),
         ({"api_url": "http://api.example.com"}, "plain http to a non-loopback host"),
         ({"api_key": "dft_token"}, "needs a website id"),
-        ({"provider": "flowsery", "api_key": "df_key"}, "flowsery API keys start with 'flow_'"),
+        ({"provider": "flowsery", "api_key": "df_key"}, "flowsery API key starts with 'flow_'"),
+        (
+            {"api_key": "pk_live_123"},
+            r"datafast API key starts with 'df_' or 'dft_'; this one does not .*E005",
+        ),
+        (
+            {"api_key": "flow_key"},
+            r"looks like a flowsery key: set the provider to 'flowsery'",
+        ),
+        (
+            {"api_url": "https://datafa.st/api/v1/goals"},
+            r"already ends in '/api/v1/goals'.*set api_url to the base URL: 'https://datafa.st'",
+        ),
+        (
+            {
+                "provider": "flowsery",
+                "api_key": "flow_key",
+                "api_url": "https://analytics.flowsery.com/analytics/api/v1/goals/",
+            },
+            r"base URL: 'https://analytics.flowsery.com/analytics'",
+        ),
         ({"provider": "flowsery", "api_key": "flow_ws_token"}, "needs a website id"),
         ({"mode": "eventually"}, "mode must be"),
         ({"max_queue_size": 0}, "max_queue_size must be at least 1"),

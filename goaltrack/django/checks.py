@@ -2,16 +2,20 @@
 
 The account checks are the core's (:func:`goaltrack.configuration_problems`, same ids); this
 module adds the Django-only ones: ``goaltrack.E100`` the setting is not a dict,
-``goaltrack.W100`` an unknown (probably misspelled) key, ``goaltrack.E101`` an option with a bad
-value, ``goaltrack.E102`` a bad ``AUTH_GOALS`` entry.
+``goaltrack.W100`` an unknown (probably misspelled) key, ``goaltrack.W101`` a setting whose name
+is close to ``GOALTRACK`` (``GOALTRAK``, ``GOAL_TRACK``) or starts with ``GOALTRACK_`` (Flask's
+spelling), which goaltrack does not read, ``goaltrack.E101`` an option with a bad value,
+``goaltrack.E102`` a bad ``AUTH_GOALS`` entry.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from typing import Any
 
 from django.apps import AppConfig
+from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 
 from goaltrack.adapter import precheck_goal_name
@@ -37,7 +41,7 @@ def check_settings(
                 id="goaltrack.E100",
             )
         ]
-    messages: list[CheckMessage] = []
+    messages: list[CheckMessage] = _lookalike_settings()
     for key, close in goaltrack_settings.unknown_keys().items():
         messages.append(
             Warning(
@@ -64,6 +68,35 @@ def check_settings(
             )
         )
     messages.extend(_auth_goal_problems())
+    return messages
+
+
+def _lookalike_settings() -> list[CheckMessage]:
+    """Settings that were meant to be ``GOALTRACK`` but are not read: a misspelling, or one
+    ``GOALTRACK_<KEY>`` setting per option (the environment's and Flask's spelling)."""
+    names = [name for name in dir(settings) if name.isupper() and name != "GOALTRACK"]
+    messages: list[CheckMessage] = []
+    for name in names:
+        if name.startswith("GOALTRACK_"):
+            key = name.removeprefix("GOALTRACK_")
+            messages.append(
+                Warning(
+                    f"settings.{name} is not read by goaltrack",
+                    hint=f'put it in the GOALTRACK dict: GOALTRACK = {{"{key}": ...}} (or set '
+                    f"the {name} environment variable)",
+                    obj=f"settings.{name}",
+                    id="goaltrack.W101",
+                )
+            )
+        elif difflib.get_close_matches(name, ["GOALTRACK"], n=1, cutoff=0.8):
+            messages.append(
+                Warning(
+                    f"settings.{name} is not read by goaltrack: did you mean GOALTRACK?",
+                    hint=f"rename {name} to GOALTRACK",
+                    obj=f"settings.{name}",
+                    id="goaltrack.W101",
+                )
+            )
     return messages
 
 

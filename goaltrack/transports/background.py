@@ -303,7 +303,7 @@ class BackgroundTransport:
                 if self._breaker.would_admit(now):
                     self._cond.notify()
         if kept:
-            self._settlement.count("retried")
+            self._settlement.retrying(item.goal, result, verdict.retry_in or 0.0)
             return
         if verdict.retry_in is not None:
             self._settlement.dropped(item.goal, "the tracker closed before it was delivered")

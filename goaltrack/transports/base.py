@@ -31,6 +31,7 @@ __all__ = [
     "Settlement",
     "Stats",
     "Transport",
+    "describe",
     "exiting",
     "forget_at_exit",
     "process_delivery_setup",
@@ -72,7 +73,9 @@ class Transport(Protocol):
     """How goals leave the process. Small on purpose: see ``goaltrack/transports/``."""
 
     def submit(self, goal: Goal) -> bool:
-        """Take a validated goal; return at once. False when it was dropped instead."""
+        """Take a validated goal; True when it is accepted for delivery, False when it will
+        not be sent (dropped, or disabled). A transport that delivers inline returns whether
+        it was delivered."""
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every goal submitted before the call is delivered or finally failed."""
@@ -127,10 +130,15 @@ class Settlement:
         on_delivery: DeliveryHook | None = None,
         on_failure: FailureHook | None = None,
         on_drop: DropHook | None = None,
+        debug: bool = False,
     ) -> None:
         self.on_delivery = on_delivery
         self.on_failure = on_failure
         self.on_drop = on_drop
+        self.debug = debug
+        """Log each goal's retries and outcome with its visitor, metadata and status."""
+        self.log_failures = True
+        """False where the caller reports each final failure itself (``goaltrack send``)."""
         self._lock = threading.Lock()
         self._counts = {
             "queued": 0,
@@ -146,9 +154,14 @@ class Settlement:
 
     def fresh(self) -> Settlement:
         """Zeroed counters and a new lock, same hooks (for a forked child)."""
-        return Settlement(
-            on_delivery=self.on_delivery, on_failure=self.on_failure, on_drop=self.on_drop
+        fresh = Settlement(
+            on_delivery=self.on_delivery,
+            on_failure=self.on_failure,
+            on_drop=self.on_drop,
+            debug=self.debug,
         )
+        fresh.log_failures = self.log_failures
+        return fresh
 
     def snapshot(self, *, pending: int = 0, queued: int = 0) -> Stats:
         """The counters; *queued* adds what a transport counted under its own lock."""
@@ -161,23 +174,41 @@ class Settlement:
         with self._lock:
             self._counts[name] += amount
 
+    def retrying(self, goal: Goal, result: DeliveryResult, delay: float) -> None:
+        """A transient failure of *goal*: it is tried again in *delay* seconds."""
+        self.count("retried")
+        if self.debug:
+            logger.debug(
+                "goaltrack debug: retrying %s in %.1f s: %s", describe(goal), delay, result.reason
+            )
+
     def delivered(self, goal: Goal, result: DeliveryResult, *, maybe_duplicate: bool) -> None:
         with self._lock:
             self._counts["delivered"] += 1
             if maybe_duplicate:
                 self._counts["possible_duplicates"] += 1
-        logger.debug("goal %r delivered (%s)", goal.name, result.event_id or result.status)
+        if self.debug:
+            logger.debug(
+                "goaltrack debug: delivered %s: HTTP %s%s",
+                describe(goal),
+                result.status,
+                f", event id {result.event_id}" if result.event_id else "",
+            )
+        else:
+            logger.debug("goal %r delivered (%s)", goal.name, result.event_id or result.status)
         self._call(self.on_delivery, goal, result)
 
     def failed(self, goal: Goal, result: DeliveryResult) -> None:
         self.count("failed")
-        logger.error(
-            "goal %r for visitor %r was not recorded by %s: %s",
-            goal.name,
-            goal.visitor_id,
-            goal.provider.name,
-            result.reason,
-        )
+        if self.log_failures:
+            logger.error(
+                "goal %r for visitor %r was not recorded by %s: %s%s",
+                goal.name,
+                goal.visitor_id,
+                goal.provider.name,
+                result.reason,
+                f" (metadata {dict(goal.metadata or {})!r})" if self.debug else "",
+            )
         self._call(self.on_failure, goal, result)
 
     def dropped(self, goal: Goal, reason: str) -> None:
@@ -197,6 +228,8 @@ class Settlement:
                 goal.name,
                 reason,
             )
+        if self.debug:
+            logger.debug("goaltrack debug: dropped %s: %s", describe(goal), reason)
         self._call(self.on_drop, goal, reason)
 
     def _call(self, hook: Callable[..., object] | None, *args: object) -> None:
@@ -207,6 +240,15 @@ class Settlement:
         except Exception:
             # A user's hook must never kill the worker or lose the next goal.
             logger.exception("goaltrack hook %r raised", getattr(hook, "__name__", hook))
+
+
+def describe(goal: Goal) -> str:
+    """A goal for the debug log: provider, name, visitor, session and metadata (no key)."""
+    session = f" session {goal.session_id!r}" if goal.session_id is not None else ""
+    return (
+        f"{goal.provider.name} goal {goal.name!r} for visitor {goal.visitor_id!r}{session} "
+        f"metadata {dict(goal.metadata or {})!r}"
+    )
 
 
 # -- process events: fork, interpreter exit, SIGTERM -------------------------------------------

@@ -235,7 +235,7 @@ def deliver_goal(
             mark_prefix=f"{socket.gethostname()}:{os.getpid()}:",
         )
     if verdict.retry_in is not None:
-        settlement.count("retried")
+        settlement.retrying(goal, result, verdict.retry_in)
         raise _retry(self, message, retries, verdict.retry_in)
     if verdict.final is not None:
         settlement.failed(goal, verdict.final)

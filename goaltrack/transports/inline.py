@@ -23,7 +23,10 @@ logger = logging.getLogger("goaltrack")
 
 
 class SyncTransport:
-    """Deliver each goal before ``submit`` returns, retrying within ``sync_deadline`` seconds."""
+    """Deliver each goal before ``submit`` returns, retrying within ``sync_deadline`` seconds.
+
+    ``submit`` returns True when the goal was delivered, False when it finally failed.
+    """
 
     def __init__(
         self,
@@ -57,13 +60,13 @@ class SyncTransport:
             if result.outcome is Outcome.RETRY:
                 delay = self._retry.delay_before_retry(attempts, result)
                 if delay is not None and time.monotonic() + delay < deadline:
-                    self._settlement.count("retried")
+                    self._settlement.retrying(goal, result, delay)
                     may_have_arrived = may_have_arrived or result.may_have_arrived
                     time.sleep(delay)  # backoff between attempts: this mode blocks by design
                     continue
                 result = self._retry.gave_up(attempts, result)
             self._settlement.failed(goal, result)
-            return True
+            return False
 
     def _client(self) -> HttpPoster:
         with self._lock:
@@ -87,14 +90,17 @@ class SyncTransport:
 
 
 class DisabledTransport:
-    """Send nothing: goals are validated as usual, logged at debug level, and forgotten."""
+    """Send nothing: goals are validated as usual, logged at debug level, and forgotten.
+
+    ``submit`` returns False: nothing will be sent.
+    """
 
     def __init__(self, settlement: Settlement) -> None:
         self._settlement = settlement
 
     def submit(self, goal: Goal) -> bool:
         logger.debug("goaltrack is disabled; not sending %r", goal)
-        return True
+        return False
 
     def flush(self, timeout: float | None = None) -> bool:
         return True

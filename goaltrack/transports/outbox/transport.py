@@ -394,7 +394,7 @@ class OutboxTransport:
                 final = verdict.final
                 self._store.dead_letter(claim.id, attempts, final.status, final.reason, now)
         if verdict.retry_in is not None:
-            self._settlement.count("retried")
+            self._settlement.retrying(claim.goal, result, verdict.retry_in)
         elif verdict.final is None:
             self._settlement.delivered(claim.goal, result, maybe_duplicate=claim.may_have_arrived)
         else:
