@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from goaltrack import commands, fakeapi
+from goaltrack import __version__, commands, fakeapi
 from goaltrack.commands import CHECK_FLAGS, OUTBOX_FLAGS, SEND_FLAGS, CommandFailed
 from goaltrack.config import configuration_problems, settings_from_env
 from goaltrack.providers import PROVIDERS
@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="goaltrack", description="Server-side goals for DataFast, Faurya and Flowsery."
     )
+    parser.add_argument("--version", action="version", version=f"goaltrack {__version__}")
     subcommands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     send = subcommands.add_parser("send", help="send one goal now and say what the API answered")

@@ -253,6 +253,7 @@ def send(
         tracker = GoalTracker(**options)
     except (InvalidConfiguration, TypeError, ValueError) as exc:
         raise CommandFailed(f"invalid {source.name}: {exc}", 2) from None
+    tracker._settlement.log_failures = False  # the CommandFailed below says it, once
     with tracker:
         try:
             goal = Goal.create(

@@ -538,7 +538,8 @@ def probe(endpoint: Endpoint, http: HttpPoster) -> tuple[bool, str]:
     if status in (400, 422):
         return (
             True,
-            f"{endpoint.url} is reachable and accepted the key (HTTP {status} for a test goal)",
+            f"{endpoint.url} is reachable and accepted the key; it refused the empty test goal "
+            f"(HTTP {status}), as it should, so nothing was recorded",
         )
     if status in (401, 403):
         return (

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
 
 import pytest
+
+import goaltrack
 
 from goaltrack.testing.server import FakeAPIServer
 
@@ -57,8 +60,11 @@ def test_send_reports_a_final_failure_with_exit_1(fake_api: FakeAPIServer) -> No
         env={"GOALTRACK_API_KEY": KEY},
     )
     assert result.returncode == 1
-    assert "HTTP 404" in result.stderr
-    assert KEY not in result.stdout + result.stderr
+    assert result.stdout == ""
+    # Said once, by the command: not also by the goaltrack logger.
+    assert result.stderr == (
+        "error: not delivered to datafast: HTTP 404: visitor has no pageviews on this website\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -78,9 +84,21 @@ def test_check_passes_for_a_good_configuration(fake_api: FakeAPIServer) -> None:
     env = {"GOALTRACK_API_KEY": KEY, "GOALTRACK_API_URL": fake_api.api_url("datafast")}
     result = goaltrack_cli("check", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "accepted the key" in result.stdout
+    url = fake_api.api_url("datafast") + "/api/v1/goals"
+    assert (
+        f"  OK: {url} is reachable and accepted the key; it refused the empty test goal "
+        "(HTTP 400), as it should, so nothing was recorded\n"
+    ) in result.stdout
+    assert result.stdout.endswith("goaltrack is ready to deliver goals\n")
     assert KEY not in result.stdout
     assert fake_api.goals == []  # the check records nothing
+
+
+def test_version_is_the_installed_distributions() -> None:
+    result = goaltrack_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"goaltrack {importlib.metadata.version('goaltrack')}\n"
+    assert goaltrack.__version__ == importlib.metadata.version("goaltrack")
 
 
 def test_check_fails_for_a_refused_key(fake_api: FakeAPIServer) -> None:
