@@ -74,7 +74,11 @@ def main() -> int:
                 f"{goal['provider']:<10} {goal['name']:<20} {goal['visitor_id'] or '-':<38} "
                 f"{goal['metadata']}"
             )
-        print(f"\nreceived-goals page (while running): {url}/_fake/")
+        print(
+            "\nThe fake API stopped with this demo. To try one by hand: goaltrack fake-api "
+            "--port 8765 (it prints how to get a visitor id and send a goal), then open "
+            "http://127.0.0.1:8765/_fake/"
+        )
         return 0 if len(goals) == 4 else 1
     finally:
         process.terminate()

@@ -396,9 +396,12 @@ class RequestGoals(VisitorSource):
     ) -> bool:
         """Queue goal *name* for this request's visitor; never waits for the network.
 
-        Raises :class:`~goaltrack.InvalidGoal` for a goal the provider would refuse, even when
-        nothing would be sent. Returns False, sending nothing, for a bot and for a visitor
-        without the provider's cookie (when the provider needs one).
+        The same signature as :meth:`GoalTracker.track <goaltrack.GoalTracker.track>`, less the
+        visitor (the request's). Raises :class:`~goaltrack.InvalidGoal` for a goal the provider
+        would refuse, even when nothing would be sent. Returns True when the goal was accepted
+        for delivery (in ``sync`` mode: delivered); False, sending nothing, for a bot, for a
+        visitor without the provider's cookie (when the provider needs one), and when the
+        tracker will not send it (disabled, or the queue is full).
         """
         if (
             metadata is not None

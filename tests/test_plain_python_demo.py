@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,3 +25,6 @@ def test_plain_python_demo_prints_the_goals_the_api_received() -> None:
         "faurya signup",
         "flowsery signup",
     ]
+    # No line points at the demo's fake API, which has stopped: only at one to start by hand.
+    assert re.findall(r"http://127\.0\.0\.1:\d+", result.stdout) == ["http://127.0.0.1:8765"]
+    assert "goaltrack fake-api --port 8765" in lines[-1]

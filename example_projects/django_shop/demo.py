@@ -208,7 +208,7 @@ def run_demo(server: str) -> int:
 
     provider = "datafast"
     with FakeAPIServer() as fake_api, tempfile.TemporaryDirectory() as tmp:
-        print(f"fake {provider} API: {fake_api.url} (see {fake_api.url}/_fake/)")
+        print(f"fake {provider} API: {fake_api.url} (for the length of this demo)")
         env = shop_environment(fake_api.api_url(provider), Path(tmp) / "shop.sqlite3", provider)
         visitor_id = fake_api.add_pageview(provider)  # what the provider's script records
         print(f"visitor {visitor_id} viewed a page")
