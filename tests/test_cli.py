@@ -10,7 +10,6 @@ import sys
 import pytest
 
 import goaltrack
-
 from goaltrack.testing.server import FakeAPIServer
 
 KEY = "df_cli_secret_key"

@@ -267,3 +267,16 @@ def test_importing_without_django_names_the_extra() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
     )
     assert "pip install 'goaltrack[django]'" in result.stdout
+
+
+def test_csrf_exempt_above_or_below_the_decorator_still_exempts(
+    api: FakeAPIServer, visitor_id: str, settings: Any
+) -> None:
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "django.middleware.csrf.CsrfViewMiddleware"]
+    client = Client(enforce_csrf_checks=True, HTTP_USER_AGENT=BROWSER_UA)
+    client.cookies["datafast_visitor_id"] = visitor_id
+    assert client.post("/csrf-exempt-outer/").status_code == 200
+    assert client.post("/csrf-exempt-inner/").status_code == 200
+    assert client.post("/decorated/").status_code == 403  # not exempt: refused, not tracked
+    assert get_tracker().flush(10)
+    assert sorted(goal["name"] for goal in api.goals) == ["webhook_inner", "webhook_outer"]

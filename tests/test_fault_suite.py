@@ -12,7 +12,7 @@
 - An outage longer than the in-memory cap: with the outbox nothing is lost and RSS stays flat;
   without it the drop count is exact and logged.
 
-Each scenario prints its row of the README's reliability table (``pytest -s`` shows them).
+Each scenario prints its row of docs/reliability.md's fault table (``pytest -s`` shows them).
 """
 
 from __future__ import annotations

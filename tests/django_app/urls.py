@@ -12,6 +12,8 @@ urlpatterns = [
     path("helper-bad-name/", views.helper_bad_name),
     path("decorated/", views.decorated),
     path("decorated-async/", views.decorated_async),
+    path("csrf-exempt-outer/", views.csrf_exempt_outer),
+    path("csrf-exempt-inner/", views.csrf_exempt_inner),
     path("decorated-raises/", views.decorated_raises),
     path("decorated-literal-metadata/", views.decorated_literal_metadata),
     path("decorated-bad-metadata/", views.decorated_bad_metadata),

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils.decorators import method_decorator
 from django.views import View
+from django.views.decorators.csrf import csrf_exempt
 
 from goaltrack.django import current_visitor, track_goal
 from tests.django_app.models import Signup
@@ -41,6 +42,18 @@ def purchase_metadata(request: HttpRequest, response: HttpResponse) -> dict[str,
 @track_goal("purchase", metadata=purchase_metadata)
 def decorated(request: HttpRequest) -> HttpResponse:
     return HttpResponse("bought", status=_status(request))
+
+
+@csrf_exempt
+@track_goal("webhook_outer")
+def csrf_exempt_outer(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("received")
+
+
+@track_goal("webhook_inner")
+@csrf_exempt
+def csrf_exempt_inner(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("received")
 
 
 @track_goal("purchase", metadata=purchase_metadata)
