@@ -179,7 +179,7 @@ class Settlement:
         self.count("retried")
         if self.debug:
             logger.debug(
-                "goaltrack debug: retrying %s in %.1f s: %s", describe(goal), delay, result.reason
+                "goaltrack debug: retrying %s in %.2f s: %s", describe(goal), delay, result.reason
             )
 
     def delivered(self, goal: Goal, result: DeliveryResult, *, maybe_duplicate: bool) -> None:
