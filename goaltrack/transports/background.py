@@ -43,6 +43,7 @@ from goaltrack.transports.base import (
     exiting,
     forget_at_exit,
     register_for_process_events,
+    threads_are_greenlets,
 )
 
 __all__ = ["BackgroundTransport"]
@@ -179,7 +180,7 @@ class BackgroundTransport:
             self._settlement.dropped(item.goal, "the tracker closed before it was delivered")
             self._mark_settled(item)
         for thread in threads:
-            if thread is not threading.current_thread():
+            if thread is not threading.current_thread() and thread.ident is not None:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 thread.join(remaining)
         http, self._http = self._http, None
@@ -201,11 +202,10 @@ class BackgroundTransport:
             first = threading.Thread(
                 target=self._boot_and_work, name="goaltrack-worker-0", daemon=True
             )
-            try:
-                first.start()
-            except RuntimeError:  # interpreter shutting down
-                return
-            self._threads.append(first)
+            self._threads.append(first)  # claimed: a concurrent submit starts no other
+        if not _start(first):  # interpreter shutting down
+            with self._lock:
+                self._threads.remove(first)
 
     def _boot_and_work(self) -> None:
         _warn_if_threads_cannot_run()
@@ -216,14 +216,13 @@ class BackgroundTransport:
             http = None
         with self._lock:
             self._http = http
-            for index in range(1, self._max_in_flight):
-                thread = threading.Thread(
-                    target=self._work, name=f"goaltrack-worker-{index}", daemon=True
-                )
-                try:
-                    thread.start()
-                except RuntimeError:  # interpreter shutting down: deliver with fewer workers
-                    break
+        for index in range(1, self._max_in_flight):
+            thread = threading.Thread(
+                target=self._work, name=f"goaltrack-worker-{index}", daemon=True
+            )
+            if not _start(thread):  # interpreter shutting down: deliver with fewer workers
+                break
+            with self._lock:
                 self._threads.append(thread)
         self._work()
 
@@ -367,6 +366,17 @@ class BackgroundTransport:
         )
 
 
+def _start(thread: threading.Thread) -> bool:
+    """Start *thread* (never while holding a lock: under gevent, ``start()`` switches to the
+    new greenlet, which takes the transport's lock at once; a lock made before gevent's
+    monkey-patching, as in a gunicorn ``--preload`` master, would then block the process)."""
+    try:
+        thread.start()
+    except RuntimeError:  # interpreter shutting down
+        return False
+    return True
+
+
 _warned_environment = False
 
 
@@ -375,15 +385,29 @@ def _warn_if_threads_cannot_run() -> None:
     if _warned_environment:
         return
     _warned_environment = True
-    uwsgi = sys.modules.get("uwsgi")
-    if uwsgi is not None and not getattr(uwsgi, "opt", {}).get("enable-threads"):
+    if _uwsgi_without_threads():
         logger.warning(
             "goaltrack: uWSGI runs without threads, so goals queue up and are never delivered; "
             "start uWSGI with --enable-threads (or use mode='sync')"
         )
-    gevent_monkey = sys.modules.get("gevent.monkey")
-    if gevent_monkey is not None and gevent_monkey.is_module_patched("threading"):
+    # Greenlet workers deliver well on gevent's cooperative sockets; on blocking ones each
+    # delivery would stop every greenlet of the process until the API answers.
+    monkey = sys.modules.get("gevent.monkey")
+    if threads_are_greenlets() and monkey is not None and not monkey.is_module_patched("socket"):
         logger.warning(
-            "goaltrack: threading is gevent-patched; delivery runs in greenlets and needs the "
-            "hub to yield to them (use mode='sync' if your workers never yield)"
+            "goaltrack: threading is gevent-patched but socket is not, so each delivery blocks "
+            "every greenlet until the API answers; use gevent.monkey.patch_all()"
         )
+
+
+def _uwsgi_without_threads() -> bool:
+    uwsgi = sys.modules.get("uwsgi")
+    if uwsgi is None:
+        return False
+    # uWSGI says whether it runs with threads (2.0.31 always does, with or without
+    # --enable-threads; --threads N implies it); its options are the fallback.
+    has_threads = getattr(uwsgi, "has_threads", None)
+    if has_threads is not None:
+        return not has_threads
+    options = getattr(uwsgi, "opt", {})
+    return not (options.get("enable-threads") or options.get("threads"))

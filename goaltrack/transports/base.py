@@ -12,6 +12,7 @@ import atexit
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -36,6 +37,7 @@ __all__ = [
     "forget_at_exit",
     "process_delivery_setup",
     "register_for_process_events",
+    "threads_are_greenlets",
     "use_process_delivery_setup",
 ]
 
@@ -320,6 +322,18 @@ def _flush_at_sigterm() -> None:
 
 def _on_sigterm(signum: int, frame: object) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if threads_are_greenlets():
+        # Under gevent this handler runs in whichever greenlet was interrupted (one delivering a
+        # goal, or the hub, which must not block): waiting here would hold that goal back for
+        # the whole timeout, or fail. The flush gets a greenlet of its own.
+        import gevent
+
+        gevent.spawn(_flush_then_terminate)
+        return
+    _flush_then_terminate()
+
+
+def _flush_then_terminate() -> None:
     # The flush runs in a thread: this handler interrupts the main thread anywhere, possibly
     # inside a transport's lock, which the flush would then wait for forever.
     timeout = max((t.shutdown_timeout for t in list(_close_at_exit)), default=0.0)
@@ -332,6 +346,12 @@ def _on_sigterm(signum: int, frame: object) -> None:
             timeout,
         )
     os.kill(os.getpid(), signal.SIGTERM)
+
+
+def threads_are_greenlets() -> bool:
+    """True when gevent has monkey-patched ``threading``: goaltrack's threads are greenlets."""
+    monkey = sys.modules.get("gevent.monkey")
+    return monkey is not None and bool(monkey.is_module_patched("threading"))
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -251,7 +251,7 @@ class OutboxTransport:
         with self._cond:
             self._cond.notify_all()
         for thread in list(self._threads):
-            if thread is not threading.current_thread():
+            if thread is not threading.current_thread() and thread.ident is not None:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 thread.join(remaining)
         http, self._http = self._http, None
@@ -273,15 +273,17 @@ class OutboxTransport:
         with self._cond:
             if self._threads or self._closed or sys.is_finalizing() or exiting():
                 return
-            for index in range(self._max_in_flight):
-                thread = threading.Thread(
-                    target=self._work, name=f"goaltrack-outbox-{index}", daemon=True
-                )
-                try:
-                    thread.start()
-                except RuntimeError:  # interpreter shutting down
-                    break
-                self._threads.append(thread)
+            threads = [
+                threading.Thread(target=self._work, name=f"goaltrack-outbox-{index}", daemon=True)
+                for index in range(self._max_in_flight)
+            ]
+            self._threads = threads  # claimed: a concurrent submit starts no others
+        # Started outside the lock: see goaltrack.transports.background._start (gevent).
+        for thread in threads:
+            try:
+                thread.start()
+            except RuntimeError:  # interpreter shutting down
+                break
 
     def _client(self) -> HttpPoster:
         http = self._http
