@@ -1,0 +1,44 @@
+"""A bare process under ``gevent.monkey.patch_all()``: goaltrack's threads are greenlets.
+
+``python -m tests.servers.gevent_script sigterm N``: tracks N goals, prints ``tracked``, then
+sleeps (in the hub) until a SIGTERM, which goaltrack's own handler turns into a flush.
+
+``python -m tests.servers.gevent_script deadline``: tracks one goal with a 0.5 s request
+timeout against an API whose answers trickle, flushes, and prints the flush's result, the
+seconds it took and the tracker's stats as JSON.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import dataclasses  # noqa: E402 - after patching, as gevent requires
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import goaltrack  # noqa: E402
+
+VISITOR = os.environ["SERVERS_VISITOR"]
+
+
+def main(mode: str, count: int = 1) -> None:
+    if mode == "sigterm":
+        tracker = goaltrack.GoalTracker.from_env()
+        for i in range(count):
+            tracker.track("purchase", visitor_id=VISITOR, metadata={"id": str(i)})
+        print("tracked", flush=True)
+        time.sleep(60)  # SIGTERM ends this process long before
+        return
+    tracker = goaltrack.GoalTracker.from_env(timeout=0.5)
+    started = time.monotonic()
+    tracker.track("purchase", visitor_id=VISITOR, metadata={"id": "0"})
+    flushed = tracker.flush(timeout=20)
+    took = time.monotonic() - started
+    stats = dataclasses.asdict(tracker.stats)
+    print(json.dumps({"flushed": flushed, "took": took, **stats}), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], *map(int, sys.argv[2:]))
