@@ -3,17 +3,20 @@
 ``track_goal(request, name, metadata)`` tracks now; ``@track_goal(name)`` tracks after a view
 answers with a status below 400. ``connect_goal(signal, name)`` turns any Django signal into a
 goal. The rules are the core's (:mod:`goaltrack.adapter`); this module is Django's glue: the
-request's state on ``request.goaltrack``, class-based and async views, and ``on_commit``.
+request's state on ``request.goaltrack``, class-based and async views, ``on_commit``, and the
+frameworks built on Django views: Django REST framework's ``Request`` (which wraps Django's) and
+django-ninja's operations (which return data, or ``(status, data)``, instead of a response).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.db import transaction
@@ -40,6 +43,16 @@ __all__ = ["RequestGoals", "connect_goal", "current_visitor", "request_goals", "
 logger = logging.getLogger("goaltrack")
 
 ViewT = TypeVar("ViewT", bound=Callable[..., Any])
+WrapperT = TypeVar("WrapperT", bound=Callable[..., Any])
+
+
+class WrapsHttpRequest(Protocol):
+    """A request that wraps Django's, as Django REST framework's ``Request`` does."""
+
+    @property
+    def _request(self) -> HttpRequest: ...
+
+
 #: Where the per-request state lives on ``HttpRequest`` (also ``request.goaltrack``).
 REQUEST_ATTRIBUTE = "goaltrack"
 
@@ -160,7 +173,7 @@ def request_goals(request: HttpRequest, provider: Provider | None = None) -> Req
 
 @overload
 def track_goal(
-    request: HttpRequest,
+    request: HttpRequest | WrapsHttpRequest,
     name: str,
     metadata: Metadata | None = None,
     *,
@@ -182,7 +195,7 @@ def track_goal(
 
 
 def track_goal(
-    request: HttpRequest | str,
+    request: HttpRequest | WrapsHttpRequest | str,
     name: str | None = None,
     metadata: MetadataArg = None,
     *,
@@ -192,15 +205,19 @@ def track_goal(
 ) -> bool | Callable[[ViewT], ViewT]:
     """Track a goal for the visitor making *request*, or decorate a view to track one.
 
-    ``track_goal(request, "signup", {"plan": "pro"})`` validates the goal (raising
-    :class:`goaltrack.InvalidGoal` for a bad name or metadata) and queues it; it returns True
+    ``track_goal(request, "signup", {"plan": "pro"})``, with Django's request or Django REST
+    framework's, validates the goal (raising :class:`goaltrack.InvalidGoal` for a bad name or
+    metadata) and queues it; it returns True
     when the goal was queued (or will be, at commit), False when there is nobody to attribute it
     to (a cookieless visitor, a bot). It never waits for the network.
 
     ``@track_goal("signup")`` or ``@track_goal("signup", metadata=build)`` decorates a function
     view, a view method (directly or with ``method_decorator``) or a class-based view, sync or
-    async. The goal is tracked after the view returns a response with a status below 400, never
-    when it raises; ``build(request, response)`` (with the arguments it declares) returns the
+    async, a DRF ``APIView`` method or viewset ``@action``, a django-ninja operation. The goal is
+    tracked after the view returns a response with a status below 400 (data, as a django-ninja
+    operation returns it, counts as 200, or as the status of a ``(status, data)`` pair), never
+    when it raises; ``build(request, response)`` (with the arguments it declares, which may also
+    be the view's keyword arguments, such as a URL's ``pk`` or a ninja ``payload``) returns the
     metadata. The name is checked when the decorator is applied; anything failing at request
     time is logged, never breaks the response.
 
@@ -214,13 +231,14 @@ def track_goal(
                 "track_goal(request, name, metadata)"
             )
         return _goal_decorator(GoalSpec(request, metadata, description, timezone, on_commit))
-    if not isinstance(request, HttpRequest):
+    http_request = _http_request(request)
+    if http_request is None:
         raise TypeError(
             f"track_goal() takes an HttpRequest or a goal name first, not {type(request).__name__}"
         )
     if name is None:
         raise TypeError("track_goal(request, name, metadata): the goal name is missing")
-    return request_goals(request).track(
+    return request_goals(http_request).track(
         name,
         metadata,  # type: ignore[arg-type]
         description=description,
@@ -230,33 +248,40 @@ def track_goal(
 
 
 def _goal_decorator(spec: GoalSpec) -> Callable[[ViewT], ViewT]:
-    def track_response(args: tuple[Any, ...], response: object) -> None:
-        status = getattr(response, "status_code", None)
+    def track_response(args: tuple[Any, ...], kwargs: dict[str, Any], response: object) -> None:
+        status = _view_status(response)
         if not is_success(status):
             return
-        request = _find_request(args)
-        if request is None:
+        found = _find_request(args)
+        if found is None:
             logger.error(
                 "goaltrack: @track_goal(%r) found no HttpRequest in the view's arguments",
                 spec.name,
             )
             return
-        spec.track_after_view(lambda: request_goals(request), status, (request, response))
+        request, http_request = found
+        spec.track_after_view(
+            lambda: request_goals(http_request), status, (request, response), kwargs
+        )
 
     def must_leave_event_loop() -> bool:
         # A sync tracker delivers inline, and on_commit needs the database: both block.
         defer = goaltrack_settings.on_commit if spec.on_commit is None else spec.on_commit
         return defer or get_tracker().mode == "sync"
 
-    async def track_response_async(args: tuple[Any, ...], response: object) -> None:
+    async def track_response_async(
+        args: tuple[Any, ...], kwargs: dict[str, Any], response: object
+    ) -> None:
         if must_leave_event_loop():
-            await sync_to_async(track_response)(args, response)
+            await sync_to_async(track_response)(args, kwargs, response)
         else:
-            track_response(args, response)
+            track_response(args, kwargs, response)
 
-    async def await_then_track(args: tuple[Any, ...], pending: Awaitable[Any]) -> Any:
+    async def await_then_track(
+        args: tuple[Any, ...], kwargs: dict[str, Any], pending: Awaitable[Any]
+    ) -> Any:
         response = await pending
-        await track_response_async(args, response)
+        await track_response_async(args, kwargs, response)
         return response
 
     def decorate(view: ViewT) -> ViewT:
@@ -273,31 +298,68 @@ def _goal_decorator(spec: GoalSpec) -> Callable[[ViewT], ViewT]:
             @functools.wraps(view)
             async def async_view(*args: Any, **kwargs: Any) -> Any:
                 response = await view(*args, **kwargs)
-                await track_response_async(args, response)
+                await track_response_async(args, kwargs, response)
                 return response
 
-            return async_view  # type: ignore[return-value]
+            return _with_resolved_signature(async_view, view)  # type: ignore[return-value]
 
         @functools.wraps(view)
         def sync_view(*args: Any, **kwargs: Any) -> Any:
             response = view(*args, **kwargs)
             if inspect.isawaitable(response):
                 # dispatch() of an async class-based view returns its handler's coroutine.
-                return await_then_track(args, response)
-            track_response(args, response)
+                return await_then_track(args, kwargs, response)
+            track_response(args, kwargs, response)
             return response
 
-        return sync_view  # type: ignore[return-value]
+        return _with_resolved_signature(sync_view, view)  # type: ignore[return-value]
 
     return decorate
 
 
-def _find_request(args: tuple[Any, ...]) -> HttpRequest | None:
+def _with_resolved_signature(wrapper: WrapperT, view: Callable[..., Any]) -> WrapperT:
+    """*wrapper*, showing *view*'s signature with its string annotations evaluated.
+
+    django-ninja reads an operation's parameters from its signature, resolving string
+    annotations (``from __future__ import annotations``) in the globals of the function it is
+    given: the wrapper's, here, where the view's schemas are unknown.
+    """
+    # A name imported only for type checkers cannot be evaluated: the text stays, as before.
+    with contextlib.suppress(Exception):
+        wrapper.__signature__ = inspect.signature(view, eval_str=True)  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _find_request(args: tuple[Any, ...]) -> tuple[object, HttpRequest] | None:
+    """The request as the view got it (for ``metadata``), and Django's request it is or wraps."""
     # A function view gets (request, ...), a method (self, request, ...).
     for arg in args[:2]:
-        if isinstance(arg, HttpRequest):
-            return arg
+        http_request = _http_request(arg)
+        if http_request is not None:
+            return arg, http_request
     return None
+
+
+def _http_request(request: object) -> HttpRequest | None:
+    if isinstance(request, HttpRequest):
+        return request
+    # Django REST framework's Request keeps Django's as ``_request`` (and is no HttpRequest).
+    wrapped = getattr(request, "_request", None)
+    return wrapped if isinstance(wrapped, HttpRequest) else None
+
+
+def _view_status(result: object) -> int | None:
+    """The status a view answered with; None when it gave nothing to answer with."""
+    status = getattr(result, "status_code", None)
+    if isinstance(status, int):
+        return status
+    if result is None:
+        return None  # Django turns that into an error
+    # Data, as a django-ninja operation returns it: a (status, data) pair, or data sent as 200
+    # (or as the operation's one declared status: either way below 400).
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], int):
+        return result[0]
+    return 200
 
 
 # -- signals into goals --------------------------------------------------------------------------

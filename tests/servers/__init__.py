@@ -133,6 +133,22 @@ __all__ = [
     "free_port",
     "python_command",
     "serve",
+    "serve_django_apis",
     "server_env",
     "track_requests",
 ]
+
+
+@contextlib.contextmanager
+def serve_django_apis(fake_api: FakeAPIServer, server: str, log: Path) -> Iterator[Running]:
+    """The DRF and django-ninja project (``tests.servers.django_apis``) under *server*."""
+    port = free_port()
+    if server == "gunicorn":
+        command = python_command("gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1")
+        command.append("tests.servers.django_apis.wsgi:application")
+    else:
+        command = python_command("uvicorn", "tests.servers.django_apis.asgi:application")
+        command += ["--host", "127.0.0.1", "--port", str(port), "--lifespan", "off"]
+    env = server_env(fake_api, DJANGO_SETTINGS_MODULE="tests.servers.django_apis.settings")
+    with serve(command, env, log, port=port) as running:
+        yield running
