@@ -207,9 +207,9 @@ def track_goal(
 
     ``track_goal(request, "signup", {"plan": "pro"})``, with Django's request or Django REST
     framework's, validates the goal (raising :class:`goaltrack.InvalidGoal` for a bad name or
-    metadata) and queues it; it returns True
-    when the goal was queued (or will be, at commit), False when there is nobody to attribute it
-    to (a cookieless visitor, a bot). It never waits for the network.
+    metadata) and queues it; it returns True when the goal was queued (or will be, at commit),
+    False when there is nobody to attribute it to (a cookieless visitor, a bot). It never waits
+    for the network.
 
     ``@track_goal("signup")`` or ``@track_goal("signup", metadata=build)`` decorates a function
     view, a view method (directly or with ``method_decorator``) or a class-based view, sync or
