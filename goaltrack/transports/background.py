@@ -390,6 +390,12 @@ def _warn_if_threads_cannot_run() -> None:
             "goaltrack: uWSGI runs without threads, so goals queue up and are never delivered; "
             "start uWSGI with --enable-threads (or use mode='sync')"
         )
+    if _uwsgi_master_forks_without_python_hooks():
+        logger.warning(
+            "goaltrack: delivering from uWSGI's master while it loads the app: its workers, "
+            "forked without Python's fork hooks, would never deliver a goal; start uWSGI with "
+            "--py-call-osafterfork (or --lazy-apps)"
+        )
     # Greenlet workers deliver well on gevent's cooperative sockets; on blocking ones each
     # delivery would stop every greenlet of the process until the API answers.
     monkey = sys.modules.get("gevent.monkey")
@@ -398,6 +404,14 @@ def _warn_if_threads_cannot_run() -> None:
             "goaltrack: threading is gevent-patched but socket is not, so each delivery blocks "
             "every greenlet until the API answers; use gevent.monkey.patch_all()"
         )
+
+
+def _uwsgi_master_forks_without_python_hooks() -> bool:
+    uwsgi = sys.modules.get("uwsgi")
+    if uwsgi is None or getattr(uwsgi, "worker_id", lambda: 1)() != 0:
+        return False  # not under uWSGI, or in a worker already
+    options = getattr(uwsgi, "opt", {})
+    return not any(options.get(name) for name in ("py-call-osafterfork", "lazy-apps", "lazy"))
 
 
 def _uwsgi_without_threads() -> bool:
