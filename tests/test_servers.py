@@ -118,6 +118,35 @@ def test_wsgi_servers_deliver_every_goal_and_flush_at_sigterm(
     assert "goaltrack" not in app.output, app.output
 
 
+@pytest.mark.parametrize("hooks", ["", "--py-call-osafterfork"])
+def test_uwsgi_app_delivering_while_it_loads_in_the_master(
+    fake_api: FakeAPIServer, tmp_path: Path, hooks: str
+) -> None:
+    # uWSGI loads the app in its master, then forks workers without Python's fork hooks unless
+    # asked to: a tracker that delivered in the master stays the master's in each worker.
+    if UWSGI is None:
+        pytest.skip("uWSGI is not installed (pip install uwsgi builds it with a C compiler)")
+    port = free_port()
+    command = wsgi_command(f"uwsgi --die-on-term {hooks}".strip(), port)
+    env = server_env(fake_api, SERVERS_DELIVER_WHILE_LOADING="1")
+    with serve(command, env, tmp_path / "log", port=port) as app:
+        logged = httpx.get(app.url + "/warnings", timeout=5).json()
+        tracked = track_requests(app.url, range(20))
+        if hooks:
+            fake_api.wait_for_goals(1 + 20, timeout=10)
+        app.stop()
+    assert [g["name"] for g in fake_api.goals][:1] == ["warmup"]
+    if hooks:
+        assert logged == []
+        assert delivered_ids(fake_api) == Counter(["None", *tracked])  # the warmup has no id
+    else:
+        assert logged == [
+            "goaltrack: delivering from uWSGI's master while it loads the app: its workers, "
+            "forked without Python's fork hooks, would never deliver a goal; start uWSGI with "
+            "--py-call-osafterfork (or --lazy-apps)"
+        ]
+
+
 # -- a bare process under gevent.monkey.patch_all() ---------------------------------------------
 
 

@@ -3,8 +3,10 @@
 The process-wide tracker is configured when the module is imported (``goaltrack.configure()``
 from the ``GOALTRACK_*`` variables), as an app's settings would: under ``gunicorn --preload``
 and uWSGI (which loads the app before forking its workers) that is in the master process,
-before gevent's monkey-patching of a gevent worker. ``GET /`` answers 200 without tracking;
-``GET /warnings`` lists what goaltrack logged at WARNING or above in this worker.
+before gevent's monkey-patching of a gevent worker. With ``SERVERS_DELIVER_WHILE_LOADING=1``
+one ``warmup`` goal is also delivered then, as an app that tracks while it loads would.
+``GET /`` answers 200 without tracking; ``GET /warnings`` lists what goaltrack logged at WARNING
+or above in this process (and in the master before it forked this worker).
 """
 
 from __future__ import annotations
@@ -30,9 +32,13 @@ class _Remember(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+logging.basicConfig()
 warnings = _Remember()
 logging.getLogger("goaltrack").addHandler(warnings)
 goaltrack.configure()
+if os.environ.get("SERVERS_DELIVER_WHILE_LOADING") == "1":
+    goaltrack.track("warmup", visitor_id=VISITOR)
+    goaltrack.flush(5)
 
 
 def application(environ: dict[str, Any], start_response: Callable[..., object]) -> Iterable[bytes]:
