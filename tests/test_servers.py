@@ -204,6 +204,18 @@ def test_gevent_keeps_the_per_request_deadline(fake_api: FakeAPIServer) -> None:
     assert result["possible_duplicates"] >= 1  # the trickled attempts reached the API
 
 
+def test_gevent_process_forks_without_resending_the_parents_goals(
+    fake_api: FakeAPIServer,
+) -> None:
+    fake_api.set_faults(latency_ms=LATENCY_MS)  # the parent's goals are in flight at the fork
+    script = gevent_script(fake_api, "fork", "20")
+    out, err = script.communicate(timeout=60)
+    assert script.returncode == 0, err
+    assert json.loads(out.splitlines()[-1]) == {"child_status": 0, "parent_flushed": True}
+    expected = [f"{who}-{i}" for who in ("parent", "child") for i in range(20)]
+    assert delivered_ids(fake_api) == Counter(expected)  # each once: none lost, none twice
+
+
 # -- ASGI servers beside uvicorn ----------------------------------------------------------------
 
 

@@ -6,6 +6,10 @@ sleeps (in the hub) until a SIGTERM, which goaltrack's own handler turns into a 
 ``python -m tests.servers.gevent_script deadline``: tracks one goal with a 0.5 s request
 timeout against an API whose answers trickle, flushes, and prints the flush's result, the
 seconds it took and the tracker's stats as JSON.
+
+``python -m tests.servers.gevent_script fork N``: tracks N goals (``parent-i``), forks while they
+are being delivered; the child tracks N (``child-i``) and flushes; the parent waits for it, then
+flushes. Prints both flushes' results as JSON.
 """
 
 from gevent import monkey
@@ -30,6 +34,19 @@ def main(mode: str, count: int = 1) -> None:
             tracker.track("purchase", visitor_id=VISITOR, metadata={"id": str(i)})
         print("tracked", flush=True)
         time.sleep(60)  # SIGTERM ends this process long before
+        return
+    if mode == "fork":
+        tracker = goaltrack.GoalTracker.from_env()
+        for i in range(count):
+            tracker.track("purchase", visitor_id=VISITOR, metadata={"id": f"parent-{i}"})
+        child = os.fork()
+        if child == 0:
+            for i in range(count):
+                tracker.track("purchase", visitor_id=VISITOR, metadata={"id": f"child-{i}"})
+            os._exit(0 if tracker.flush(timeout=20) else 1)
+        _, status = os.waitpid(child, 0)
+        flushed = tracker.flush(timeout=20)
+        print(json.dumps({"child_status": status, "parent_flushed": flushed}), flush=True)
         return
     tracker = goaltrack.GoalTracker.from_env(timeout=0.5)
     started = time.monotonic()
