@@ -283,14 +283,15 @@ class _Watchdog:
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
+        self._start_lock = threading.Lock()
         self._watched: set[_Watch] = set()
         self._wakes_at = math.inf
         self._thread: threading.Thread | None = None
 
     def watch(self, connection: http.client.HTTPConnection, deadline: float) -> _Watch:
+        if self._thread is None and not self._start():
+            return _Watch(connection, deadline, None)  # interpreter exit: the caller bounds reads
         with self._cond:
-            if self._thread is None and not self._start():
-                return _Watch(connection, deadline, None)  # interpreter exit: caller bounds reads
             watch = _Watch(connection, deadline, self)
             self._watched.add(watch)
             if deadline < self._wakes_at:
@@ -315,13 +316,18 @@ class _Watchdog:
         return busy
 
     def _start(self) -> bool:
-        thread = threading.Thread(target=self._run, name="goaltrack-deadlines", daemon=True)
-        try:
-            thread.start()
-        except RuntimeError:  # interpreter shutting down
-            return False
-        self._thread = thread
-        return True
+        # Not under self._cond: under gevent, start() switches to the new greenlet at once, and
+        # it takes self._cond first thing.
+        with self._start_lock:
+            if self._thread is not None:
+                return True
+            thread = threading.Thread(target=self._run, name="goaltrack-deadlines", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # interpreter shutting down
+                return False
+            self._thread = thread
+            return True
 
     def _run(self) -> None:
         with self._cond:
