@@ -198,7 +198,7 @@ def in_memory_costs(goals: int) -> list[float]:
     )
     visitor = "b3ab2331-989f-4cfa-91c6-2461c9e3c6bd"
     tracker.track("signup", visitor_id=visitor, metadata=METADATA)  # starts the workers
-    time.sleep(0.1)  # let them fail once and wait behind the retry gate
+    time.sleep(0.1)  # let them fail and wait behind the open circuit breaker
     try:
         return time_calls(tracker, visitor, goals)[1]
     finally:

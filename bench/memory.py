@@ -72,7 +72,7 @@ def scenario_goaltrack(goals: int, max_queue_size: int) -> dict[str, Any]:
         visitor_id=str(uuid.uuid4()),
         metadata={"plan": "pro", "seats": 0, "source": "pricing"},
     )
-    time.sleep(0.2)  # workers started, first attempts refused, retry gate closed
+    time.sleep(0.2)  # workers started, first attempts refused, the circuit breaker open
     before = rss()
     started = time.perf_counter()
     for i in range(1, goals):

@@ -10,7 +10,7 @@ How the contenders are set up, so that none of them touches the network:
 - goaltrack, "workers idle" (the headline figure): a real background-mode tracker whose API URL
   is a closed loopback port and whose ``max_queue_size`` is larger than the number of calls, so
   the full accept path runs and nothing is dropped. Its workers get "connection refused" on
-  their first goals, the retry gate closes, and they wait: no network in the way and no thread
+  their first goals, the circuit breaker opens, and they wait: no network in the way and no thread
   delivering while we measure. (An in-process fake API would compete: its uvicorn thread would
   share our GIL. That is why the next row runs the fake API in a child process.)
   The queue of goals waiting grows all through the loop, and a longer queue costs more per call
