@@ -35,7 +35,7 @@ def cost_goaltrack(outbox: str | None, calls: int) -> tuple[float, float]:
     )
     visitor = "b3ab2331-989f-4cfa-91c6-2461c9e3c6bd"
     tracker.track("signup", visitor_id=visitor, metadata=METADATA)  # starts the workers
-    time.sleep(0.1)  # let the workers fail once and wait behind the retry gate
+    time.sleep(0.1)  # let the workers fail and wait behind the open circuit breaker
     wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(calls):
         tracker.track("signup", visitor_id=visitor, metadata=METADATA)
