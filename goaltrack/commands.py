@@ -316,6 +316,9 @@ def outbox(
             f"  retrying:   {report.retrying}",
             f"oldest:       {oldest}",
             f"dead letters: {report.dead_letters}",
+            # Which provider and URL the waiting goals were tracked for: a tracker of that
+            # provider delivers them to its own URL; another provider's go to the dead letters.
+            *(f"  {count:>6} for {where}" for where, count in report.by_destination.items()),
         ):
             echo(line, "")
     elif action == "dead-letters":

@@ -176,6 +176,7 @@ def test_status_command_shows_depth_and_age(
     out = capsys.readouterr().out
     assert "waiting:      1" in out
     assert "dead letters: 0" in out
+    assert f"       1 for datafast {fake_api.api_url('datafast')}/api/v1/goals" in out
     assert tracker.flush(timeout=10)
 
 
