@@ -248,7 +248,8 @@ class RetryPolicy:
     def delay_before_retry(self, attempts_made: int, result: DeliveryResult) -> float | None:
         """Seconds to wait before the next attempt, or None to give up.
 
-        For transports without a circuit breaker (sync, Celery), where every failure counts.
+        For the ``sync`` transport (one call's retries, within ``sync_deadline``), which has no
+        circuit breaker: every failure counts.
         """
         if attempts_made > self.max_retries:
             return None
