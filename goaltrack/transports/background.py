@@ -43,6 +43,7 @@ from goaltrack.transports.base import (
     exiting,
     forget_at_exit,
     register_for_process_events,
+    start_thread,
     threads_are_greenlets,
 )
 
@@ -203,7 +204,7 @@ class BackgroundTransport:
                 target=self._boot_and_work, name="goaltrack-worker-0", daemon=True
             )
             self._threads.append(first)  # claimed: a concurrent submit starts no other
-        if not _start(first):  # interpreter shutting down
+        if not start_thread(first):  # interpreter shutting down
             with self._lock:
                 self._threads.remove(first)
 
@@ -220,7 +221,7 @@ class BackgroundTransport:
             thread = threading.Thread(
                 target=self._work, name=f"goaltrack-worker-{index}", daemon=True
             )
-            if not _start(thread):  # interpreter shutting down: deliver with fewer workers
+            if not start_thread(thread):  # interpreter shutting down: deliver with fewer workers
                 break
             with self._lock:
                 self._threads.append(thread)
@@ -364,17 +365,6 @@ class BackgroundTransport:
             f"<BackgroundTransport {self._endpoint!r} pending={self._pending} "
             f"workers={len(self._threads)}>"
         )
-
-
-def _start(thread: threading.Thread) -> bool:
-    """Start *thread* (never while holding a lock: under gevent, ``start()`` switches to the
-    new greenlet, which takes the transport's lock at once; a lock made before gevent's
-    monkey-patching, as in a gunicorn ``--preload`` master, would then block the process)."""
-    try:
-        thread.start()
-    except RuntimeError:  # interpreter shutting down
-        return False
-    return True
 
 
 _warned_environment = False

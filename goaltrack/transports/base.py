@@ -37,6 +37,7 @@ __all__ = [
     "forget_at_exit",
     "process_delivery_setup",
     "register_for_process_events",
+    "start_thread",
     "threads_are_greenlets",
     "use_process_delivery_setup",
 ]
@@ -279,6 +280,17 @@ def register_for_process_events(transport: Any, *, close_at_exit: bool) -> None:
 def forget_at_exit(transport: Any) -> None:
     """The transport was closed already: nothing to do for it at exit."""
     _close_at_exit.discard(transport)
+
+
+def start_thread(thread: threading.Thread) -> bool:
+    """Start *thread* (never while holding a lock: under gevent, ``start()`` switches to the
+    new greenlet, which takes the transport's lock at once; a lock made before gevent's
+    monkey-patching, as in a gunicorn ``--preload`` master, would then block the process)."""
+    try:
+        thread.start()
+    except RuntimeError:  # interpreter shutting down
+        return False
+    return True
 
 
 def exiting() -> bool:

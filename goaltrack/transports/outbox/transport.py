@@ -56,6 +56,7 @@ from goaltrack.transports.base import (
     exiting,
     forget_at_exit,
     register_for_process_events,
+    start_thread,
 )
 from goaltrack.transports.outbox.store import (
     Expired,
@@ -278,11 +279,8 @@ class OutboxTransport:
                 for index in range(self._max_in_flight)
             ]
             self._threads = threads  # claimed: a concurrent submit starts no others
-        # Started outside the lock: see goaltrack.transports.background._start (gevent).
-        for thread in threads:
-            try:
-                thread.start()
-            except RuntimeError:  # interpreter shutting down
+        for thread in threads:  # outside the lock: see start_thread
+            if not start_thread(thread):  # interpreter shutting down
                 break
 
     def _client(self) -> HttpPoster:
