@@ -103,12 +103,21 @@ class TrackerOptions:
     on_delivery: DeliveryHook | None = None
     on_failure: FailureHook | None = None
     on_drop: DropHook | None = None
+    strict: bool | None = None
+    """Raise :class:`~goaltrack.InvalidGoal` at the call site for a goal the provider would
+    refuse (True), or never raise into the caller (False: what the provider's rules can repair is
+    sent repaired with a WARNING, the rest is logged at ERROR, counted as ``invalid`` and not
+    sent). None (default): strict under goaltrack's pytest plugin and with ``debug=True``; the
+    adapters make it strict in their framework's development mode (Django ``DEBUG``, Flask debug
+    or testing, the ASGI middleware's ``debug=True``)."""
     debug: bool = False
     """Log each goal as tracked and as it settles (name, visitor id, metadata, HTTP status;
     never the key) at DEBUG level on the ``goaltrack`` logger, which this sets to DEBUG; with
     no logging configured at all, the lines go to stderr."""
 
     def __post_init__(self) -> None:
+        if self.strict is not None and not isinstance(self.strict, bool):
+            raise InvalidConfiguration(f"strict must be True, False or None, not {self.strict!r}")
         if not isinstance(self.debug, bool):
             raise InvalidConfiguration(f"debug must be True or False, not {self.debug!r}")
         if self.mode not in ("background", "sync", "disabled", "celery"):
@@ -312,6 +321,18 @@ class GoalTracker:
     def from_env(cls, **overrides: Any) -> GoalTracker:
         """A tracker configured from ``GOALTRACK_*`` environment variables, then *overrides*."""
         return cls(**{**settings_from_env(), **overrides})
+
+    @property
+    def strict(self) -> bool:
+        """Whether an invalid goal raises :class:`~goaltrack.InvalidGoal` at the call site.
+
+        The ``strict`` option when set; otherwise True under goaltrack's pytest plugin or with
+        ``debug=True``, else False.
+        """
+        given = self.options.strict
+        if given is not None:
+            return given
+        return strict_by_default or self.options.debug
 
     # -- tracking -----------------------------------------------------------------------------
 
@@ -534,6 +555,9 @@ def show_debug_log() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
 
+
+#: Set by goaltrack's pytest plugin: trackers without an explicit ``strict`` raise InvalidGoal.
+strict_by_default = False
 
 #: Lists that ``goaltrack.testing.capture_goals()`` collects goals into, instead of sending them.
 _captures: list[list[Goal]] = []

@@ -11,10 +11,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from goaltrack import tracker as _tracker
 from goaltrack.testing.capture import CapturedGoals, capture_goals
 
 if TYPE_CHECKING:
     from goaltrack.testing.server import FakeAPIServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest an invalid goal raises InvalidGoal where it is tracked (unless strict=False)."""
+    _tracker.strict_by_default = True
 
 
 @pytest.fixture
