@@ -3,7 +3,8 @@
 - :func:`configuration_problems`: each problem has a stable id (``goaltrack.E001``) so the
   adapters can report it in their own framework's way (a Django system check, an error at
   ``init_app``, a line of ``goaltrack check``);
-- :func:`settings_from_env`: the ``GOALTRACK_*`` account variables;
+- :func:`settings_from_env`: the ``GOALTRACK_*`` variables (the account, ``mode``, ``outbox``,
+  ``debug``, ``strict``);
 - :func:`coerce_option` and :func:`parse_flush_at_request_end`: values given as strings (the
   environment, a config file) turned into the option's type, the same way for every adapter.
 """
@@ -26,8 +27,10 @@ __all__ = [
     "Problem",
     "coerce_option",
     "configuration_problems",
+    "env_name",
     "parse_bool",
     "parse_flush_at_request_end",
+    "raw_settings_from_env",
     "settings_from_env",
 ]
 
@@ -40,7 +43,10 @@ ENVIRONMENT_VARIABLES = {
     "GOALTRACK_MODE": "mode",
     "GOALTRACK_OUTBOX": "outbox",
     "GOALTRACK_DEBUG": "debug",
+    "GOALTRACK_STRICT": "strict",
 }
+#: Options read as booleans from a string (``"1"``, ``"false"``, ...), though None is allowed.
+_OPTIONAL_BOOLS = frozenset({"strict"})
 
 
 @dataclass(frozen=True)
@@ -163,15 +169,25 @@ def _key_hint(spec: Provider, api_key: str) -> str:
 def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """GoalTracker arguments from ``GOALTRACK_*`` environment variables (empty ones ignored).
 
-    ``GOALTRACK_DEBUG`` is read as a boolean (1/0, true/false, yes/no, on/off).
+    ``GOALTRACK_DEBUG`` and ``GOALTRACK_STRICT`` are read as booleans (1/0, true/false, yes/no,
+    on/off).
     """
-    environ = os.environ if environ is None else environ
-    found: dict[str, Any] = {
-        arg: environ[var] for var, arg in ENVIRONMENT_VARIABLES.items() if environ.get(var)
-    }
-    if "debug" in found:
-        found["debug"] = parse_bool("GOALTRACK_DEBUG", found["debug"])
+    found: dict[str, Any] = raw_settings_from_env(environ)
+    for name in ("debug", "strict"):
+        if name in found:
+            found[name] = parse_bool(env_name(name), found[name])
     return found
+
+
+def raw_settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The ``GOALTRACK_*`` environment variables that are set, by option name, as strings."""
+    environ = os.environ if environ is None else environ
+    return {arg: environ[var] for var, arg in ENVIRONMENT_VARIABLES.items() if environ.get(var)}
+
+
+def env_name(option: str) -> str:
+    """The environment variable of *option*: ``GOALTRACK_`` and its name in upper case."""
+    return f"GOALTRACK_{option.upper()}"
 
 
 # -- option values given as strings --------------------------------------------------------------
@@ -235,6 +251,8 @@ def coerce_option(name: str, value: object, default: object, label: str | None =
     if not isinstance(value, str) or isinstance(default, str):
         return value
     label = label or name
+    if name in _OPTIONAL_BOOLS:
+        return parse_bool(label, value)
     if default is None:
         return _import_hook(label, value) if _is_imported(name) else value
     try:

@@ -571,28 +571,38 @@ def configure(api_key: str | None = None, **kwargs: Any) -> GoalTracker:
 
     Replaces (and closes) a tracker configured before.
     """
-    global _process_tracker
     settings: dict[str, Any] = settings_from_env()
     if api_key is not None:
         settings["api_key"] = api_key
     settings.update(kwargs)
-    tracker = GoalTracker(**settings)
+    return use_as_process_tracker(GoalTracker(**settings))
+
+
+def use_as_process_tracker(tracker: GoalTracker) -> GoalTracker:
+    """Make *tracker* the process-wide one, closing the one before (the adapters' configure)."""
+    global _process_tracker
     with _process_tracker_lock:
         previous, _process_tracker = _process_tracker, tracker
-    if previous is not None:
+    if previous is not None and previous is not tracker:
         previous.close(previous.options.shutdown_timeout)
     return tracker
 
 
 def get_tracker() -> GoalTracker:
-    """The process-wide tracker; configured from the environment on first use if need be."""
+    """The process-wide tracker; configured from the environment on first use if need be.
+
+    A configuration that cannot work is logged and gives a disabled tracker, never an error
+    here (``goaltrack.startup``).
+    """
     global _process_tracker
     tracker = _process_tracker
     if tracker is not None:
         return tracker
     with _process_tracker_lock:
         if _process_tracker is None:
-            _process_tracker = GoalTracker.from_env()
+            from goaltrack.startup import tracker_from_env
+
+            _process_tracker = tracker_from_env()
         return _process_tracker
 
 

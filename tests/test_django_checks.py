@@ -145,7 +145,9 @@ def test_an_invalid_setting_disables_the_tracker_and_logs(
         client = Client(HTTP_USER_AGENT=BROWSER_UA)
         client.cookies["faurya_visitor_id"] = "visitor_1"
         assert client.get("/helper/").status_code == 200  # the site keeps working
-    assert "GOALTRACK setting is invalid" in caplog.text
+    # Logged once, with the check's id and hint (the wording of goaltrack.startup).
+    assert "the GOALTRACK setting cannot work: goaltrack.E004" in caplog.text
+    assert caplog.text.count("goaltrack.E004") == 1
     assert "df_secret_key" not in caplog.text
 
 

@@ -80,10 +80,11 @@ def test_no_key_means_validated_but_not_sent(apps: list[Flask]) -> None:
         ({"GOALTRACK_API_KEY": "df_key with spaces"}, "goaltrack.E006"),
     ],
 )
-def test_bad_configuration_raises_at_init_app(
+def test_bad_configuration_raises_at_init_app_in_testing_mode(
     apps: list[Flask], config: dict[str, str], problem_id: str
 ) -> None:
-    app = configured_app(apps, **config)
+    # Development (debug or testing): the app refuses to start. (Production: test_setup_*.py.)
+    app = configured_app(apps, TESTING=True, **config)
 
     with pytest.raises(goaltrack.InvalidConfiguration) as raised:
         GoalTrack().init_app(app)
@@ -97,9 +98,9 @@ def test_bad_configuration_raises_at_init_app(
 
 def test_bad_option_values_and_names(apps: list[Flask]) -> None:
     with pytest.raises(goaltrack.InvalidConfiguration, match="GOALTRACK_SKIP_BOTS"):
-        GoalTrack(configured_app(apps, GOALTRACK_SKIP_BOTS="sometimes"))
+        GoalTrack(configured_app(apps, TESTING=True, GOALTRACK_SKIP_BOTS="sometimes"))
     with pytest.raises(goaltrack.InvalidConfiguration, match="mode"):
-        GoalTrack(configured_app(apps, GOALTRACK_MODE="eventually"))
+        GoalTrack(configured_app(apps, TESTING=True, GOALTRACK_MODE="eventually"))
     with pytest.raises(TypeError, match=r"unknown GoalTrack option.*api_kye"):
         GoalTrack(api_kye=DATAFAST_KEY)
 

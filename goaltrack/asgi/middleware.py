@@ -4,6 +4,8 @@ It reads the visitor from the raw ``Cookie`` header once per HTTP request (and w
 User-Agent is a known bot), publishes it in ``scope["state"]["goaltrack_visitor"]``, binds the
 request's :class:`RequestGoals` for :func:`goaltrack.adapter.current_visitor`, and flushes at
 the end of a request that tracked goals (``flush_at_request_end``) and at lifespan shutdown.
+Its tracker is built by :func:`goaltrack.startup.build_tracker`: nothing here raises for a
+configuration, and nothing depends on the lifespan having run.
 Per-request state stays in locals and the scope; nothing here needs Starlette.
 """
 
@@ -14,10 +16,18 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from goaltrack import adapter
-from goaltrack.adapter import Adapter, _current_visitor, is_bot, read_settings
+from goaltrack.adapter import Adapter, _current_visitor, is_bot
 from goaltrack.asgi.signals import signals
+from goaltrack.config import parse_bool
 from goaltrack.cookies import HeaderReader, Visitor, header_reader
+from goaltrack.delivery import InvalidConfiguration
 from goaltrack.providers import Provider
+from goaltrack.startup import (
+    MisconfiguredTracker,
+    build_tracker,
+    describe_problems,
+    read_adapter_options,
+)
 from goaltrack.tracker import GoalTracker, get_tracker
 
 __all__ = ["SCOPE_KEY", "STATE_KEY", "GoalTrackMiddleware", "RequestGoals", "request_goals"]
@@ -97,6 +107,12 @@ class GoalTrackMiddleware:
     ``skip_bots`` and ``flush_at_request_end`` mean what they mean in every adapter
     (:class:`goaltrack.adapter.AdapterSettings`); ``on_delivery`` / ``on_failure`` / ``on_drop``
     and any other ``GoalTracker`` option configure the tracker the middleware builds.
+
+    ``debug=True`` is development mode (and the tracker's ``debug`` option): goals are strict
+    unless ``strict`` is given, and a configuration that cannot work fails the lifespan startup
+    (and, under a server without lifespan, every tracking call) with its ids. Otherwise such a
+    configuration is logged once and tracking is disabled; the app always starts and serves,
+    and its own lifespan runs whatever goaltrack's setup says.
     """
 
     def __init__(
@@ -111,6 +127,7 @@ class GoalTrackMiddleware:
         tracker: GoalTracker | None = None,
         skip_bots: bool | str = True,
         flush_at_request_end: bool | float | str = False,
+        debug: bool | str = False,
         **tracker_options: Any,
     ) -> None:
         self.app = app
@@ -121,18 +138,35 @@ class GoalTrackMiddleware:
             for name, value in {**account, "website_id": website_id, **tracker_options}.items()
             if value is not None
         }
-        settings = read_settings(
-            {**given, "skip_bots": skip_bots, "flush_at_request_end": flush_at_request_end}
-        )
+        if debug:
+            given["debug"] = debug
         if tracker is not None and given:
             raise TypeError(
                 "GoalTrackMiddleware: pass either tracker= or tracker arguments "
                 f"({', '.join(sorted(given))})"
             )
+        try:
+            self.debug = parse_bool("debug", debug)
+        except InvalidConfiguration:
+            self.debug = False  # the tracker's setup reports the value
+        values = {**given, "skip_bots": skip_bots, "flush_at_request_end": flush_at_request_end}
+        # Never raises for the configuration (goaltrack.startup): Starlette builds its
+        # middleware on the first ASGI call, where an exception would fail every request.
+        source = "GoalTrackMiddleware's configuration"
         if tracker is None and given:
-            hooks = signals.tracker_hooks(settings.hooks)
-            tracker = GoalTracker.from_env(**settings.tracker_kwargs, **hooks)
-        # Without a tracker of its own: the process-wide one, looked up per request.
+            setup = build_tracker(
+                values,
+                development=self.debug,
+                source=source,
+                check_command="goaltrack check",
+                hooks=signals.tracker_hooks,
+            )
+            tracker, settings, problems = setup.tracker, setup.settings, setup.problems
+        else:
+            # Without a tracker of its own: the process-wide one, looked up per request.
+            options = read_adapter_options(values, source=source, check_command="goaltrack check")
+            settings, problems = options.settings, options.problems
+        self._setup_error = describe_problems(source, problems) if problems else None
         self.adapter = Adapter(
             signals,
             tracker,
@@ -223,19 +257,23 @@ class GoalTrackMiddleware:
     # -- lifespan
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Every lifespan message goes through to the app: its own startup runs whatever
+        # goaltrack's setup says.
         app_speaks_lifespan = False
 
         async def lifespan_receive() -> Message:
             nonlocal app_speaks_lifespan
             app_speaks_lifespan = True
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                self._startup()
-            return message
+            return await receive()
 
         async def lifespan_send(message: Message) -> None:
+            kind = message["type"]
+            if kind == "lifespan.startup.complete":
+                refused = self._startup()
+                if refused is not None:
+                    message = {"type": "lifespan.startup.failed", "message": refused}
             # After the app's own shutdown code, so that goals it tracks are flushed too.
-            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
                 await self._flush_at_shutdown()
             await send(message)
 
@@ -257,10 +295,9 @@ class GoalTrackMiddleware:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                try:
-                    self._startup()
-                except Exception as exc:
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                refused = self._startup()
+                if refused is not None:
+                    await send({"type": "lifespan.startup.failed", "message": refused})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
@@ -268,10 +305,18 @@ class GoalTrackMiddleware:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def _startup(self) -> None:
-        # Resolving the process-wide tracker here surfaces configuration errors at startup.
+    def _startup(self) -> str | None:
+        """At lifespan startup: with ``debug=True``, why the app must not start (a setup
+        error, with its ids), else None. Nothing else depends on the lifespan having run."""
         tracker = self.tracker
         logger.debug("goaltrack ready: %r", tracker)
+        if not self.debug:
+            return None
+        if self._setup_error is not None:
+            return f"goaltrack: {self._setup_error}"
+        if isinstance(tracker, MisconfiguredTracker):
+            return f"goaltrack: {tracker.error}"
+        return None
 
     async def _flush_at_shutdown(self) -> None:
         tracker = self.tracker

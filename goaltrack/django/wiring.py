@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from django.conf import settings
+
 from goaltrack.django.conf import goaltrack_settings
 from goaltrack.django.helpers import connect_goal
 from goaltrack.django.signals import signals
 from goaltrack.goals import InvalidGoal
-from goaltrack.providers import PROVIDERS
-from goaltrack.tracker import GoalTracker, configure
+from goaltrack.startup import build_tracker
+from goaltrack.tracker import GoalTracker, use_as_process_tracker
 
 __all__ = ["configure_from_settings", "connect_auth_goals"]
 
@@ -25,32 +27,22 @@ AUTH_SIGNAL_NAMES = ("user_logged_in", "user_logged_out", "user_login_failed")
 
 
 def configure_from_settings() -> GoalTracker:
-    """(Re)build the process-wide tracker from ``settings.GOALTRACK``.
+    """(Re)build the process-wide tracker from ``settings.GOALTRACK``, then the environment.
 
-    An invalid setting does not stop the site: it is logged, reported by ``manage.py check``,
-    and the tracker is disabled (goals are still validated, nothing is sent).
+    A setting that cannot work does not stop the site (:mod:`goaltrack.startup`): it is logged
+    once, reported by ``manage.py check``, and the tracker is disabled (goals are still
+    validated, nothing is sent); with ``DEBUG`` every tracking call raises it instead. An outbox
+    that cannot be opened is logged, and goals are delivered from memory.
     """
-    try:
-        parsed = goaltrack_settings.read()
-        return configure(**parsed.tracker_kwargs, **signals.tracker_hooks(parsed.hooks))
-    except (ValueError, TypeError) as exc:  # InvalidConfiguration is a ValueError
-        logger.error(
-            "goaltrack: the GOALTRACK setting is invalid, goals will not be sent: %s "
-            "(run 'manage.py check' for details)",
-            exc,
-        )
-        provider = goaltrack_settings.raw.get("PROVIDER")
-        if not isinstance(provider, str) or provider.strip().lower() not in PROVIDERS:
-            provider = "datafast"
-        # Explicit empty values keep GOALTRACK_* environment variables out of the fallback.
-        return configure(
-            api_key="",
-            provider=provider,
-            api_url=None,
-            website_id=None,
-            mode="disabled",
-            **signals.tracker_hooks(),
-        )
+    setup = build_tracker(
+        goaltrack_settings.tracker_kwargs(),
+        development=bool(getattr(settings, "DEBUG", False)),
+        source="the GOALTRACK setting",
+        check_command="manage.py goaltrack_check",
+        label=str.upper,
+        hooks=signals.tracker_hooks,
+    )
+    return use_as_process_tracker(setup.tracker)
 
 
 _auth_receivers: list[tuple[Callable[..., None], object]] = []

@@ -1,11 +1,12 @@
 """The Flask extension: ``GoalTrack(app)`` / ``init_app``, ``track_goal``, ``connect_goal``.
 
 This package is Flask's glue to the core's contract (:mod:`goaltrack.adapter`). This module
-owns the extension: the ``GOALTRACK_*`` config (:mod:`goaltrack.flask.config`) read at
-``init_app`` into one :class:`~goaltrack.GoalTracker` per app (``app.extensions["goaltrack"]``),
-the request middleware and the CLI registered. Tracking from views is
-:mod:`goaltrack.flask.tracking`, the signals :mod:`goaltrack.flask.signals`, the
-``flask goaltrack`` commands :mod:`goaltrack.flask.cli`.
+owns the extension: the ``GOALTRACK_*`` config (:mod:`goaltrack.flask.config`), then the
+``GOALTRACK_*`` environment variables, read at ``init_app`` into one
+:class:`~goaltrack.GoalTracker` per app (``app.extensions["goaltrack"]``, built by
+:func:`goaltrack.startup.build_tracker`), the request middleware and the CLI registered.
+Tracking from views is :mod:`goaltrack.flask.tracking`, the signals
+:mod:`goaltrack.flask.signals`, the ``flask goaltrack`` commands :mod:`goaltrack.flask.cli`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from goaltrack import adapter
 from goaltrack.adapter import OPTIONS, current_visitor
-from goaltrack.config import configuration_problems
-from goaltrack.delivery import InvalidConfiguration
-from goaltrack.flask.cli import goaltrack_cli
-from goaltrack.flask.config import CONFIG_DEFAULTS, config_key, settings_of
+from goaltrack.config import raw_settings_from_env
+from goaltrack.flask.cli import goaltrack_cli, loading_for_goaltrack_command
+from goaltrack.flask.config import CONFIG_DEFAULTS, config_key
 from goaltrack.flask.signals import goal_delivered, goal_dropped, goal_failed, goal_tracked, signals
 from goaltrack.flask.tracking import (
     ADAPTER_KEY,
@@ -34,6 +34,7 @@ from goaltrack.flask.tracking import (
     connect_goal,
     track_goal,
 )
+from goaltrack.startup import build_tracker
 from goaltrack.tracker import GoalTracker
 
 __all__ = [
@@ -73,43 +74,64 @@ class GoalTrack:
     def init_app(self, app: Flask) -> None:
         """Build *app*'s tracker from its config; register the request hooks and the CLI.
 
-        Configuration is read here, once: set the ``GOALTRACK_*`` keys before calling it.
-        Raises :class:`~goaltrack.InvalidConfiguration` for a configuration that cannot work
-        (unknown provider, malformed key, account token without website id, plain http to a
-        remote host, a value that is not of its option's type), and RuntimeError if the
-        extension is already registered on *app*.
+        Configuration is read here, once: the ``GOALTRACK_*`` config keys, then the options
+        given to :class:`GoalTrack`, then the ``GOALTRACK_*`` environment variables (the names
+        the other adapters read); set the config before calling it. A configuration that cannot
+        work (unknown provider, malformed key, account token without website id, plain http to
+        a remote host, a value that is not of its option's type) raises
+        :class:`~goaltrack.InvalidConfiguration` when the app is in debug or testing mode;
+        otherwise it is logged once and goals are validated, not sent (an outbox that cannot be
+        opened: goals are delivered from memory). ``flask goaltrack ...`` commands always load
+        the app, to report it. Raises RuntimeError if the extension is already registered on
+        *app*.
         """
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError(
                 "goaltrack is already registered on this Flask app: call GoalTrack(app) or "
                 "init_app(app) once per app"
             )
+        # The config, then GoalTrack(**options), then the environment (whose variable names
+        # are the config keys).
+        values = {
+            name: value
+            for name, value in raw_settings_from_env().items()
+            if name not in self.options
+        }
+        values.update(self.options)
+        values.update(
+            {
+                name: app.config[config_key(name)]
+                for name in OPTIONS
+                if app.config.get(config_key(name)) is not None
+            }
+        )
+        for_command = loading_for_goaltrack_command()
+        development = (app.debug or app.testing) and not for_command
+        app_signals = signals.with_sender(app)
+        setup = build_tracker(
+            values,
+            development=development,
+            source="the app's GOALTRACK_* config",
+            check_command="flask goaltrack check",
+            label=config_key,
+            environment=False,  # read above, under the same names
+            hooks=app_signals.tracker_hooks,
+            log=not for_command,  # the command reports it
+        )
+        if development and setup.error is not None:
+            setup.tracker.close(0)
+            raise setup.error
+        settings = setup.settings
+        # Stored back, typed where it could be converted, so that reading the config later
+        # (``flask goaltrack check``) agrees with the tracker.
         for name, default in OPTIONS.items():
-            app.config.setdefault(config_key(name), self.options.get(name, default))
-        settings = settings_of(app)
-        # Stored back typed, so that reading the config later agrees with the tracker.
+            app.config[config_key(name)] = values.get(name, default)
         typed = {**settings.tracker_kwargs, **settings.hooks}
         typed.update(
             skip_bots=settings.skip_bots, flush_at_request_end=settings.flush_at_request_end
         )
         app.config.update({config_key(name): value for name, value in typed.items()})
-        given = settings.tracker_kwargs
-        errors = [
-            problem
-            for problem in configuration_problems(
-                api_key=given.get("api_key"),
-                provider=given.get("provider"),
-                api_url=given.get("api_url"),
-                website_id=given.get("website_id"),
-            )
-            if problem.level == "error"
-        ]
-        if errors:
-            raise InvalidConfiguration(
-                "goaltrack: invalid Flask configuration: " + "; ".join(map(str, errors))
-            )
-        app_signals = signals.with_sender(app)
-        tracker = GoalTracker(**given, **app_signals.tracker_hooks(settings.hooks))
+        tracker = setup.tracker
         app.extensions[EXTENSION_KEY] = tracker
         app.extensions[ADAPTER_KEY] = adapter.Adapter(
             app_signals,

@@ -6,19 +6,21 @@ app's ``GOALTRACK_*`` config; click options are built from the flag definitions 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, FlaskGroup
 
 from goaltrack import commands
+from goaltrack.adapter import OPTIONS
 from goaltrack.commands import CHECK_FLAGS, OUTBOX_FLAGS, SEND_FLAGS, CommandFailed, Flag
-from goaltrack.config import configuration_problems
-from goaltrack.flask.config import settings_of
+from goaltrack.flask.config import config_key
+from goaltrack.startup import OPTION_PROBLEM, Configuration, read_configuration
 
-__all__ = ["goaltrack_cli"]
+__all__ = ["goaltrack_cli", "loading_for_goaltrack_command"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -75,22 +77,46 @@ def _run(body: Callable[[], None]) -> None:
         raise click.exceptions.Exit(failure.status) from None
 
 
+def loading_for_goaltrack_command() -> bool:
+    """Is the Flask CLI loading the app to run ``flask goaltrack ...``?
+
+    Such a command must run, and report, whatever the configuration says: ``init_app`` then
+    does not refuse to start in debug or testing mode.
+    """
+    context = click.get_current_context(silent=True)
+    if context is None or not isinstance(context.find_root().command, FlaskGroup):
+        return False
+    arguments = sys.argv[1:]
+    # The command name, not the value of an option before it (``--app goaltrack``).
+    return any(
+        argument == goaltrack_cli.name and (i == 0 or not arguments[i - 1].startswith("-"))
+        for i, argument in enumerate(arguments)
+    )
+
+
+def _configuration() -> Configuration:
+    """The app's GOALTRACK_* config as ``init_app`` stored it (the environment merged in)."""
+    values = {name: current_app.config.get(config_key(name)) for name in OPTIONS}
+    return read_configuration(values, label=config_key, environment=False)
+
+
 def _tracker_settings() -> dict[str, Any]:
-    return settings_of(current_app).tracker_kwargs
+    configuration = _configuration()
+    bad = [p for p in configuration.errors if p.id == OPTION_PROBLEM]
+    if bad:
+        raise CommandFailed(f"invalid {SOURCE.name}: " + "; ".join(map(str, bad)), 2)
+    return configuration.tracker_settings()
 
 
 @goaltrack_cli.command("check")
 @_flags(CHECK_FLAGS)
 def check_command(offline: bool, timeout: float) -> None:
     """Check the GOALTRACK_* configuration and that the API takes the key."""
-    settings = _tracker_settings()
-    account = {
-        name: settings.get(name) for name in ("api_key", "provider", "api_url", "website_id")
-    }
+    configuration = _configuration()
     _run(
         lambda: commands.check(
-            settings,
-            problems=configuration_problems(**account),
+            configuration.tracker_settings(),
+            problems=configuration.problems,
             offline=offline,
             timeout=timeout,
             echo=_echo,
