@@ -17,8 +17,8 @@ from typing import Any
 
 from goaltrack import __version__, commands, fakeapi
 from goaltrack.commands import CHECK_FLAGS, OUTBOX_FLAGS, SEND_FLAGS, CommandFailed
-from goaltrack.config import configuration_problems, settings_from_env
 from goaltrack.providers import PROVIDERS
+from goaltrack.startup import OPTION_PROBLEM, Configuration, read_configuration
 
 __all__ = ["main"]
 
@@ -69,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_ACCOUNT = ("provider", "api_url", "website_id", "api_key")
+
+
 def _add_account_arguments(parser: argparse.ArgumentParser) -> None:
     # Only this front end takes the account as options: the others read their app's config.
     parser.add_argument("--provider", choices=sorted(PROVIDERS), help="default: datafast")
@@ -77,14 +80,20 @@ def _add_account_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", help="prefer the GOALTRACK_API_KEY environment variable")
 
 
+def _configuration(args: argparse.Namespace) -> Configuration:
+    """The ``GOALTRACK_*`` variables, the account options over them; never raises for a value."""
+    given = {name: getattr(args, name) or None for name in _ACCOUNT}
+    configuration = read_configuration(given)
+    configuration.settings.tracker_kwargs.pop("mode", None)
+    return configuration
+
+
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    settings: dict[str, Any] = settings_from_env()
-    settings.pop("mode", None)
-    for name in ("provider", "api_url", "website_id", "api_key"):
-        value = getattr(args, name)
-        if value:
-            settings[name] = value
-    return settings
+    configuration = _configuration(args)
+    bad = [p for p in configuration.errors if p.id == OPTION_PROBLEM]
+    if bad:
+        raise CommandFailed(f"invalid {SOURCE.name}: " + "; ".join(map(str, bad)), 2)
+    return configuration.tracker_settings()
 
 
 def _echo(line: str, tone: str) -> None:
@@ -107,13 +116,10 @@ def _send(args: argparse.Namespace) -> None:
 
 
 def _check(args: argparse.Namespace) -> None:
-    settings = _settings(args)
-    account = {
-        name: settings.get(name) for name in ("api_key", "provider", "api_url", "website_id")
-    }
+    configuration = _configuration(args)
     commands.check(
-        settings,
-        problems=configuration_problems(**account),
+        configuration.tracker_settings(),
+        problems=configuration.problems,
         offline=args.offline,
         timeout=args.timeout,
         echo=_echo,

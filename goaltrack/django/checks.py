@@ -1,11 +1,13 @@
 """System checks for the ``GOALTRACK`` setting (``manage.py check``).
 
-The account checks are the core's (:func:`goaltrack.configuration_problems`, same ids); this
-module adds the Django-only ones: ``goaltrack.E100`` the setting is not a dict,
-``goaltrack.W100`` an unknown (probably misspelled) key, ``goaltrack.W101`` a setting whose name
-is close to ``GOALTRACK`` (``GOALTRAK``, ``GOAL_TRACK``) or starts with ``GOALTRACK_`` (Flask's
-spelling), which goaltrack does not read, ``goaltrack.E101`` an option with a bad value,
-``goaltrack.E102`` a bad ``AUTH_GOALS`` entry.
+The account and option checks are the core's (:func:`goaltrack.startup.read_configuration`,
+with the ids the tracker's setup logs: ``goaltrack.E00x``, ``goaltrack.E101`` an option with a
+bad value, ``goaltrack.E008`` an outbox the tracker could not open); this module adds the
+Django-only ones: ``goaltrack.E100`` the setting is not a dict, ``goaltrack.W100`` an unknown
+(probably misspelled) key, ``goaltrack.W101`` a setting whose name is close to ``GOALTRACK``
+(``GOALTRAK``, ``GOAL_TRACK``) or starts with ``GOALTRACK_`` (Flask's spelling), which
+goaltrack does not read, ``goaltrack.E101`` a bad ``ON_COMMIT``, ``goaltrack.E102`` a bad
+``AUTH_GOALS`` entry.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 
 from goaltrack.adapter import precheck_goal_name
-from goaltrack.config import configuration_problems, parse_bool
+from goaltrack.config import parse_bool
+from goaltrack.django import wiring
 from goaltrack.django.conf import goaltrack_settings
 from goaltrack.django.wiring import AUTH_SIGNAL_NAMES
 from goaltrack.goals import InvalidGoal
+from goaltrack.startup import OPTION_PROBLEM, read_configuration
 
 __all__ = ["check_settings"]
 
@@ -51,12 +55,14 @@ def check_settings(
                 id="goaltrack.W100",
             )
         )
-    account = goaltrack_settings.effective_account()
-    for problem in configuration_problems(**account):
+    # What the tracker was built from (goaltrack.startup): the setting, then the environment.
+    configuration = read_configuration(goaltrack_settings.tracker_kwargs(), label=str.upper)
+    # An outbox that could not be opened is known only from building the tracker.
+    problems = [*configuration.problems, *wiring.outbox_problems()]
+    for problem in problems:
         level = Error if problem.level == "error" else Warning
         messages.append(level(problem.message, hint=problem.hint, obj=OBJ, id=problem.id))
     try:
-        goaltrack_settings.read().check_tracker_options()
         parse_bool("ON_COMMIT", goaltrack_settings.raw.get("ON_COMMIT", False))
     except (ValueError, TypeError) as exc:
         messages.append(
@@ -64,7 +70,7 @@ def check_settings(
                 f"invalid GOALTRACK option: {exc}",
                 hint="see goaltrack's settings table for each option's values",
                 obj=OBJ,
-                id="goaltrack.E101",
+                id=OPTION_PROBLEM,
             )
         )
     messages.extend(_auth_goal_problems())

@@ -12,14 +12,15 @@ from collections.abc import Callable
 
 from django.conf import settings
 
+from goaltrack.config import Problem
 from goaltrack.django.conf import goaltrack_settings
 from goaltrack.django.helpers import connect_goal
 from goaltrack.django.signals import signals
 from goaltrack.goals import InvalidGoal
-from goaltrack.startup import build_tracker
+from goaltrack.startup import OUTBOX_PROBLEM, build_tracker
 from goaltrack.tracker import GoalTracker, use_as_process_tracker
 
-__all__ = ["configure_from_settings", "connect_auth_goals"]
+__all__ = ["configure_from_settings", "connect_auth_goals", "outbox_problems"]
 
 logger = logging.getLogger("goaltrack")
 
@@ -42,7 +43,17 @@ def configure_from_settings() -> GoalTracker:
         label=str.upper,
         hooks=signals.tracker_hooks,
     )
+    global _outbox_problems
+    _outbox_problems = tuple(p for p in setup.problems if p.id == OUTBOX_PROBLEM)
     return use_as_process_tracker(setup.tracker)
+
+
+_outbox_problems: tuple[Problem, ...] = ()
+
+
+def outbox_problems() -> tuple[Problem, ...]:
+    """The outbox the last tracker built could not open (``goaltrack.E008``), if so."""
+    return _outbox_problems
 
 
 _auth_receivers: list[tuple[Callable[..., None], object]] = []

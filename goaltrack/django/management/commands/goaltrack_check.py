@@ -20,6 +20,8 @@ from goaltrack.django.management import SOURCE, echo_for, run, tracker_settings
 
 class Command(BaseCommand):
     help = "Check the GOALTRACK setting and that the provider's API is reachable with the key."
+    # It runs goaltrack's system checks itself and reports them; Django's would stop it before.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         commands.add_arguments(parser, commands.CHECK_FLAGS)
