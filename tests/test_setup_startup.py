@@ -301,3 +301,17 @@ def test_django_checks_report_an_outbox_the_tracker_could_not_open(tmp_path: Pat
     assert str(outbox) in messages[0].msg
     with override_settings(GOALTRACK={"API_KEY": KEY, "MODE": "disabled"}):
         assert [m for m in check_settings() if m.id == OUTBOX_PROBLEM] == []
+
+
+def test_middleware_debug_with_a_tracker_of_yours_refuses_to_start_on_its_problems() -> None:
+    setup = build_tracker(
+        {"api_key": WRONG_PROVIDER_KEY},
+        development=True,
+        source="your tracker's configuration",
+        check_command="goaltrack check",
+    )
+    middleware = GoalTrackMiddleware(no_app, tracker=setup.tracker, debug=True)
+    refused = middleware._startup()
+    assert refused is not None
+    assert "goaltrack.E005" in refused
+    assert GoalTrackMiddleware(no_app, tracker=setup.tracker)._startup() is None  # production

@@ -138,13 +138,13 @@ class GoalTrackMiddleware:
             for name, value in {**account, "website_id": website_id, **tracker_options}.items()
             if value is not None
         }
-        if debug:
-            given["debug"] = debug
         if tracker is not None and given:
             raise TypeError(
                 "GoalTrackMiddleware: pass either tracker= or tracker arguments "
                 f"({', '.join(sorted(given))})"
             )
+        if debug and tracker is None:
+            given["debug"] = debug  # the tracker's debug option too
         try:
             self.debug = parse_bool("debug", debug)
         except InvalidConfiguration:
