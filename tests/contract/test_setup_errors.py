@@ -6,9 +6,11 @@ route answers 200 (FastAPI's ``/docs`` too), the app's own lifespan startup runs
 the problem once with its check id, and goals are validated but not sent. An outbox file that
 cannot be opened is logged once with its path, and goals are delivered from memory.
 
-Development (``SETUP_DEBUG=1``: the ASGI middleware's ``debug=True``): the app refuses to start
-(the lifespan startup fails with the id); under a server without lifespan the app serves, routes
-that track nothing answer 200, and each tracking call raises ``InvalidConfiguration`` with the id.
+Development (``SETUP_DEBUG=1``: the ASGI middleware's ``debug=True``, Django's ``DEBUG``): the
+ASGI app refuses to start (the lifespan startup fails with the id); under a server without
+lifespan, and Django under gunicorn, the app serves, routes that track nothing answer 200, and
+each tracking call raises ``InvalidConfiguration`` with the id. (Flask's ``init_app`` raising:
+``tests/test_setup_flask.py``.)
 
 The check commands (``goaltrack check``, ``manage.py goaltrack_check``, ``flask goaltrack
 check``) run on the same bad configuration and report it: exit 1, the id and its hint, no
@@ -158,18 +160,14 @@ def test_asgi_debug_refuses_to_start_with_the_id(
     assert WRONG_PROVIDER_KEY not in output
 
 
-@pytest.mark.parametrize("adapter", ["fastapi", "starlette"])
-def test_asgi_debug_without_lifespan_raises_at_tracking_calls_only(
+@pytest.mark.parametrize("adapter", ["fastapi", "starlette", "django"])
+def test_development_without_a_start_up_phase_raises_at_tracking_calls_only(
     adapter: str, fake_api: FakeAPIServer, tmp_path: Path
 ) -> None:
+    # uvicorn --lifespan off; Django with DEBUG under gunicorn (no system checks there).
+    extra = ["--lifespan", "off"] if adapter != "django" else []
     with served(
-        adapter,
-        fake_api,
-        tmp_path,
-        "--lifespan",
-        "off",
-        GOALTRACK_API_KEY=WRONG_PROVIDER_KEY,
-        SETUP_DEBUG="1",
+        adapter, fake_api, tmp_path, *extra, GOALTRACK_API_KEY=WRONG_PROVIDER_KEY, SETUP_DEBUG="1"
     ) as running:
         cookies = visitor_cookie(fake_api)
         with httpx.Client(base_url=running.url, timeout=10, cookies=cookies) as client:
