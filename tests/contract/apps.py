@@ -129,7 +129,7 @@ def flask_app(options: Mapping[str, Any]) -> Any:
         return jsonify(queued=[track_goal(request, f"goal_{n}") for n in range(3)])
 
     @app.post("/decorated")
-    @track_goal("purchase", metadata=lambda req, resp: {"plan": req.args.get("plan", "pro")})
+    @track_goal("purchase", metadata=lambda request, response: {"plan": request.args.get("plan", "pro")})
     def decorated() -> Any:
         return "done", int(request.args.get("status", "200"))
 
@@ -139,12 +139,12 @@ def flask_app(options: Mapping[str, Any]) -> Any:
         raise RuntimeError("the view failed")
 
     @app.post("/metadata-raises")
-    @track_goal("purchase", metadata=lambda req, resp: {"plan": req.form["missing"]})
+    @track_goal("purchase", metadata=lambda request, response: {"plan": request.form["missing"]})
     def metadata_raises() -> Any:
         return "done"
 
     @app.post("/declared")
-    @track_goal("declared", metadata=lambda req: {"plan": req.args.get("plan", "pro")})
+    @track_goal("declared", metadata=lambda request: {"plan": request.args.get("plan", "pro")})
     def declared() -> Any:
         return "done"
 
