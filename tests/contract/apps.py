@@ -129,7 +129,9 @@ def flask_app(options: Mapping[str, Any]) -> Any:
         return jsonify(queued=[track_goal(request, f"goal_{n}") for n in range(3)])
 
     @app.post("/decorated")
-    @track_goal("purchase", metadata=lambda request, response: {"plan": request.args.get("plan", "pro")})
+    @track_goal(
+        "purchase", metadata=lambda request, response: {"plan": request.args.get("plan", "pro")}
+    )
     def decorated() -> Any:
         return "done", int(request.args.get("status", "200"))
 

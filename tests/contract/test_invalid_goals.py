@@ -108,9 +108,7 @@ def test_debug_says_why_a_goal_was_not_sent(
     elif cookie is not None:
         cookies = {"datafast_visitor_id": cookie}
     with contract(debug=True) as app:
-        client = (
-            browser(app, cookies, user_agent) if user_agent else browser(app, cookies)
-        )
+        client = browser(app, cookies, user_agent) if user_agent else browser(app, cookies)
         with client, caplog.at_level(logging.DEBUG, logger="goaltrack"):
             assert client.post("/track").json() == {"queued": False}
         assert nothing_delivered(app, fake_api)
