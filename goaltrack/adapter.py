@@ -566,7 +566,8 @@ class GoalSpec:
                 )
             object.__setattr__(self, "_methods", frozenset(m.upper() for m in self.methods))
         if not self.origin:
-            object.__setattr__(self, "origin", caller_location())
+            # Past this method and the dataclass's generated __init__ (file "<string>").
+            object.__setattr__(self, "origin", caller_location(skip=3))
         # Metadata rules are the same for every provider; each field is checked with a provider
         # that takes it.
         Goal.create(

@@ -30,7 +30,6 @@ from goaltrack.adapter import (
     MetadataArg,
     current_goals,
     current_visitor,
-    is_success,
     log_untracked,
     signal_arguments,
     view_arguments,
@@ -259,8 +258,6 @@ def _goal_decorator(spec: GoalSpec) -> Callable[[ViewT], ViewT]:
         spec: GoalSpec, args: tuple[Any, ...], kwargs: dict[str, Any], response: object
     ) -> None:
         status = _view_status(response)
-        if not is_success(status):
-            return
         found = _find_request(args)
         if found is None:
             logger.error(
