@@ -6,13 +6,16 @@ An adapter only connects its framework to what is here:
   :class:`VisitorSource` that reads the cookies only if someone asks);
 - the bot rule: known crawlers get no goals (the providers refuse them); one bounded cache;
 - :class:`RequestGoals`: one request as goaltrack sees it (visitor, bot, goals tracked) and the
-  direct call ``track()``, which raises :class:`~goaltrack.InvalidGoal` for a bad name or
-  metadata and nothing else;
-- :class:`GoalSpec`: a goal asked for ahead of time, by a decorator or a signal connection. It
-  is tracked only when the view answered with a status below 400 (never when it raised), its
-  ``metadata`` callable receives only the arguments it declares, and whatever goes wrong (a
-  callable, ``when``, a receiver) is logged with the goal's name and never reaches the view or
-  the code that sent the signal: the response is the one the view gave;
+  direct call ``track()``, under the tracker's ``strict`` rule for invalid goals (raise
+  :class:`~goaltrack.InvalidGoal`, or repair or refuse with a log line naming the caller's line)
+  and never raising anything else; with ``debug``, a goal not sent says why;
+- :class:`GoalSpec`: a goal asked for ahead of time, by a decorator or a signal connection. A
+  decorated view counts a conversion: by default a POST, PUT, PATCH or DELETE answered below
+  400 (never when it raised), else ``methods=``; ``when`` can still say no. Its ``metadata`` and
+  ``when`` callables get the arguments they declare, by name (:class:`DeclaredCall`), checked
+  against the names that can ever be given when the spec is applied; whatever goes wrong at
+  request time is logged with the goal's name and never reaches the view or the code that sent
+  the signal: the response is the one the view gave;
 - :class:`Adapter`: one installed adapter's tracker, request options and signals, with the flush
   at the end of a request that tracked goals;
 - :func:`read_settings`: every option, with one meaning, converted from strings alike.

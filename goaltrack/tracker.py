@@ -1,9 +1,11 @@
 """GoalTracker, the object every adapter and user calls, and the process-wide instance.
 
-``track()`` validates in the caller's thread (raising :class:`~goaltrack.InvalidGoal`) and hands
-the goal to a transport; it never waits for the network. ``configure()`` / ``get_tracker()`` /
-``track()`` / ``flush()`` at module level work on one tracker per process, configured from
-arguments or ``GOALTRACK_*`` environment variables.
+``track()`` validates in the caller's thread and hands the goal to a transport; it never waits
+for the network. An invalid goal follows :attr:`GoalTracker.strict`: raised as
+:class:`~goaltrack.InvalidGoal` at the call site, or repaired (over-long metadata values cut) or
+refused (counted as ``invalid``, logged at ERROR with the calling line). ``configure()`` /
+``get_tracker()`` / ``track()`` / ``flush()`` at module level work on one tracker per process,
+configured from arguments or ``GOALTRACK_*`` environment variables.
 """
 
 from __future__ import annotations

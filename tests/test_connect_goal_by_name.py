@@ -155,3 +155,41 @@ def test_decorator_callables_are_checked_when_applied() -> None:
     def any_kwargs(request: Any, **kwargs: Any) -> None: ...
 
     django_track_goal("upgrade", metadata=lambda anything: {})(any_kwargs)  # not provably wrong
+
+
+def test_a_fastapi_endpoint_without_a_request_parameter_still_gives_request_by_name(
+    fake_api: FakeAPIServer,
+) -> None:
+    import httpx
+    from fastapi import FastAPI
+
+    from goaltrack.asgi import GoalTrackMiddleware
+    from goaltrack.asgi import track_goal as asgi_track_goal
+    from tests.threaded_servers import serve_asgi
+
+    api = FastAPI()
+
+    @api.post("/plans/{plan}")
+    @asgi_track_goal(
+        "upgrade",
+        metadata=lambda request, plan, result: {"path": request.url.path, "plan": plan},
+        when=lambda result: result["ok"],
+    )
+    async def upgrade(plan: str) -> dict[str, bool]:
+        return {"ok": plan != "none"}
+
+    app = GoalTrackMiddleware(
+        api, api_key="df_by_name_key_0123456789", api_url=fake_api.api_url("datafast")
+    )
+    visitor_id = fake_api.add_pageview("datafast")
+    try:
+        with serve_asgi(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+            client.cookies.set("datafast_visitor_id", visitor_id)
+            assert client.post("/plans/none").status_code == 200  # when= says no
+            assert client.post("/plans/pro").status_code == 200
+            [goal] = fake_api.wait_for_goals(1)
+            assert app.tracker.flush(10)
+    finally:
+        app.tracker.close(5)
+    assert goal["metadata"] == {"path": "/plans/pro", "plan": "pro"}
+    assert len(fake_api.goals) == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar, overload
 
@@ -85,9 +86,9 @@ def track_goal(
     raises, and only if ``when`` (if given) returns true. ``metadata`` and ``when`` get the
     arguments they declare, by name: ``result`` (what the endpoint returned), ``response`` (the
     same, unless the endpoint takes a ``response`` parameter), ``request`` (the Starlette
-    request, when the endpoint was given one) and the endpoint's own arguments. The name, and
-    the names the callables declare, are checked at decoration time; anything failing at
-    request time is logged, never turned into an error response.
+    request: the endpoint's, or one over the request's scope) and the endpoint's own arguments.
+    The name, and the names the callables declare, are checked at decoration time; anything
+    failing at request time is logged, never turned into an error response.
     """
     if isinstance(request_or_scope, str):
         if name is not None:
@@ -116,8 +117,12 @@ def _endpoint_decorator(spec: GoalSpec) -> Callable[[F], F]:
             method = None if scope is None else scope.get("method")
             named = {**kwargs, "result": result}
             named.setdefault("response", result)
-            if "request" not in named and args and hasattr(args[0], "scope"):
-                named["request"] = args[0]  # a Starlette endpoint: (request)
+            if "request" not in named:
+                if args and hasattr(args[0], "scope"):
+                    named["request"] = args[0]  # a Starlette endpoint: (request)
+                elif scope is not None and "starlette.requests" in sys.modules:
+                    # An endpoint without a Request parameter (FastAPI): one over its scope.
+                    named["request"] = sys.modules["starlette.requests"].Request(scope)
             checked.track_after_view(lambda: goals, method, status, named)
 
         if inspect.iscoroutinefunction(endpoint):

@@ -1,11 +1,13 @@
 """Tracking from Django code: ``track_goal`` (call or decorator), ``connect_goal``, the visitor.
 
 ``track_goal(request, name, metadata)`` tracks now; ``@track_goal(name)`` tracks after a view
-answers with a status below 400. ``connect_goal(signal, name)`` turns any Django signal into a
-goal. The rules are the core's (:mod:`goaltrack.adapter`); this module is Django's glue: the
-request's state on ``request.goaltrack``, class-based and async views, ``on_commit``, and the
-frameworks built on Django views: Django REST framework's ``Request`` (which wraps Django's) and
-django-ninja's operations (which return data, or ``(status, data)``, instead of a response).
+answered a POST, PUT, PATCH or DELETE (or ``methods=``) with a status below 400, if ``when``
+agrees. ``connect_goal(signal, name)`` turns any Django signal into a goal, its callables taking
+the signal's arguments by name (checked against Django's own signals' arguments). The rules are
+the core's (:mod:`goaltrack.adapter`); this module is Django's glue: the request's state on
+``request.goaltrack``, class-based and async views, ``on_commit``, and the frameworks built on
+Django views: Django REST framework's ``Request`` (which wraps Django's) and django-ninja's
+operations (which return data, or ``(status, data)``, instead of a response).
 """
 
 from __future__ import annotations
