@@ -193,3 +193,43 @@ def test_a_fastapi_endpoint_without_a_request_parameter_still_gives_request_by_n
         app.tracker.close(5)
     assert goal["metadata"] == {"path": "/plans/pro", "plan": "pro"}
     assert len(fake_api.goals) == 1
+
+
+def test_method_decorator_checks_once_and_never_raises_into_the_request(
+    fake_api: FakeAPIServer, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from django.http import HttpRequest, HttpResponse
+    from django.test import RequestFactory
+    from django.utils.decorators import method_decorator
+    from django.views import View
+
+    from goaltrack import get_tracker
+    from goaltrack.django import track_goal
+
+    settings.GOALTRACK = goaltrack_setting(fake_api)
+    visitor_id = fake_api.add_pageview("datafast")
+
+    class Upgrade(View):
+        # method_decorator applies the decorator to the method on each request.
+        @method_decorator(track_goal("upgrade", metadata=lambda request, pk: {"pk": pk}))
+        def post(self, request: HttpRequest, pk: int) -> HttpResponse:
+            return HttpResponse("upgraded")
+
+    class Broken(View):
+        @method_decorator(track_goal("broken", metadata=lambda reqest: {}))
+        def post(self, request: HttpRequest) -> HttpResponse:
+            return HttpResponse("still answered")
+
+    factory = RequestFactory(HTTP_COOKIE=f"datafast_visitor_id={visitor_id}")
+    for _ in range(2):
+        assert Upgrade.as_view()(factory.post("/"), pk=7).status_code == 200
+    with caplog.at_level(logging.ERROR, logger="goaltrack"):
+        assert Broken.as_view()(factory.post("/")).status_code == 200
+    assert "@track_goal('broken') not applied" in caplog.text
+    assert "'reqest'" in caplog.text
+    goals = fake_api.wait_for_goals(2)
+    assert get_tracker().flush(10)
+    assert [(g["name"], g["metadata"]) for g in fake_api.goals] == [("upgrade", {"pk": "7"})] * 2
+    assert len(goals) == 2

@@ -295,6 +295,8 @@ def _goal_decorator(spec: GoalSpec) -> Callable[[ViewT], ViewT]:
         await track_response_async(spec, args, kwargs, response)
         return response
 
+    checked_for: dict[object, GoalSpec] = {}
+
     def decorate(view: ViewT) -> ViewT:
         if isinstance(view, type):
             dispatch = getattr(view, "dispatch", None)
@@ -304,9 +306,21 @@ def _goal_decorator(spec: GoalSpec) -> Callable[[ViewT], ViewT]:
             view_class.dispatch = decorate(dispatch)
             return view
 
-        checked = spec.with_arguments(
-            view_arguments(view, {"request", "response"}), f"@track_goal({spec.name!r})"
-        )
+        # method_decorator applies the decorator on each request, to a partial of the bound
+        # method: the check is made once per method, and at request time it must not raise.
+        target = inspect.unwrap(view)
+        checked = checked_for.get(target)
+        if checked is None:
+            try:
+                checked = spec.with_arguments(
+                    view_arguments(view, {"request", "response"}), f"@track_goal({spec.name!r})"
+                )
+            except TypeError:
+                if not isinstance(view, functools.partial):
+                    raise  # applied at import: the error is the developer's, there
+                logger.exception("goaltrack: @track_goal(%r) not applied", spec.name)
+                return view
+            checked_for[target] = checked
 
         if iscoroutinefunction(view):
 
