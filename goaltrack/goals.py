@@ -305,12 +305,16 @@ def _check_metadata(metadata: object, truncate: bool) -> dict[str, str]:
 
 
 def overlong_keys(metadata: Mapping[str, object]) -> list[str]:
-    """The keys of *metadata* whose text values are over the provider's length limit."""
-    return [
-        str(key)
-        for key, value in metadata.items()
-        if isinstance(value, str) and _js_length(value) > METADATA_VALUE_MAX_CHARS
-    ]
+    """The keys of *metadata* whose values, as text, are over the provider's length limit."""
+    keys = []
+    for key, value in metadata.items():
+        try:
+            text = _metadata_text(str(key), value)
+        except InvalidGoal:
+            continue
+        if text is not None and _js_length(text) > METADATA_VALUE_MAX_CHARS:
+            keys.append(str(key))
+    return keys
 
 
 #: A string of at most this many code points cannot exceed 255 UTF-16 units (2 units each at most).
