@@ -6,13 +6,16 @@ An adapter only connects its framework to what is here:
   :class:`VisitorSource` that reads the cookies only if someone asks);
 - the bot rule: known crawlers get no goals (the providers refuse them); one bounded cache;
 - :class:`RequestGoals`: one request as goaltrack sees it (visitor, bot, goals tracked) and the
-  direct call ``track()``, which raises :class:`~goaltrack.InvalidGoal` for a bad name or
-  metadata and nothing else;
-- :class:`GoalSpec`: a goal asked for ahead of time, by a decorator or a signal connection. It
-  is tracked only when the view answered with a status below 400 (never when it raised), its
-  ``metadata`` callable receives only the arguments it declares, and whatever goes wrong (a
-  callable, ``when``, a receiver) is logged with the goal's name and never reaches the view or
-  the code that sent the signal: the response is the one the view gave;
+  direct call ``track()``, under the tracker's ``strict`` rule for invalid goals (raise
+  :class:`~goaltrack.InvalidGoal`, or repair or refuse with a log line naming the caller's line)
+  and never raising anything else; with ``debug``, a goal not sent says why;
+- :class:`GoalSpec`: a goal asked for ahead of time, by a decorator or a signal connection. A
+  decorated view counts a conversion: by default a POST, PUT, PATCH or DELETE answered below
+  400 (never when it raised), else ``methods=``; ``when`` can still say no. Its ``metadata`` and
+  ``when`` callables get the arguments they declare, by name (:class:`DeclaredCall`), checked
+  against the names that can ever be given when the spec is applied; whatever goes wrong at
+  request time is logged with the goal's name and never reaches the view or the code that sent
+  the signal: the response is the one the view gave;
 - :class:`Adapter`: one installed adapter's tracker, request options and signals, with the flush
   at the end of a request that tracked goals;
 - :func:`read_settings`: every option, with one meaning, converted from strings alike.
@@ -21,11 +24,13 @@ An adapter only connects its framework to what is here:
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import inspect
 import logging
 import re
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Collection, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
@@ -35,7 +40,7 @@ from goaltrack.cookies import Visitor, visitor_from_cookies
 from goaltrack.goals import Goal, InvalidGoal, MetadataValue
 from goaltrack.hooks import SignalSet
 from goaltrack.providers import PROVIDERS, Provider
-from goaltrack.tracker import GoalTracker, TrackerOptions, get_tracker
+from goaltrack.tracker import GoalTracker, TrackerOptions, call_site, caller_location, get_tracker
 
 __all__ = [
     "Adapter",
@@ -183,51 +188,58 @@ def is_success(status: int | None) -> bool:
 
 
 class DeclaredCall:
-    """A user's callable, called with only the arguments it declares.
+    """A user's callable, called with the arguments it declares, each by its name.
 
-    ``call(leading, named)`` passes the *leading* values by position (as many as the callable
-    takes: ``(request, response)`` to ``lambda request: ...`` passes the request only), then those
-    of *named* whose names it declares (all of them to a ``**kwargs``). So a FastAPI endpoint can
-    gain a parameter without breaking its ``metadata`` callable, and a signal receiver's
-    ``when=lambda sender, created: created`` ignores the signal's other arguments.
+    ``call(named)`` passes the values of *named* whose names the callable declares (all of them
+    to a ``**kwargs``); nothing is passed by position, so ``lambda user, request: ...`` on
+    ``user_logged_in`` gets the user as ``user`` and the sender only as a parameter named
+    ``sender``. Built with the names that can ever be given (*available*; None: not known), a
+    callable declaring any other name is a TypeError at once, naming what it could take.
     """
 
-    __slots__ = ("_keywords", "_positional", "_var_keyword", "_var_positional", "func")
+    __slots__ = ("_keywords", "_positional_only", "_var_keyword", "func")
 
-    def __init__(self, func: Callable[..., Any]) -> None:
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        available: Collection[str] | None = None,
+        *,
+        what: str = "the callable",
+    ) -> None:
         self.func = func
         try:
             parameters = list(inspect.signature(func).parameters.values())
         except (TypeError, ValueError):  # no signature to read (some builtins): pass everything
-            self._positional: tuple[str, ...] = ()
-            self._keywords: frozenset[str] = frozenset()
-            self._var_positional = self._var_keyword = True
+            self._positional_only: tuple[str, ...] = ()
+            self._keywords: tuple[str, ...] = ()
+            self._var_keyword = True
             return
         kinds = inspect.Parameter
-        self._positional = tuple(
-            p.name
-            for p in parameters
-            if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
-        )
-        self._keywords = frozenset(
+        self._positional_only = tuple(p.name for p in parameters if p.kind is kinds.POSITIONAL_ONLY)
+        self._keywords = tuple(
             p.name
             for p in parameters
             if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)
         )
-        self._var_positional = any(p.kind is kinds.VAR_POSITIONAL for p in parameters)
         self._var_keyword = any(p.kind is kinds.VAR_KEYWORD for p in parameters)
+        if available is not None:
+            unknown = [
+                name for name in (*self._positional_only, *self._keywords) if name not in available
+            ]
+            if unknown:
+                raise TypeError(
+                    f"{what} declares {', '.join(map(repr, unknown))}, which it is never given: "
+                    f"arguments are passed by name, and the names it can take are "
+                    f"{', '.join(sorted(available))} (or **kwargs)"
+                )
 
-    def __call__(self, leading: tuple[Any, ...], named: Mapping[str, Any]) -> Any:
-        args = leading if self._var_positional else leading[: len(self._positional)]
-        taken = self._positional[: len(args)]
+    def __call__(self, named: Mapping[str, Any]) -> Any:
+        positional_only = self._positional_only
+        args = [named[name] for name in positional_only if name in named]
         if self._var_keyword:
-            kwargs = {key: value for key, value in named.items() if key not in taken}
+            kwargs = {key: value for key, value in named.items() if key not in positional_only}
         else:
-            kwargs = {
-                key: value
-                for key, value in named.items()
-                if key in self._keywords and key not in taken
-            }
+            kwargs = {key: named[key] for key in self._keywords if key in named}
         return self.func(*args, **kwargs)
 
 
@@ -383,8 +395,28 @@ class RequestGoals(VisitorSource):
         )
         self._visitor = None if bot else visitor
         self._is_bot = bot
-        self._cookies = self._user_agent = None
+        if visitor is not None:  # kept otherwise, to tell a malformed cookie from none (debug)
+            self._cookies = None
+        self._user_agent = None
         return bot
+
+    def _cookie_sent(self) -> bool:
+        """Whether the request carried the provider's visitor cookie at all (for debug lines)."""
+        name = self.provider.visitor_cookie
+        cookies: object = self._cookies
+        if cookies is None:
+            request = self.request
+            if not isinstance(request, Mapping):
+                return False
+            # An ASGI scope: its raw headers.
+            cookies = b"; ".join(
+                value for key, value in request.get("headers", ()) if key == b"cookie"
+            )
+        if isinstance(cookies, bytes):
+            return name.encode() in cookies
+        if isinstance(cookies, str):
+            return name in cookies
+        return isinstance(cookies, Mapping) and name in cookies
 
     def track(
         self,
@@ -397,60 +429,73 @@ class RequestGoals(VisitorSource):
         """Queue goal *name* for this request's visitor; never waits for the network.
 
         The same signature as :meth:`GoalTracker.track <goaltrack.GoalTracker.track>`, less the
-        visitor (the request's). Raises :class:`~goaltrack.InvalidGoal` for a goal the provider
-        would refuse, even when nothing would be sent. Returns True when the goal was accepted
-        for delivery (in ``sync`` mode: delivered); False, sending nothing, for a bot, for a
-        visitor without the provider's cookie (when the provider needs one), and when the
+        visitor (the request's). A goal the provider would refuse follows the tracker's
+        ``strict`` rule (raise :class:`~goaltrack.InvalidGoal`, or repair or refuse with a log
+        line and return False), even when nothing would be sent. Returns True when the goal was
+        accepted for delivery (in ``sync`` mode: delivered); False, sending nothing, for a bot,
+        for a visitor without the provider's cookie (when the provider needs one), and when the
         tracker will not send it (disabled, or the queue is full).
         """
-        if (
-            metadata is not None
-            and type(metadata) is not dict
-            and not isinstance(metadata, Mapping)
-        ):
-            raise InvalidGoal(
+        goal = self.prepare(name, metadata, description, timezone)
+        return False if goal is None else self.send(goal, name, metadata)
+
+    def prepare(
+        self,
+        name: str,
+        metadata: Metadata | None,
+        description: str | None,
+        timezone: str | None,
+    ) -> Goal | None:
+        """The goal to send for this request's visitor, validated; None when none is to be sent
+        (invalid and not strict, a bot, no visitor): with ``debug``, a DEBUG line says why."""
+        tracker = self.adapter.tracker
+        given: object = metadata
+        if given is not None and type(given) is not dict and not isinstance(given, Mapping):
+            problem = InvalidGoal(
                 "track_goal(request, ...) takes metadata as a mapping; "
                 "callables are for decorators",
                 field="metadata",
                 rule="metadata is a flat object",
             )
-        tracker = self.adapter.tracker
-        if self.is_bot:
-            self.validate(tracker, name, metadata, description, timezone)
-            return False
+            if tracker.strict:
+                raise problem
+            tracker.refuse(name, problem)
+            return None
+        is_bot = self.is_bot  # reads the cookies and the User-Agent
         visitor = self._visitor
-        sent = tracker.track_visitor(
-            visitor, name, metadata=metadata, description=description, timezone=timezone
+        visitor_id, session_id = (None, None) if visitor is None else visitor
+        goal = tracker.make_goal(
+            name, visitor_id, session_id, metadata, description, timezone, require_visitor=False
         )
+        if goal is None:
+            return None
+        if is_bot:
+            logger.debug("goaltrack: goal %r not sent: the User-Agent is a known bot", goal.name)
+            return None
+        if visitor is None and self.provider.visitor_required:
+            logger.debug(
+                "goaltrack: goal %r not sent: %s %s cookie",
+                goal.name,
+                "a malformed" if self._cookie_sent() else "no",
+                self.provider.visitor_cookie,
+            )
+            return None
+        return goal
+
+    def send(self, goal: Goal, name: str, metadata: Metadata | None) -> bool:
+        """Hand a goal from :meth:`prepare` to the tracker; ``goal_tracked`` (with the *name*
+        and *metadata* as given) if it was taken."""
+        sent = self.adapter.tracker.submit(goal)
         if sent:
             self.tracked += 1
             signals = self.adapter.signals
             if signals.signals["tracked"].receivers:
-                signals.tracked(name, visitor, metadata, self.request)
+                signals.tracked(name, self._visitor, metadata, self.request)
         return sent
 
     def track_spec(self, spec: GoalSpec, metadata: Metadata | None) -> None:
         """Track a decorator's or signal connection's goal (adapters add their options here)."""
         self.track(spec.name, metadata, description=spec.description, timezone=spec.timezone)
-
-    @staticmethod
-    def validate(
-        tracker: GoalTracker,
-        name: str,
-        metadata: Metadata | None,
-        description: str | None,
-        timezone: str | None,
-    ) -> None:
-        """Raise :class:`~goaltrack.InvalidGoal` now for a goal that will not be sent now."""
-        Goal.create(
-            tracker.provider,
-            name,
-            metadata=metadata,
-            description=description,
-            timezone=timezone,
-            truncate_metadata=tracker.options.truncate_metadata,
-            require_visitor=False,
-        )
 
     def __repr__(self) -> str:
         return (
@@ -470,13 +515,19 @@ def goals_outside_a_request(adapter: Adapter) -> RequestGoals:
 # -- goals asked for ahead of time ---------------------------------------------------------------
 
 
+#: What the decorators count by default: requests that change something, not pages shown.
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 @dataclass(frozen=True)
 class GoalSpec:
     """A goal a decorator or a signal connection will track: checked when it is made.
 
     The name (against every provider's rules: the provider may not be configured yet), literal
     metadata, ``description`` and ``timezone`` raise :class:`~goaltrack.InvalidGoal` now; the
-    configured provider's rules apply again when the goal is tracked.
+    configured provider's rules apply again when the goal is tracked. :meth:`with_arguments`
+    then checks that the ``metadata`` and ``when`` callables declare only names they can be
+    given. ``origin`` is where the goal was declared (``file:line``), for log lines.
     """
 
     name: str
@@ -485,7 +536,14 @@ class GoalSpec:
     timezone: str | None = None
     on_commit: bool | None = None
     """Django: send only once the current transaction commits (None: the setting)."""
+    methods: Collection[str] | None = None
+    """Decorators: the HTTP methods that count (None: POST, PUT, PATCH and DELETE)."""
+    when: Callable[..., object] | None = None
+    """Called with the arguments it declares (by name): a false result skips the goal."""
+    origin: str = field(default="", compare=False)
     _metadata_call: DeclaredCall | None = field(default=None, init=False, repr=False, compare=False)
+    _when_call: DeclaredCall | None = field(default=None, init=False, repr=False, compare=False)
+    _methods: frozenset[str] = field(default=UNSAFE_METHODS, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         precheck_goal_name(self.name)
@@ -498,6 +556,21 @@ class GoalSpec:
                 field="metadata",
                 rule="metadata is a flat object",
             )
+        if self.when is not None:
+            if not callable(self.when):
+                raise TypeError(f"when must be a callable, not {type(self.when).__name__}")
+            object.__setattr__(self, "_when_call", DeclaredCall(self.when))
+        if self.methods is not None:
+            if isinstance(self.methods, str) or not all(
+                isinstance(method, str) for method in self.methods
+            ):
+                raise TypeError(
+                    f'methods is a list of HTTP methods, e.g. ["GET"]: {self.methods!r}'
+                )
+            object.__setattr__(self, "_methods", frozenset(m.upper() for m in self.methods))
+        if not self.origin:
+            # Past this method and the dataclass's generated __init__ (file "<string>").
+            object.__setattr__(self, "origin", caller_location(skip=3))
         # Metadata rules are the same for every provider; each field is checked with a provider
         # that takes it.
         Goal.create(
@@ -515,30 +588,63 @@ class GoalSpec:
                 require_visitor=False,
             )
 
-    def metadata_for(self, leading: tuple[Any, ...], named: Mapping[str, Any]) -> Metadata | None:
+    def with_arguments(self, available: Collection[str] | None, where: str) -> GoalSpec:
+        """This spec, its callables checked against the names they can be given (*available*;
+        None: unknown, any name goes). Raises TypeError naming *where* and those names."""
+        checked = copy.copy(self)
+        for attribute, option in (("_metadata_call", "metadata"), ("_when_call", "when")):
+            call: DeclaredCall | None = getattr(self, attribute)
+            if call is not None:
+                what = f"{where}: {option}={_callable_name(call.func)}"
+                object.__setattr__(
+                    checked, attribute, DeclaredCall(call.func, available, what=what)
+                )
+        return checked
+
+    def metadata_for(self, named: Mapping[str, Any]) -> Metadata | None:
         """The metadata for one request or signal: the mapping, or what the callable returns."""
         call = self._metadata_call
         if call is None:
             return self.metadata  # type: ignore[return-value]
-        return call(leading, named)  # type: ignore[no-any-return]
+        return call(named)  # type: ignore[no-any-return]
+
+    def counts(self, method: str | None, status: int | None) -> bool:
+        """The decorator rule before ``when``: a counted method, a status below 400."""
+        if status is None or status >= 400:
+            logger.debug("goaltrack: goal %r not tracked: the view answered %s", self.name, status)
+            return False
+        if method is not None and method not in self._methods:  # None: not known (no scope)
+            logger.debug(
+                "goaltrack: goal %r not tracked: %s is not one of the methods that count (%s)",
+                self.name,
+                method,
+                ", ".join(sorted(self._methods)),
+            )
+            return False
+        return True
 
     def track_after_view(
         self,
         goals_for: Callable[[], RequestGoals | None],
+        method: str | None,
         status: int | None,
-        leading: tuple[Any, ...],
-        named: Mapping[str, Any] | None = None,
+        named: Mapping[str, Any],
     ) -> None:
-        """The decorator rule: track when the view answered below 400; never raise.
+        """The decorator rule: track for a counted method when the view answered below 400 and
+        ``when`` (if any) agrees; never raise.
 
         Called only once the view returned (a view that raised tracks nothing). *goals_for*
-        finds the request's goals (the adapter's glue); *leading* and *named* are what the
-        ``metadata`` callable may receive.
+        finds the request's goals (the adapter's glue); *named* holds what the ``metadata`` and
+        ``when`` callables may receive, by name.
         """
-        if status is None or status >= 400:
+        if not self.counts(method, status):
             return
         goals = None
         try:
+            when = self._when_call
+            if when is not None and not when(named):
+                logger.debug("goaltrack: goal %r not tracked: when= said no", self.name)
+                return
             goals = goals_for()
             if goals is None:
                 logger.error(
@@ -547,26 +653,34 @@ class GoalSpec:
                     self.name,
                 )
                 return
-            goals.track_spec(self, self.metadata_for(leading, named or {}))
+            self._track(goals, named)
         except Exception:
             log_untracked(self.name, "a decorated view", goals.describe() if goals else "")
 
+    def _track(self, goals: RequestGoals, named: Mapping[str, Any]) -> None:
+        token = call_site.set(self.origin)
+        try:
+            goals.track_spec(self, self.metadata_for(named))
+        finally:
+            call_site.reset(token)
+
     def signal_receiver(
-        self,
-        goals_for: Callable[[object, Mapping[str, Any]], RequestGoals | None],
-        when: Callable[..., object] | None,
+        self, goals_for: Callable[[object, Mapping[str, Any]], RequestGoals | None]
     ) -> Callable[..., None]:
         """A receiver tracking this goal each time a signal is sent; it never raises.
 
-        ``when(sender, **kwargs)`` (with the arguments it declares) may skip a send; *goals_for*
-        finds the request's goals for the signal (the adapter's glue), or None to skip it.
+        ``when`` and ``metadata`` get the signal's keyword arguments by name (the sender as
+        ``sender``); *goals_for* finds the request's goals for the signal (the adapter's glue),
+        or None to skip it.
         """
-        when_call = None if when is None else DeclaredCall(when)
         spec = self
 
         def receiver(sender: object, **kwargs: Any) -> None:
             try:
-                if when_call is not None and not when_call((sender,), kwargs):
+                named = {**kwargs, "sender": sender}
+                when = spec._when_call
+                if when is not None and not when(named):
+                    logger.debug("goaltrack: goal %r not tracked: when= said no", spec.name)
                     return
                 goals = goals_for(sender, kwargs)
                 if goals is None:
@@ -576,12 +690,68 @@ class GoalSpec:
                         spec.name,
                     )
                     return
-                goals.track_spec(spec, spec.metadata_for((sender,), kwargs))
+                spec._track(goals, named)
             except Exception:
                 log_untracked(spec.name, "a signal", _describe_sender(sender))
 
         receiver.__name__ = receiver.__qualname__ = f"goaltrack_goal_{self.name}"
         return receiver
+
+
+def view_arguments(view: Callable[..., Any], given: set[str]) -> frozenset[str] | None:
+    """The names a decorated view's callables may declare: *given* and the view's parameters;
+    None (any name) when the view takes ``**kwargs`` or has no signature to read."""
+    try:
+        parameters = inspect.signature(view).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return frozenset(given | {p.name for p in parameters})
+
+
+def _callable_name(func: Callable[..., Any]) -> str:
+    return getattr(func, "__qualname__", None) or type(func).__qualname__
+
+
+#: The keyword arguments of well-known blinker signals (blinker signals do not declare them).
+BLINKER_SIGNAL_ARGUMENTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("flask.signals", "template_rendered"): ("template", "context"),
+    ("flask.signals", "before_render_template"): ("template", "context"),
+    ("flask.signals", "request_started"): (),
+    ("flask.signals", "request_finished"): ("response",),
+    ("flask.signals", "request_tearing_down"): ("exc",),
+    ("flask.signals", "got_request_exception"): ("exception",),
+    ("flask.signals", "appcontext_tearing_down"): ("exc",),
+    ("flask.signals", "appcontext_pushed"): (),
+    ("flask.signals", "appcontext_popped"): (),
+    ("flask.signals", "message_flashed"): ("message", "category"),
+    ("flask_login.signals", "user_logged_in"): ("user",),
+    ("flask_login.signals", "user_logged_out"): ("user",),
+    ("flask_login.signals", "user_loaded_from_cookie"): ("user",),
+    ("flask_login.signals", "user_loaded_from_request"): ("user",),
+    ("flask_login.signals", "user_login_confirmed"): (),
+    ("flask_login.signals", "user_unauthorized"): (),
+    ("flask_login.signals", "user_needs_refresh"): (),
+    ("flask_login.signals", "user_accessed"): (),
+    ("flask_login.signals", "session_protected"): (),
+}
+
+
+def signal_arguments(
+    signal: object, table: Mapping[tuple[str, str], tuple[str, ...]]
+) -> tuple[str, frozenset[str] | None]:
+    """How to name *signal* in errors, and the names its receivers are given (``sender`` and
+    its keyword arguments), from *table* (module, attribute) -> arguments; None: not known.
+
+    Only modules already imported are looked at: a signal from one not imported is not in it.
+    """
+    for (module_name, attribute), arguments in table.items():
+        module = sys.modules.get(module_name)
+        if module is not None and getattr(module, attribute, None) is signal:
+            return f"{attribute}", frozenset({"sender", *arguments})
+    name = getattr(signal, "name", None)
+    return (name if isinstance(name, str) else type(signal).__name__), None
 
 
 def _describe_sender(sender: object) -> str:

@@ -23,7 +23,7 @@ from goaltrack.providers import (
     Provider,
 )
 
-__all__ = ["Goal", "InvalidGoal", "MetadataValue", "sanitize_value"]
+__all__ = ["Goal", "InvalidGoal", "MetadataValue", "overlong_keys", "sanitize_value"]
 
 #: What a metadata value may be before it is turned into the string the API stores.
 MetadataValue = str | int | float | bool | Decimal | uuid.UUID | _dt.date | None
@@ -41,10 +41,18 @@ _UNSAFE_LEFTOVERS = re.compile(r"""[<>'"&]|javascript:|\bon\w+\s*=""", re.IGNORE
 class InvalidGoal(ValueError):
     """A goal the provider's API would refuse; the message names the value and the rule."""
 
-    def __init__(self, message: str, *, field: str, rule: str) -> None:
+    def __init__(self, message: str, *, field: str, rule: str, repairable: bool = False) -> None:
         super().__init__(f"{message} (rule: {rule})")
         self.field = field
         self.rule = rule
+        self.repairable = repairable
+        """True when the provider's own rules can repair the goal: a metadata value over the
+        length limit, which the providers' JavaScript SDKs cut (see :func:`overlong_keys`)."""
+
+    @property
+    def problem(self) -> str:
+        """The message without the rule."""
+        return str(self).removesuffix(f" (rule: {self.rule})")
 
 
 def sanitize_value(value: str) -> str:
@@ -282,6 +290,7 @@ def _check_metadata(metadata: object, truncate: bool) -> dict[str, str]:
                     field="metadata",
                     rule=f"values are at most {METADATA_VALUE_MAX_CHARS} characters, counted as "
                     "JavaScript does (UTF-16 units; pass truncate_metadata=True to cut them)",
+                    repairable=True,
                 )
             text = _js_truncate(text, METADATA_VALUE_MAX_CHARS)
         # Digits, and letters and digits only, have nothing to clean: skip the pattern search.
@@ -293,6 +302,19 @@ def _check_metadata(metadata: object, truncate: bool) -> dict[str, str]:
             rule=f"at most {METADATA_MAX_KEYS} keys",
         )
     return checked
+
+
+def overlong_keys(metadata: Mapping[str, object]) -> list[str]:
+    """The keys of *metadata* whose values, as text, are over the provider's length limit."""
+    keys = []
+    for key, value in metadata.items():
+        try:
+            text = _metadata_text(str(key), value)
+        except InvalidGoal:
+            continue
+        if text is not None and _js_length(text) > METADATA_VALUE_MAX_CHARS:
+            keys.append(str(key))
+    return keys
 
 
 #: A string of at most this many code points cannot exceed 255 UTF-16 units (2 units each at most).

@@ -1,9 +1,11 @@
 """GoalTracker, the object every adapter and user calls, and the process-wide instance.
 
-``track()`` validates in the caller's thread (raising :class:`~goaltrack.InvalidGoal`) and hands
-the goal to a transport; it never waits for the network. ``configure()`` / ``get_tracker()`` /
-``track()`` / ``flush()`` at module level work on one tracker per process, configured from
-arguments or ``GOALTRACK_*`` environment variables.
+``track()`` validates in the caller's thread and hands the goal to a transport; it never waits
+for the network. An invalid goal follows :attr:`GoalTracker.strict`: raised as
+:class:`~goaltrack.InvalidGoal` at the call site, or repaired (over-long metadata values cut) or
+refused (counted as ``invalid``, logged at ERROR with the calling line). ``configure()`` /
+``get_tracker()`` / ``track()`` / ``flush()`` at module level work on one tracker per process,
+configured from arguments or ``GOALTRACK_*`` environment variables.
 """
 
 from __future__ import annotations
@@ -12,19 +14,22 @@ import asyncio
 import functools
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, fields
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, Literal
 
 from goaltrack.config import configuration_problems, settings_from_env
 from goaltrack.cookies import Visitor
 from goaltrack.delivery import Endpoint, InvalidConfiguration, RetryPolicy, probe
-from goaltrack.goals import Goal, InvalidGoal, MetadataValue, create_goal
+from goaltrack.goals import Goal, InvalidGoal, MetadataValue, create_goal, overlong_keys
 from goaltrack.http_client import HttpClient, HttpPoster
 from goaltrack.httpx_client import HttpxPoster, is_httpx_client
-from goaltrack.providers import Provider, get_provider
+from goaltrack.providers import METADATA_VALUE_MAX_CHARS, Provider, get_provider
+from goaltrack.redaction import redact
 from goaltrack.transports import (
     BackgroundTransport,
     DisabledTransport,
@@ -47,6 +52,26 @@ __all__ = ["GoalTracker", "TrackerOptions", "configure", "flush", "get_tracker",
 logger = logging.getLogger("goaltrack")
 
 Mode = Literal["background", "sync", "disabled", "celery"]
+
+_MAPPING_RULE = "metadata is a flat object"
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+#: Where a goal asked for ahead of time (a decorator's, a signal connection's) was declared:
+#: set while goaltrack tracks it, since no frame of the user's code is on the stack then.
+call_site: ContextVar[str | None] = ContextVar("goaltrack_call_site", default=None)
+
+
+def caller_location(skip: int = 1) -> str:
+    """``file:line`` of the code that called goaltrack: the first frame outside the package."""
+    site = call_site.get()
+    if site is not None:
+        return site
+    frame: FrameType | None = sys._getframe(skip)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return "<unknown>"
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}"
 
 
 @dataclass(frozen=True)
@@ -356,25 +381,29 @@ class GoalTracker:
         refused it or never answered).
         A goal accepted may still fail later: the hooks, ``stats`` and the log say so.
 
-        Raises :class:`~goaltrack.InvalidGoal` if the provider would refuse the goal, and
-        TypeError for metadata that is not a mapping (a visitor id given by position).
+        A goal the provider would refuse: when the tracker is :attr:`strict`, raises
+        :class:`~goaltrack.InvalidGoal` (TypeError for metadata given as a str: a visitor id given
+        by position). Otherwise never raises: an over-long metadata value is cut to the
+        provider's limit (one WARNING naming the goal and the key) and sent; anything else is not
+        sent, counted in ``stats.invalid``, logged at ERROR with the rule and the calling line,
+        and False is returned.
         """
-        if isinstance(metadata, str):
-            raise TypeError(
+        given: object = metadata  # typed as a mapping, but callers pass anything
+        if isinstance(given, str):
+            problem = (
                 "track(name, metadata, *, visitor_id=...): the second argument is the metadata "
                 "mapping, not a str; pass a visitor id by keyword: "
                 "track(name, visitor_id='...')"
             )
-        goal = Goal.create(
-            self.provider,
-            name,
-            visitor_id=visitor_id,
-            session_id=session_id,
-            metadata=metadata,
-            description=description,
-            timezone=timezone,
-            truncate_metadata=self.options.truncate_metadata,
+            if self.strict:
+                raise TypeError(problem)
+            self.refuse(name, InvalidGoal(problem, field="metadata", rule=_MAPPING_RULE))
+            return False
+        goal = self.make_goal(
+            name, visitor_id, session_id, metadata, description, timezone, require_visitor=True
         )
+        if goal is None:
+            return False
         return self.submit(goal)
 
     def track_visitor(
@@ -407,25 +436,105 @@ class GoalTracker:
                 f"{type(visitor).__name__}; for a visitor id you already have, call "
                 "track(name, visitor_id='...')"
             )
-        if isinstance(metadata, str):
-            raise TypeError(
-                "track_visitor(visitor, name, metadata): metadata is a mapping, not a str"
-            )
-        goal = create_goal(
-            provider,
-            name,
-            visitor_id,
-            session_id,
-            metadata,
-            description,
-            timezone,
-            self.options.truncate_metadata,
-            False,  # require_visitor: without one the goal is validated, then not sent
+        given: object = metadata  # typed as a mapping, but callers pass anything
+        if isinstance(given, str):
+            problem = "track_visitor(visitor, name, metadata): metadata is a mapping, not a str"
+            if self.strict:
+                raise TypeError(problem)
+            self.refuse(name, InvalidGoal(problem, field="metadata", rule=_MAPPING_RULE))
+            return False
+        # require_visitor=False: without a visitor the goal is validated, then not sent.
+        goal = self.make_goal(
+            name, visitor_id, session_id, metadata, description, timezone, require_visitor=False
         )
+        if goal is None:
+            return False
         if visitor_id is None and provider.visitor_required:
-            logger.debug("goaltrack: no %s visitor cookie; %r not sent", provider.name, name)
+            logger.debug(
+                "goaltrack: goal %r not sent: the visitor has no %s cookie",
+                goal.name,
+                provider.visitor_cookie,
+            )
             return False
         return self.submit(goal)
+
+    def make_goal(
+        self,
+        name: str,
+        visitor_id: str | None,
+        session_id: str | None,
+        metadata: Mapping[str, MetadataValue] | None,
+        description: str | None,
+        timezone: str | None,
+        *,
+        require_visitor: bool,
+        context: str = "",
+    ) -> Goal | None:
+        """The validated goal; for one the provider would refuse, the :attr:`strict` rule.
+
+        Strict: raises :class:`~goaltrack.InvalidGoal`. Otherwise returns the goal repaired
+        (over-long metadata values cut, with a WARNING), or None when it cannot be repaired
+        (counted as ``invalid``, logged at ERROR). *context* prefixes the problem in the log.
+        """
+        try:
+            return create_goal(
+                self.provider,
+                name,
+                visitor_id,
+                session_id,
+                metadata,
+                description,
+                timezone,
+                self.options.truncate_metadata,
+                require_visitor,
+            )
+        except InvalidGoal as exc:
+            if self.strict:
+                if context:
+                    raise InvalidGoal(
+                        f"{context}{exc.problem}", field=exc.field, rule=exc.rule
+                    ) from exc
+                raise
+            problem = exc
+        if problem.repairable and isinstance(metadata, Mapping):
+            try:
+                goal = create_goal(
+                    self.provider,
+                    name,
+                    visitor_id,
+                    session_id,
+                    metadata,
+                    description,
+                    timezone,
+                    True,
+                    require_visitor,
+                )
+            except InvalidGoal as again:
+                problem = again
+            else:
+                logger.warning(
+                    "goaltrack: goal %r: metadata value for %s cut to %d characters, as the "
+                    "provider's own script does (tracked at %s)",
+                    goal.name,
+                    ", ".join(repr(key) for key in overlong_keys(metadata)),
+                    METADATA_VALUE_MAX_CHARS,
+                    caller_location(),
+                )
+                return goal
+        self.refuse(name, problem, context)
+        return None
+
+    def refuse(self, name: object, problem: InvalidGoal, context: str = "") -> None:
+        """Count and log a goal that will not be sent because the provider would refuse it."""
+        self._settlement.count("invalid")
+        logger.error(
+            "goaltrack: invalid goal %s not sent (tracked at %s): %s%s (rule: %s)",
+            redact(repr(name), 100),
+            caller_location(),
+            context,
+            redact(problem.problem),
+            problem.rule,
+        )
 
     def submit(self, goal: Goal) -> bool:
         """Hand an already validated goal to ``before_send``, then the transport (or an active
@@ -470,23 +579,16 @@ class GoalTracker:
                 goal.name,
             )
             return goal
-        try:
-            return create_goal(
-                self.provider,
-                returned.name,
-                returned.visitor_id,
-                returned.session_id,
-                returned.metadata,
-                returned.description,
-                returned.timezone,
-                self.options.truncate_metadata,
-                self.provider.visitor_required,
-            )
-        except InvalidGoal as exc:
-            what = str(exc).removesuffix(f" (rule: {exc.rule})")
-            raise InvalidGoal(
-                f"before_send returned an invalid goal: {what}", field=exc.field, rule=exc.rule
-            ) from exc
+        return self.make_goal(
+            returned.name,
+            returned.visitor_id,
+            returned.session_id,
+            returned.metadata,
+            returned.description,
+            returned.timezone,
+            require_visitor=self.provider.visitor_required,
+            context="before_send returned an invalid goal: ",
+        )
 
     # -- delivery control ---------------------------------------------------------------------
 

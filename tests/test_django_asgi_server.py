@@ -27,8 +27,8 @@ def client(base_url: str, visitor_id: str | None, user_agent: str = BROWSER_UA) 
 def test_async_views_track(asgi_server: str, fake_api: FakeAPIServer) -> None:
     visitor_id = fake_api.add_pageview("datafast")
     with client(asgi_server, visitor_id) as browser:
-        assert browser.get("/decorated-async/?status=400").status_code == 400
-        assert browser.get("/decorated-async/?plan=pro").status_code == 200
+        assert browser.post("/decorated-async/?status=400").status_code == 400
+        assert browser.post("/decorated-async/?plan=pro").status_code == 200
         assert browser.get("/helper-async/?plan=team").json() == {"queued": True}
         assert browser.post("/cbv-async-class/").status_code == 200
         assert browser.post("/cbv-method/").status_code == 200  # a sync view in the ASGI stack
@@ -59,11 +59,11 @@ def test_bots_and_cookieless_visitors_track_nothing(
 ) -> None:
     visitor_id = fake_api.add_pageview("datafast")
     with client(asgi_server, visitor_id, BOT_UA) as bot:
-        assert bot.get("/decorated-async/?plan=bot").status_code == 200
+        assert bot.post("/decorated-async/?plan=bot").status_code == 200
     with client(asgi_server, None) as cookieless:
         assert cookieless.get("/helper-async/").json() == {"queued": False}
     with client(asgi_server, visitor_id) as browser:
-        browser.get("/decorated-async/?plan=sentinel")
+        browser.post("/decorated-async/?plan=sentinel")
     [goal] = fake_api.wait_for_goals(1)
     assert goal["metadata"]["plan"] == "sentinel"
     # the bot's goal would have been tracked before the sentinel: it was not

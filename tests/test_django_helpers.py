@@ -134,14 +134,14 @@ def test_decorated_class_based_views(
 def test_decorated_view_tracks_with_metadata_from_request_and_response(
     api: FakeAPIServer, browser: Client
 ) -> None:
-    assert browser.get("/decorated/?plan=pro&status=201").status_code == 201
+    assert browser.post("/decorated/?plan=pro&status=201").status_code == 201
     [goal] = api.wait_for_goals(1)
     assert (goal["name"], goal["metadata"]) == ("purchase", {"plan": "pro", "status": "201"})
 
 
 @pytest.mark.parametrize("status", [302, 399])
 def test_decorated_view_tracks_below_400(api: FakeAPIServer, browser: Client, status: int) -> None:
-    assert browser.get(f"/decorated/?status={status}").status_code == status
+    assert browser.post(f"/decorated/?status={status}").status_code == status
     assert [g["name"] for g in api.wait_for_goals(1)] == ["purchase"]
 
 
@@ -149,8 +149,8 @@ def test_decorated_view_tracks_below_400(api: FakeAPIServer, browser: Client, st
 def test_decorated_view_does_not_track_errors(
     api: FakeAPIServer, browser: Client, status: int
 ) -> None:
-    assert browser.get(f"/decorated/?status={status}").status_code == status
-    browser.get("/decorated/?plan=sentinel")
+    assert browser.post(f"/decorated/?status={status}").status_code == status
+    browser.post("/decorated/?plan=sentinel")
     [goal] = api.wait_for_goals(1)
     assert goal["metadata"]["plan"] == "sentinel"
 
@@ -158,14 +158,14 @@ def test_decorated_view_does_not_track_errors(
 def test_decorated_view_does_not_track_when_it_raises(api: FakeAPIServer, visitor_id: str) -> None:
     client = Client(HTTP_USER_AGENT=BROWSER_UA, raise_request_exception=False)
     client.cookies["datafast_visitor_id"] = visitor_id
-    assert client.get("/decorated-raises/").status_code == 500
+    assert client.post("/decorated-raises/").status_code == 500
     assert delivered_nothing(api)
 
 
 @pytest.mark.anyio
 async def test_decorated_async_view(api: FakeAPIServer, async_browser: AsyncClient) -> None:
-    assert (await async_browser.get("/decorated-async/?status=404")).status_code == 404
-    assert (await async_browser.get("/decorated-async/?plan=pro")).status_code == 200
+    assert (await async_browser.post("/decorated-async/?status=404")).status_code == 404
+    assert (await async_browser.post("/decorated-async/?plan=pro")).status_code == 200
     await get_tracker().aflush(10)
     assert [(g["name"], g["metadata"]) for g in api.goals] == [
         ("purchase", {"plan": "pro", "status": "200"})
@@ -198,19 +198,19 @@ async def test_async_decorator_in_sync_mode_delivers_off_the_event_loop(
     api: FakeAPIServer, async_browser: AsyncClient, settings: Any
 ) -> None:
     settings.GOALTRACK = goaltrack_setting(api, MODE="sync")
-    assert (await async_browser.get("/decorated-async/")).status_code == 200
+    assert (await async_browser.post("/decorated-async/")).status_code == 200
     # sync mode: delivered before the response came back
     assert [g["name"] for g in api.goals] == ["purchase"]
 
 
 def test_literal_metadata(api: FakeAPIServer, browser: Client) -> None:
-    browser.get("/decorated-literal-metadata/")
+    browser.post("/decorated-literal-metadata/")
     [goal] = api.wait_for_goals(1)
     assert (goal["name"], goal["metadata"]) == ("newsletter", {"source": "footer"})
 
 
 def test_description(api: FakeAPIServer, browser: Client) -> None:
-    browser.get("/decorated-description/")
+    browser.post("/decorated-description/")
     [goal] = api.wait_for_goals(1)
     assert goal["description"] == "from a decorator"
 
@@ -219,7 +219,7 @@ def test_bad_metadata_at_request_time_is_logged_not_raised(
     api: FakeAPIServer, browser: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.ERROR, logger="goaltrack"):
-        response = browser.get("/decorated-bad-metadata/")
+        response = browser.post("/decorated-bad-metadata/")
     assert (response.status_code, response.content) == (200, b"still fine")
     assert "'checkout' from a decorated view was not tracked" in caplog.text
     assert delivered_nothing(api)

@@ -88,7 +88,7 @@ def test_cookieless_visitor_gets_no_visitor_and_no_goal(api: FakeAPIServer) -> N
         "request": None,
         "is_bot": None,
     }
-    assert browser(None).get("/decorated/").status_code == 200
+    assert browser(None).post("/decorated/").status_code == 200
     assert get_tracker().flush(10)
     assert api.goals == []
 
@@ -97,8 +97,8 @@ def test_bots_are_skipped(api: FakeAPIServer, visitor_id: str) -> None:
     bot = browser(visitor_id, BOT_UA)
     assert bot.get("/visitor/").json() == {"current": None, "request": None, "is_bot": True}
     assert bot.get("/helper/").json() == {"queued": False}
-    assert bot.get("/decorated/?plan=bot").status_code == 200
-    browser(visitor_id).get("/decorated/?plan=human")
+    assert bot.post("/decorated/?plan=bot").status_code == 200
+    browser(visitor_id).post("/decorated/?plan=human")
     [goal] = api.wait_for_goals(1)
     assert get_tracker().flush(10)
     assert [g["metadata"]["plan"] for g in api.goals] == ["human"]

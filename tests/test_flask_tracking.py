@@ -192,9 +192,9 @@ def test_decorator_below_and_above_route_with_metadata_callable(
     app = make_app()
     calls: list[tuple[str, int]] = []
 
-    def plan_of(req: Any, response: Response) -> dict[str, str]:
-        calls.append((req.path, response.status_code))
-        return {"plan": req.form["plan"]}
+    def plan_of(request: Any, response: Response) -> dict[str, str]:
+        calls.append((request.path, response.status_code))
+        return {"plan": request.form["plan"]}
 
     @app.post("/below")
     @track_goal("below", metadata=plan_of)
@@ -294,12 +294,12 @@ def test_invalid_goal_at_request_time_is_logged_not_raised(
     add_sentinel(app)
 
     @app.post("/bad-metadata")
-    @track_goal("signup", metadata=lambda req, resp: {"Not Valid Key": "x"})
+    @track_goal("signup", metadata=lambda request, response: {"Not Valid Key": "x"})
     def bad_metadata() -> str:
         return "ok"
 
     @app.post("/broken-callable")
-    @track_goal("signup", metadata=lambda req, resp: {"plan": req.form["missing"]})
+    @track_goal("signup", metadata=lambda request, response: {"plan": request.form["missing"]})
     def broken_callable() -> str:
         return "ok"
 
@@ -333,7 +333,7 @@ def test_method_view_methods_and_decorators(make_app: AppFactory, fake_api: Fake
         def get(self) -> str:
             return "form"
 
-        @track_goal("subscribe", metadata=lambda req, resp: {"list": req.form["list"]})
+        @track_goal("subscribe", metadata=lambda request, response: {"list": request.form["list"]})
         def post(self) -> str:
             return "subscribed"
 
@@ -392,7 +392,7 @@ shop = Blueprint("shop", __name__, url_prefix="/shop")
 
 
 @shop.post("/buy/<item>")
-@track_goal("purchase", metadata=lambda req, resp: {"item": req.view_args["item"]})
+@track_goal("purchase", metadata=lambda request, response: {"item": request.view_args["item"]})
 def buy(item: str) -> str:
     return f"bought {item}"
 

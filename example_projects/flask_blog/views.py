@@ -1,9 +1,13 @@
 """The blog's pages: one blueprint, three goals, each tracked a different way.
 
-- ``signup``: the ``@track_goal`` decorator, with metadata built from the request;
-- ``newsletter_subscribe``: ``track_goal(request, ...)`` inside the view;
-- ``login``: ``connect_goal`` on a blinker signal. With flask-login, connect
-  ``flask_login.user_logged_in`` the same way instead of this app's own signal.
+- ``signup``: the ``@track_goal`` decorator on a form view (GET shows the form, a POST with
+  errors shows it again with 200, a valid POST redirects): ``when=`` counts the redirect, so
+  one goal per successful signup; metadata built from the request;
+- ``newsletter_subscribe``: ``track_goal(request, ...)`` inside the view, once the subscription
+  is stored;
+- ``login``: ``connect_goal`` on a blinker signal, its metadata callable taking the signal's
+  ``user`` argument by name. With flask-login, connect ``flask_login.user_logged_in`` the same
+  way instead of this app's own signal (it sends ``user`` too).
 """
 
 from __future__ import annotations
@@ -31,7 +35,11 @@ from goaltrack.flask import connect_goal, current_visitor, track_goal
 blog = Blueprint("blog", __name__)
 
 user_logged_in = Namespace().signal("user-logged-in")
-connect_goal(user_logged_in, "login", metadata=lambda sender, user: {"method": "password"})
+connect_goal(
+    user_logged_in,
+    "login",
+    metadata=lambda user: {"method": "password", "role": "admin" if user == "admin" else "reader"},
+)
 
 POSTS = [
     ("Server-side goals", "Why the signup goal is recorded by the server, not the browser."),
@@ -96,17 +104,33 @@ def tracking_script_url(api_url: str | None) -> str | None:
     return None
 
 
-def signup_metadata(req: Any, response: Response) -> dict[str, str]:
-    return {"plan": req.form.get("plan", "free")}
+SIGNUP_PAGE = """<!doctype html><title>Sign up</title><h1>Sign up</h1>
+{% if error %}<p><b>{{ error }}</b></p>{% endif %}
+<form method="post"><input name="email" type="email" placeholder="you@example.com">
+<select name="plan"><option>free</option><option>pro</option></select>
+<button>Sign up</button></form>
+"""
 
 
-@blog.post("/signup")
-@track_goal("signup", metadata=signup_metadata)
-def signup() -> BaseResponse:
-    if "@" not in request.form.get("email", ""):
-        abort(400, "an email address is needed")  # an error response: no goal
-    flash("Welcome aboard!")
-    return redirect(url_for("blog.index"))
+def signup_metadata(request: Any) -> dict[str, str]:
+    return {"plan": request.form.get("plan", "free")}
+
+
+@blog.route("/signup", methods=["GET", "POST"])
+@track_goal(
+    "signup",
+    metadata=signup_metadata,
+    # Only the redirect after a valid POST: not the form shown, nor shown again with an error.
+    when=lambda response: response.status_code == 302,
+)
+def signup() -> BaseResponse | str:
+    error = None
+    if request.method == "POST":
+        if "@" in request.form.get("email", ""):
+            flash("Welcome aboard!")
+            return redirect(url_for("blog.index"))
+        error = "An email address is needed."
+    return render_template_string(SIGNUP_PAGE, error=error)
 
 
 @blog.post("/subscribe")

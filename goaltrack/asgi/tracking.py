@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar, overload
 
 from blinker import ANY, Signal
 
 from goaltrack import adapter
 from goaltrack.adapter import (
+    BLINKER_SIGNAL_ARGUMENTS,
     GoalSpec,
     Metadata,
     MetadataArg,
     current_goals,
     goals_outside_a_request,
+    signal_arguments,
+    view_arguments,
 )
 from goaltrack.asgi.middleware import RequestGoals, request_goals
 from goaltrack.asgi.signals import process_adapter
@@ -40,6 +44,8 @@ def track_goal(
     metadata: MetadataArg = None,
     description: str | None = None,
     timezone: str | None = None,
+    methods: Collection[str] | None = None,
+    when: Callable[..., object] | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -63,18 +69,25 @@ def track_goal(
     *,
     description: str | None = None,
     timezone: str | None = None,
+    methods: Collection[str] | None = None,
+    when: Callable[..., object] | None = None,
 ) -> Any:
     """Record a goal for the request's visitor, or decorate an endpoint to record one.
 
     ``track_goal(request, "signup", {"plan": "pro"})`` with a Starlette/FastAPI ``Request`` or a
-    raw ASGI scope: validates now (raising :class:`goaltrack.InvalidGoal`), queues, returns
-    whether the goal was queued; never waits for the network.
+    raw ASGI scope: validates now, queues, returns whether the goal was queued; never waits for
+    the network. An invalid goal raises :class:`goaltrack.InvalidGoal` when the tracker is
+    strict (the middleware's ``debug=True``); otherwise it is logged at ERROR, not sent, and
+    False is returned.
 
     ``@track_goal("signup", metadata=...)`` on an async or sync endpoint: records the goal when
-    the endpoint returns a response with a status below 400 (plain data counts as the route's
-    status code, 200 by default), never when it raises. ``metadata`` may be a callable, called
-    as ``metadata(result, *args, **kwargs)`` with the endpoint's return value and arguments, of
-    which it gets only those it declares. The name is checked at decoration time; anything
+    the endpoint answered a POST, PUT, PATCH or DELETE (``methods=`` changes that) with a status
+    below 400 (plain data counts as the route's status code, 200 by default), never when it
+    raises, and only if ``when`` (if given) returns true. ``metadata`` and ``when`` get the
+    arguments they declare, by name: ``result`` (what the endpoint returned), ``response`` (the
+    same, unless the endpoint takes a ``response`` parameter), ``request`` (the Starlette
+    request: the endpoint's, or one over the request's scope) and the endpoint's own arguments.
+    The name, and the names the callables declare, are checked at decoration time; anything
     failing at request time is logged, never turned into an error response.
     """
     if isinstance(request_or_scope, str):
@@ -82,20 +95,36 @@ def track_goal(
             raise TypeError(
                 "track_goal(name, ...) is the decorator form: use track_goal(request, name, ...)"
             )
-        return _endpoint_decorator(GoalSpec(request_or_scope, metadata, description, timezone))
+        return _endpoint_decorator(
+            GoalSpec(request_or_scope, metadata, description, timezone, methods=methods, when=when)
+        )
     return request_goals(request_or_scope).track(
         name, metadata, description=description, timezone=timezone
     )
 
 
 def _endpoint_decorator(spec: GoalSpec) -> Callable[[F], F]:
-    def track_result(result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        goals = current_goals()
-        scope = goals.scope if isinstance(goals, RequestGoals) else None
-        status = endpoint_status(result, kwargs, scope)
-        spec.track_after_view(lambda: goals, status, (result, *args), kwargs)
-
     def decorator(endpoint: F) -> F:
+        checked = spec.with_arguments(
+            view_arguments(endpoint, {"request", "response", "result"}),
+            f"@track_goal({spec.name!r})",
+        )
+
+        def track_result(result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            goals = current_goals()
+            scope = goals.scope if isinstance(goals, RequestGoals) else None
+            status = endpoint_status(result, kwargs, scope)
+            method = None if scope is None else scope.get("method")
+            named = {**kwargs, "result": result}
+            named.setdefault("response", result)
+            if "request" not in named:
+                if args and hasattr(args[0], "scope"):
+                    named["request"] = args[0]  # a Starlette endpoint: (request)
+                elif scope is not None and "starlette.requests" in sys.modules:
+                    # An endpoint without a Request parameter (FastAPI): one over its scope.
+                    named["request"] = sys.modules["starlette.requests"].Request(scope)
+            checked.track_after_view(lambda: goals, method, status, named)
+
         if inspect.iscoroutinefunction(endpoint):
 
             @functools.wraps(endpoint)
@@ -137,13 +166,15 @@ def connect_goal(
     """Track *name* whenever the blinker *signal* is sent (by *sender*, if given).
 
     For the visitor of the request being handled, or outside a request for the bound visitor
-    with the process-wide tracker. ``metadata`` and ``when`` take the signal's sender and keyword
-    arguments (those they declare). Problems are logged, never raised into the code that sent
-    the signal. Returns the receiver, to pass to ``signal.disconnect`` if need be.
+    with the process-wide tracker. ``metadata`` and ``when`` get the signal's keyword arguments
+    by name, those they declare, and the sender only as a parameter named ``sender``. Problems
+    are logged, never raised into the code that sent the signal. Returns the receiver, to pass
+    to ``signal.disconnect`` if need be.
     """
-    receiver = GoalSpec(name, metadata, description, timezone).signal_receiver(
-        _goals_for_signal, when
-    )
+    spec = GoalSpec(name, metadata, description, timezone, when=when)
+    signal_name, available = signal_arguments(signal, BLINKER_SIGNAL_ARGUMENTS)
+    spec = spec.with_arguments(available, f"connect_goal({signal_name}, {name!r})")
+    receiver = spec.signal_receiver(_goals_for_signal)
     signal.connect(receiver, sender=ANY if sender is None else sender, weak=False)
     return receiver
 

@@ -1,11 +1,13 @@
 """Tracking from Django code: ``track_goal`` (call or decorator), ``connect_goal``, the visitor.
 
 ``track_goal(request, name, metadata)`` tracks now; ``@track_goal(name)`` tracks after a view
-answers with a status below 400. ``connect_goal(signal, name)`` turns any Django signal into a
-goal. The rules are the core's (:mod:`goaltrack.adapter`); this module is Django's glue: the
-request's state on ``request.goaltrack``, class-based and async views, ``on_commit``, and the
-frameworks built on Django views: Django REST framework's ``Request`` (which wraps Django's) and
-django-ninja's operations (which return data, or ``(status, data)``, instead of a response).
+answered a POST, PUT, PATCH or DELETE (or ``methods=``) with a status below 400, if ``when``
+agrees. ``connect_goal(signal, name)`` turns any Django signal into a goal, its callables taking
+the signal's arguments by name (checked against Django's own signals' arguments). The rules are
+the core's (:mod:`goaltrack.adapter`); this module is Django's glue: the request's state on
+``request.goaltrack``, class-based and async views, ``on_commit``, and the frameworks built on
+Django views: Django REST framework's ``Request`` (which wraps Django's) and django-ninja's
+operations (which return data, or ``(status, data)``, instead of a response).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import functools
 import inspect
 import logging
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Protocol, TypeVar, overload
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
@@ -30,11 +32,13 @@ from goaltrack.adapter import (
     MetadataArg,
     current_goals,
     current_visitor,
-    is_success,
     log_untracked,
+    signal_arguments,
+    view_arguments,
 )
 from goaltrack.django.conf import goaltrack_settings
 from goaltrack.django.signals import signals
+from goaltrack.goals import Goal
 from goaltrack.providers import Provider
 from goaltrack.tracker import get_tracker
 
@@ -125,21 +129,16 @@ class RequestGoals(adapter.RequestGoals):
         defer = goaltrack_settings.on_commit if on_commit is None else on_commit
         if not defer:
             return super().track(name, metadata, description=description, timezone=timezone)
-        tracker = self.adapter.tracker
-        # Validated now, so that the caller gets InvalidGoal here, whatever happens later.
-        self.validate(tracker, name, metadata, description, timezone)
-        if self.is_bot or (self.visitor is None and tracker.provider.visitor_required):
+        # Validated now, so that a strict tracker raises InvalidGoal here, whatever happens later.
+        goal = self.prepare(name, metadata, description, timezone)
+        if goal is None:
             return False
-        transaction.on_commit(
-            functools.partial(self._track_at_commit, name, metadata, description, timezone)
-        )
+        transaction.on_commit(functools.partial(self._send_at_commit, goal, name, metadata))
         return True
 
-    def _track_at_commit(
-        self, name: str, metadata: Metadata | None, description: str | None, timezone: str | None
-    ) -> None:
+    def _send_at_commit(self, goal: Goal, name: str, metadata: Metadata | None) -> None:
         try:
-            super().track(name, metadata, description=description, timezone=timezone)
+            self.send(goal, name, metadata)
         except Exception:  # the commit has happened: nothing must raise into its caller
             log_untracked(name, "a transaction's commit", self.describe())
 
@@ -191,6 +190,8 @@ def track_goal(
     description: str | None = None,
     timezone: str | None = None,
     on_commit: bool | None = None,
+    methods: Collection[str] | None = None,
+    when: Callable[..., object] | None = None,
 ) -> Callable[[ViewT], ViewT]: ...
 
 
@@ -202,24 +203,29 @@ def track_goal(
     description: str | None = None,
     timezone: str | None = None,
     on_commit: bool | None = None,
+    methods: Collection[str] | None = None,
+    when: Callable[..., object] | None = None,
 ) -> bool | Callable[[ViewT], ViewT]:
     """Track a goal for the visitor making *request*, or decorate a view to track one.
 
     ``track_goal(request, "signup", {"plan": "pro"})``, with Django's request or Django REST
-    framework's, validates the goal (raising :class:`goaltrack.InvalidGoal` for a bad name or
-    metadata) and queues it; it returns True when the goal was queued (or will be, at commit),
-    False when there is nobody to attribute it to (a cookieless visitor, a bot). It never waits
-    for the network.
+    framework's, validates the goal and queues it; it returns True when the goal was queued (or
+    will be, at commit), False when it will not be sent: nobody to attribute it to (a cookieless
+    visitor, a bot), or an invalid goal on a tracker that is not strict (logged at ERROR; a
+    strict tracker, as under ``DEBUG``, raises :class:`goaltrack.InvalidGoal`). It never waits
+    for the network. Call it after the database work it reports has committed.
 
-    ``@track_goal("signup")`` or ``@track_goal("signup", metadata=build)`` decorates a function
-    view, a view method (directly or with ``method_decorator``) or a class-based view, sync or
-    async, a DRF ``APIView`` method or viewset ``@action``, a django-ninja operation. The goal is
-    tracked after the view returns a response with a status below 400 (data, as a django-ninja
-    operation returns it, counts as 200, or as the status of a ``(status, data)`` pair), never
-    when it raises; ``build(request, response)`` (with the arguments it declares, which may also
-    be the view's keyword arguments, such as a URL's ``pk`` or a ninja ``payload``) returns the
-    metadata. The name is checked when the decorator is applied; anything failing at request
-    time is logged, never breaks the response.
+    ``@track_goal("signup")`` decorates a function view, a view method (directly or with
+    ``method_decorator``) or a class-based view, sync or async, a DRF ``APIView`` method or
+    viewset ``@action``, a django-ninja operation. The goal is tracked after the view answered a
+    POST, PUT, PATCH or DELETE (``methods=`` changes that, e.g. ``methods=["GET"]``) with a
+    status below 400 (data, as a django-ninja operation returns it, counts as 200, or as the
+    status of a ``(status, data)`` pair), never when it raises, and only if ``when`` (if given)
+    returns true, e.g. ``when=lambda response: response.status_code == 302`` for the redirect
+    after a form POST. ``metadata`` and ``when`` are called with the arguments they declare, by
+    name: ``request``, ``response`` and the view's keyword arguments (a URL's ``pk``, a ninja
+    ``payload``). The name, and the names the callables declare, are checked when the decorator
+    is applied; anything failing at request time is logged, never breaks the response.
 
     ``on_commit=True`` (default: the ``ON_COMMIT`` setting) sends the goal only once the current
     database transaction commits, so that a rolled-back signup is not counted.
@@ -230,7 +236,9 @@ def track_goal(
                 "track_goal(name, ...) decorates a view; to track now, pass the request first: "
                 "track_goal(request, name, metadata)"
             )
-        return _goal_decorator(GoalSpec(request, metadata, description, timezone, on_commit))
+        return _goal_decorator(
+            GoalSpec(request, metadata, description, timezone, on_commit, methods, when)
+        )
     http_request = _http_request(request)
     if http_request is None:
         raise TypeError(
@@ -248,10 +256,10 @@ def track_goal(
 
 
 def _goal_decorator(spec: GoalSpec) -> Callable[[ViewT], ViewT]:
-    def track_response(args: tuple[Any, ...], kwargs: dict[str, Any], response: object) -> None:
+    def track_response(
+        spec: GoalSpec, args: tuple[Any, ...], kwargs: dict[str, Any], response: object
+    ) -> None:
         status = _view_status(response)
-        if not is_success(status):
-            return
         found = _find_request(args)
         if found is None:
             logger.error(
@@ -261,7 +269,10 @@ def _goal_decorator(spec: GoalSpec) -> Callable[[ViewT], ViewT]:
             return
         request, http_request = found
         spec.track_after_view(
-            lambda: request_goals(http_request), status, (request, response), kwargs
+            lambda: request_goals(http_request),
+            http_request.method,
+            status,
+            {**kwargs, "request": request, "response": response},
         )
 
     def must_leave_event_loop() -> bool:
@@ -270,19 +281,21 @@ def _goal_decorator(spec: GoalSpec) -> Callable[[ViewT], ViewT]:
         return defer or get_tracker().mode == "sync"
 
     async def track_response_async(
-        args: tuple[Any, ...], kwargs: dict[str, Any], response: object
+        spec: GoalSpec, args: tuple[Any, ...], kwargs: dict[str, Any], response: object
     ) -> None:
         if must_leave_event_loop():
-            await sync_to_async(track_response)(args, kwargs, response)
+            await sync_to_async(track_response)(spec, args, kwargs, response)
         else:
-            track_response(args, kwargs, response)
+            track_response(spec, args, kwargs, response)
 
     async def await_then_track(
-        args: tuple[Any, ...], kwargs: dict[str, Any], pending: Awaitable[Any]
+        spec: GoalSpec, args: tuple[Any, ...], kwargs: dict[str, Any], pending: Awaitable[Any]
     ) -> Any:
         response = await pending
-        await track_response_async(args, kwargs, response)
+        await track_response_async(spec, args, kwargs, response)
         return response
+
+    checked_for: dict[object, GoalSpec] = {}
 
     def decorate(view: ViewT) -> ViewT:
         if isinstance(view, type):
@@ -293,12 +306,28 @@ def _goal_decorator(spec: GoalSpec) -> Callable[[ViewT], ViewT]:
             view_class.dispatch = decorate(dispatch)
             return view
 
+        # method_decorator applies the decorator on each request, to a partial of the bound
+        # method: the check is made once per method, and at request time it must not raise.
+        target = inspect.unwrap(view)
+        checked = checked_for.get(target)
+        if checked is None:
+            try:
+                checked = spec.with_arguments(
+                    view_arguments(view, {"request", "response"}), f"@track_goal({spec.name!r})"
+                )
+            except TypeError:
+                if not isinstance(view, functools.partial):
+                    raise  # applied at import: the error is the developer's, there
+                logger.exception("goaltrack: @track_goal(%r) not applied", spec.name)
+                return view
+            checked_for[target] = checked
+
         if iscoroutinefunction(view):
 
             @functools.wraps(view)
             async def async_view(*args: Any, **kwargs: Any) -> Any:
                 response = await view(*args, **kwargs)
-                await track_response_async(args, kwargs, response)
+                await track_response_async(checked, args, kwargs, response)
                 return response
 
             return _with_resolved_signature(async_view, view)  # type: ignore[return-value]
@@ -308,8 +337,8 @@ def _goal_decorator(spec: GoalSpec) -> Callable[[ViewT], ViewT]:
             response = view(*args, **kwargs)
             if inspect.isawaitable(response):
                 # dispatch() of an async class-based view returns its handler's coroutine.
-                return await_then_track(args, kwargs, response)
-            track_response(args, kwargs, response)
+                return await_then_track(checked, args, kwargs, response)
+            track_response(checked, args, kwargs, response)
             return response
 
         return _with_resolved_signature(sync_view, view)  # type: ignore[return-value]
@@ -381,19 +410,57 @@ def connect_goal(
 
     The visitor is the one of the ``request`` in the signal's arguments if there is one (as for
     ``user_logged_in``), else the current visitor bound by the middleware (as for a model's
-    ``post_save`` during a request). *metadata* is a mapping or a callable taking the signal's
-    arguments, ``(sender, **kwargs)``; *when*, called the same way, can skip a send (e.g.
-    ``when=lambda sender, created, **kw: created`` for new rows only). Both get only the
-    arguments they declare.
+    ``post_save`` during a request). *metadata* is a mapping or a callable; *when*, a callable,
+    can skip a send. Both are given the signal's keyword arguments by name, those they declare:
+    ``metadata=lambda user, request: {...}`` on ``user_logged_in``, ``when=lambda created:
+    created`` on ``post_save``; the sender only as a parameter named ``sender``.
 
-    The name is checked now (raising :class:`goaltrack.InvalidGoal`); anything failing at send
-    time (``metadata``, ``when``, a bad goal) is logged and never breaks the code that sent the
-    signal. Returns the receiver, for ``signal.disconnect(receiver)``.
+    The name is checked now (raising :class:`goaltrack.InvalidGoal`), and so are the names the
+    callables declare, for Django's own signals (TypeError naming the signal's arguments);
+    anything failing at send time (``metadata``, ``when``, a bad goal) is logged and never
+    breaks the code that sent the signal. Returns the receiver, for
+    ``signal.disconnect(receiver)``.
     """
-    spec = GoalSpec(name, metadata, description, timezone, on_commit)
-    receiver = spec.signal_receiver(_goals_for_signal, when)
+    spec = GoalSpec(name, metadata, description, timezone, on_commit, when=when)
+    signal_name, available = signal_arguments(signal, DJANGO_SIGNAL_ARGUMENTS)
+    if available is not None:
+        available |= {"signal"}  # Django sends the signal itself too
+    spec = spec.with_arguments(available, f"connect_goal({signal_name}, {name!r})")
+    receiver = spec.signal_receiver(_goals_for_signal)
     signal.connect(receiver, sender=sender, weak=False, dispatch_uid=dispatch_uid)
     return receiver
+
+
+#: The arguments of Django's own signals (Django signals no longer declare theirs).
+DJANGO_SIGNAL_ARGUMENTS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("django.contrib.auth.signals", "user_logged_in"): ("request", "user"),
+    ("django.contrib.auth.signals", "user_logged_out"): ("request", "user"),
+    ("django.contrib.auth.signals", "user_login_failed"): ("credentials", "request"),
+    ("django.db.models.signals", "pre_init"): ("args", "kwargs"),
+    ("django.db.models.signals", "post_init"): ("instance",),
+    ("django.db.models.signals", "pre_save"): ("instance", "raw", "using", "update_fields"),
+    ("django.db.models.signals", "post_save"): (
+        "instance",
+        "created",
+        "raw",
+        "using",
+        "update_fields",
+    ),
+    ("django.db.models.signals", "pre_delete"): ("instance", "using", "origin"),
+    ("django.db.models.signals", "post_delete"): ("instance", "using", "origin"),
+    ("django.db.models.signals", "m2m_changed"): (
+        "action",
+        "instance",
+        "reverse",
+        "model",
+        "pk_set",
+        "using",
+    ),
+    ("django.db.models.signals", "class_prepared"): (),
+    ("django.core.signals", "request_started"): ("environ", "scope"),
+    ("django.core.signals", "request_finished"): (),
+    ("django.core.signals", "got_request_exception"): ("request",),
+}
 
 
 def _goals_for_signal(sender: object, kwargs: Any) -> adapter.RequestGoals:

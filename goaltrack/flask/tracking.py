@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from blinker import ANY, Signal
@@ -21,12 +21,15 @@ from flask.wrappers import Request, Response
 
 from goaltrack import adapter
 from goaltrack.adapter import (
+    BLINKER_SIGNAL_ARGUMENTS,
     GoalSpec,
     Metadata,
     MetadataArg,
     bind_visitor,
     goals_outside_a_request,
+    signal_arguments,
     unbind_visitor,
+    view_arguments,
 )
 from goaltrack.providers import Provider
 
@@ -173,6 +176,8 @@ def track_goal(
     metadata: MetadataArg = None,
     description: str | None = None,
     timezone: str | None = None,
+    methods: Collection[str] | None = None,
+    when: Callable[..., object] | None = None,
 ) -> Callable[[ViewFunc], ViewFunc]: ...
 
 
@@ -196,18 +201,25 @@ def track_goal(
     *,
     description: str | None = None,
     timezone: str | None = None,
+    methods: Collection[str] | None = None,
+    when: Callable[..., object] | None = None,
 ) -> bool | Callable[[ViewFunc], ViewFunc]:
-    """Track a goal now, or decorate a view to track one when it succeeds.
+    """Track a goal now, or decorate a view to track one when it converts.
 
-    ``track_goal(request, "signup", {"plan": "pro"})`` validates (raising
-    :class:`~goaltrack.InvalidGoal`) and queues the goal for the request's visitor, never
-    waiting for the network. It returns False, sending nothing, for a bot or for a visitor
-    without the provider's cookie.
+    ``track_goal(request, "signup", {"plan": "pro"})`` validates and queues the goal for the
+    request's visitor, never waiting for the network. It returns False, sending nothing, for a
+    bot, for a visitor without the provider's cookie, and for an invalid goal when the tracker
+    is not strict (logged at ERROR; strict, as in debug or testing, raises
+    :class:`~goaltrack.InvalidGoal`).
 
-    ``@track_goal("signup")`` / ``@track_goal("signup", metadata=callable)`` tracks after the
-    view returned a response below 400, never when it raised; ``metadata`` is a mapping or a
-    callable taking ``(request, response)`` (the ones it declares). Anything failing at request
-    time is logged, and the response is left alone. The name is checked when applied.
+    ``@track_goal("signup")`` tracks after the view answered a POST, PUT, PATCH or DELETE
+    (``methods=`` changes that) with a status below 400, never when it raised, and only if
+    ``when`` (if given) returns true: ``when=lambda response: response.status_code == 302``
+    counts the redirect after a successful form POST, not the form re-rendered with errors.
+    ``metadata`` is a mapping or a callable; it and ``when`` get the arguments they declare by
+    name: ``request``, ``response`` and the view's arguments. Anything failing at request time
+    is logged, and the response is left alone. The name, and the names the callables declare,
+    are checked when applied.
     """
     if isinstance(request_or_name, str):
         if name is not None:
@@ -215,7 +227,9 @@ def track_goal(
                 "use @track_goal(name, metadata=...) on views, or track_goal(request, name, "
                 "metadata) in them"
             )
-        return _decorator(GoalSpec(request_or_name, metadata, description, timezone))
+        return _decorator(
+            GoalSpec(request_or_name, metadata, description, timezone, methods=methods, when=when)
+        )
     if callable(request_or_name) and not isinstance(request_or_name, Request):
         raise TypeError('@track_goal needs a goal name: write @track_goal("signup")')
     if name is None:
@@ -232,14 +246,17 @@ _MARKS = "_goaltrack_goals"
 
 def _decorator(spec: GoalSpec) -> Callable[[ViewFunc], ViewFunc]:
     def decorate(view: ViewFunc) -> ViewFunc:
-        wrapper = _wrap(view, spec)
+        checked = spec.with_arguments(
+            view_arguments(view, {"request", "response"}), f"@track_goal({spec.name!r})"
+        )
+        wrapper = _wrap(view, checked)
         # Marked after functools.wraps copied the view's attributes: the wrapper tracks by
         # itself and must carry no marks. The whole __wrapped__ chain is marked so that
         # stacked decorators above the route all reach the registered function.
         target: object = view
         while target is not None:
             try:
-                setattr(target, _MARKS, (*getattr(target, _MARKS, ()), spec))
+                setattr(target, _MARKS, (*getattr(target, _MARKS, ()), checked))
             except (AttributeError, TypeError):
                 break  # a bound method or builtin: cannot have been registered as is
             target = getattr(target, "__wrapped__", None)
@@ -256,7 +273,7 @@ def _wrap(view: Callable[..., Any], spec: GoalSpec) -> Callable[..., Any]:
             # Tracking only queues the goal: the tracker's worker delivers it, not a task on
             # this loop (Flask's async support ends the loop, and its tasks, with the view).
             response = current_app.make_response(await view(*args, **kwargs))
-            _track_response(spec, response)
+            _track_response(spec, response, kwargs)
             return response
 
         return async_view
@@ -264,15 +281,20 @@ def _wrap(view: Callable[..., Any], spec: GoalSpec) -> Callable[..., Any]:
     @functools.wraps(view)
     def sync_view(*args: Any, **kwargs: Any) -> Response:
         response = current_app.make_response(view(*args, **kwargs))
-        _track_response(spec, response)
+        _track_response(spec, response, kwargs)
         return response
 
     return sync_view
 
 
-def _track_response(spec: GoalSpec, response: Response) -> None:
+def _track_response(spec: GoalSpec, response: Response, kwargs: dict[str, Any]) -> None:
     request = cast(Request, current_request._get_current_object())  # type: ignore[attr-defined]
-    spec.track_after_view(lambda: _goals_of(request), response.status_code, (request, response))
+    spec.track_after_view(
+        lambda: _goals_of(request),
+        request.method,
+        response.status_code,
+        {**kwargs, "request": request, "response": response},
+    )
 
 
 # -- signals into goals -----------------------------------------------------------------------
@@ -292,14 +314,17 @@ def connect_goal(
 
     The goal goes to the current app's tracker (or the sender's, when the sender is a Flask app
     with goaltrack and no app context is active), for the current request's visitor or the
-    bound one. ``metadata`` is a mapping, or a callable taking the signal's sender and keyword
-    arguments; ``when``, called the same way, can skip a send; both get only the arguments they
-    declare. Problems are logged, never raised into the code that sent the signal. Returns the
-    receiver, to pass to ``signal.disconnect`` if need be.
+    bound one. ``metadata`` is a mapping or a callable; ``when``, a callable, can skip a send;
+    both get the signal's keyword arguments by name, those they declare (``metadata=lambda
+    user: {...}`` on flask-login's ``user_logged_in``), the sender only as ``sender``. For
+    Flask's and flask-login's signals a callable declaring a name the signal never sends is a
+    TypeError now. Problems at send time are logged, never raised into the code that sent the
+    signal. Returns the receiver, to pass to ``signal.disconnect`` if need be.
     """
-    receiver = GoalSpec(name, metadata, description, timezone).signal_receiver(
-        _goals_for_signal, when
-    )
+    spec = GoalSpec(name, metadata, description, timezone, when=when)
+    signal_name, available = signal_arguments(signal, BLINKER_SIGNAL_ARGUMENTS)
+    spec = spec.with_arguments(available, f"connect_goal({signal_name}, {name!r})")
+    receiver = spec.signal_receiver(_goals_for_signal)
     signal.connect(receiver, sender=ANY if sender is None else sender, weak=False)
     return receiver
 

@@ -68,6 +68,8 @@ class Stats:
     """Goals delivered after an attempt that may already have reached the API (a timeout)."""
     filtered: int = 0
     """Goals ``before_send`` dropped (returned None for): never queued, never sent."""
+    invalid: int = 0
+    """Goals the provider would refuse, not sent (when the tracker is not strict)."""
     pending: int = 0
     """Goals accepted and not yet delivered, failed or dropped (the queue's depth)."""
 
@@ -151,6 +153,7 @@ class Settlement:
             "dropped": 0,
             "possible_duplicates": 0,
             "filtered": 0,
+            "invalid": 0,
         }
         self._unreported_drops = 0
         self._last_drop_warning = 0.0

@@ -129,7 +129,9 @@ def flask_app(options: Mapping[str, Any]) -> Any:
         return jsonify(queued=[track_goal(request, f"goal_{n}") for n in range(3)])
 
     @app.post("/decorated")
-    @track_goal("purchase", metadata=lambda req, resp: {"plan": req.args.get("plan", "pro")})
+    @track_goal(
+        "purchase", metadata=lambda request, response: {"plan": request.args.get("plan", "pro")}
+    )
     def decorated() -> Any:
         return "done", int(request.args.get("status", "200"))
 
@@ -139,12 +141,12 @@ def flask_app(options: Mapping[str, Any]) -> Any:
         raise RuntimeError("the view failed")
 
     @app.post("/metadata-raises")
-    @track_goal("purchase", metadata=lambda req, resp: {"plan": req.form["missing"]})
+    @track_goal("purchase", metadata=lambda request, response: {"plan": request.form["missing"]})
     def metadata_raises() -> Any:
         return "done"
 
     @app.post("/declared")
-    @track_goal("declared", metadata=lambda req: {"plan": req.args.get("plan", "pro")})
+    @track_goal("declared", metadata=lambda request: {"plan": request.args.get("plan", "pro")})
     def declared() -> Any:
         return "done"
 
@@ -159,6 +161,7 @@ def flask_app(options: Mapping[str, Any]) -> Any:
         signal.send(current_app._get_current_object(), plan=request.args.get("plan", "pro"))
         return "sent"
 
+    add_flask_routes(app)
     return app
 
 
@@ -244,7 +247,9 @@ def starlette_app() -> Any:
         "/decorated-timezone": decorated_timezone,
         "/signal": send_signal,
     }
-    return Starlette(routes=[Route(p, e, methods=["POST"]) for p, e in routes.items()])
+    return Starlette(
+        routes=[Route(p, e, methods=["POST"]) for p, e in routes.items()] + starlette_routes()
+    )
 
 
 def fastapi_app() -> Any:
@@ -306,6 +311,7 @@ def fastapi_app() -> Any:
         signals[which].send("form", plan=plan)
         return "sent"
 
+    add_fastapi_routes(app)
     return app
 
 
@@ -334,3 +340,99 @@ def serve(adapter: str, options: Mapping[str, Any]) -> Iterator[Served]:
     else:
         with serve_asgi_adapter(adapter, options) as served:
             yield served
+
+
+# -- conversions: form views and downloads (tests/contract/test_decorator_rule.py) -------------
+#
+# - ``/form`` [title] (GET, POST): shows a form on GET; on POST an empty title re-renders it with
+#   an error (200), a title redirects (302). ``@track_goal("signup", when=...)``: the redirect
+#   only, as the README shows;
+# - ``/form-default``: the same view with a plain ``@track_goal("signup")``;
+# - ``/download`` (GET): ``@track_goal("download", methods=["GET"])``.
+
+FORM_PAGE = "<form method='post'><input name='title'><button>Post</button></form>"
+
+
+def form_outcome(method: str, title: str | None) -> tuple[int, str]:
+    """What the form view answers: (status, body), the body being the Location of a 302."""
+    if method != "POST":
+        return 200, FORM_PAGE
+    if not title:
+        return 200, "<p>A title is required.</p>" + FORM_PAGE
+    return 302, "/thanks"
+
+
+def add_flask_routes(app: Any) -> None:
+    from flask import redirect, request
+
+    from goaltrack.flask import track_goal
+
+    def answer() -> Any:
+        status, body = form_outcome(request.method, request.args.get("title"))
+        return redirect(body) if status == 302 else (body, status)
+
+    app.route("/form", methods=["GET", "POST"])(
+        track_goal("signup", when=lambda response: response.status_code == 302)(answer)
+    )
+    app.route("/form-default", methods=["GET", "POST"], endpoint="form_default")(
+        track_goal("signup")(lambda: answer())
+    )
+    app.get("/download")(track_goal("download", methods=["GET"])(lambda: "the file"))
+
+
+def starlette_routes() -> list[Any]:
+    from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+    from starlette.routing import Route
+
+    from goaltrack.asgi import track_goal
+
+    async def answer(request: Request) -> Any:
+        status, body = form_outcome(request.method, request.query_params.get("title"))
+        if status == 302:
+            return RedirectResponse(body, status_code=302)
+        return HTMLResponse(body, status_code=status)
+
+    @track_goal("signup", when=lambda response: response.status_code == 302)
+    async def form(request: Request) -> Any:
+        return await answer(request)
+
+    @track_goal("signup")
+    async def form_default(request: Request) -> Any:
+        return await answer(request)
+
+    @track_goal("download", methods=["GET"])
+    async def download(request: Request) -> Any:
+        return PlainTextResponse("the file")
+
+    return [
+        Route("/form", form, methods=["GET", "POST"]),
+        Route("/form-default", form_default, methods=["GET", "POST"]),
+        Route("/download", download, methods=["GET"]),
+    ]
+
+
+def add_fastapi_routes(app: Any) -> None:
+    from starlette.responses import HTMLResponse, RedirectResponse
+
+    from goaltrack.asgi import track_goal
+
+    def answer(request: Request, title: str | None) -> Any:
+        status, body = form_outcome(request.method, title)
+        if status == 302:
+            return RedirectResponse(body, status_code=302)
+        return HTMLResponse(body, status_code=status)
+
+    @app.api_route("/form", methods=["GET", "POST"])
+    @track_goal("signup", when=lambda response: response.status_code == 302)
+    async def form(request: Request, title: str | None = None) -> Any:
+        return answer(request, title)
+
+    @app.api_route("/form-default", methods=["GET", "POST"])
+    @track_goal("signup")
+    async def form_default(request: Request, title: str | None = None) -> Any:
+        return answer(request, title)
+
+    @app.get("/download")
+    @track_goal("download", methods=["GET"])
+    async def download() -> Any:
+        return {"file": "the file"}

@@ -85,3 +85,37 @@ urlpatterns = [
     path("decorated-timezone", decorated_timezone),
     path("signal", send_signal),
 ]
+
+
+# -- conversions: form views and downloads (see tests/contract/apps.py) ------------------------
+
+
+def _form_answer(request: HttpRequest) -> HttpResponse:
+    from django.shortcuts import redirect
+
+    from tests.contract.apps import form_outcome
+
+    status, body = form_outcome(request.method or "GET", request.GET.get("title"))
+    return redirect(body) if status == 302 else HttpResponse(body, status=status)
+
+
+@track_goal("signup", when=lambda response: response.status_code == 302)
+def form(request: HttpRequest) -> HttpResponse:
+    return _form_answer(request)
+
+
+@track_goal("signup")
+def form_default(request: HttpRequest) -> HttpResponse:
+    return _form_answer(request)
+
+
+@track_goal("download", methods=["GET"])
+def download(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("the file")
+
+
+urlpatterns += [
+    path("form", form),
+    path("form-default", form_default),
+    path("download", download),
+]

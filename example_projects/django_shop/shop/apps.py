@@ -14,4 +14,14 @@ class ShopConfig(AppConfig):
 
         from goaltrack.django import connect_goal
 
-        connect_goal(user_logged_in, "login", dispatch_uid="shop.login_goal")
+        # The callable takes the signal's arguments by name (user_logged_in sends sender,
+        # request and user); the sender, when wanted, is a parameter named ``sender``.
+        connect_goal(
+            user_logged_in,
+            "login",
+            metadata=lambda user, request: {
+                "via": "signup" if request.path.startswith("/signup") else "login",
+                "staff": user.is_staff,
+            },
+            dispatch_uid="shop.login_goal",
+        )

@@ -1,10 +1,14 @@
 """The shop's pages, each showing one way of tracking a goal with goaltrack.
 
-- ``signup``: the helper, ``track_goal(request, "signup", {...})`` (sent once the transaction
-  commits: ``ON_COMMIT`` is on in settings);
-- ``newsletter``: the decorator on an async function view;
-- ``PricingView``: the decorator on a class-based view's ``post``, with metadata from the request;
-- login: ``connect_goal(user_logged_in, "login")`` in ``apps.py``.
+- ``signup``: the helper, ``track_goal(request, "signup", {...})``, called once the new account
+  is committed (``transaction.on_commit``): a rolled-back signup is never counted, and nothing
+  about the goal can touch the account once it is saved;
+- ``newsletter``: the decorator on an async function view (POST only);
+- ``PricingView``: a form page (GET shows it, a POST with errors shows it again with 200, a
+  valid POST redirects): the decorator on its ``post`` with ``when=`` counting the redirect, so
+  one goal per purchase; metadata from the request;
+- login: ``connect_goal(user_logged_in, "login", metadata=lambda user, request: ...)`` in
+  ``apps.py``, the callable taking the signal's arguments by name.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
             customer = form.save()
-            track_goal(request, "signup", {"referral": customer.referral or "none"})
+            referral = customer.referral or "none"
+            transaction.on_commit(lambda: track_goal(request, "signup", {"referral": referral}))
         login(request, customer.user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("pricing")
     status = 400 if request.method == "POST" else 200
@@ -45,7 +50,7 @@ async def newsletter(request: HttpRequest) -> HttpResponse:
     return redirect("home")
 
 
-def purchase_metadata(request: HttpRequest, response: HttpResponse) -> dict[str, object]:
+def purchase_metadata(request: HttpRequest) -> dict[str, object]:
     plan = request.POST.get("plan", "")
     return {"plan": plan, "amount": PLANS.get(plan)}
 
@@ -54,12 +59,18 @@ class PricingView(LoginRequiredMixin, View):
     def get(self, request: HttpRequest) -> HttpResponse:
         return render(request, "shop/pricing.html", {"plans": PLANS, "form": PurchaseForm()})
 
-    @method_decorator(track_goal("purchase", metadata=purchase_metadata))
+    @method_decorator(
+        track_goal(
+            "purchase",
+            metadata=purchase_metadata,
+            # The redirect after a valid POST: not the form shown again with its errors (200).
+            when=lambda response: response.status_code == 302,
+        )
+    )
     def post(self, request: HttpRequest) -> HttpResponse:
         form = PurchaseForm(request.POST)
-        if not form.is_valid():  # answered with 400: no goal
-            context = {"plans": PLANS, "form": form}
-            return render(request, "shop/pricing.html", context, status=400)
+        if not form.is_valid():  # the form again, with its errors: no goal
+            return render(request, "shop/pricing.html", {"plans": PLANS, "form": form})
         customer = Customer.objects.get(user=request.user)  # type: ignore[misc]
         Purchase.objects.create(
             customer=customer, plan=form.cleaned_data["plan"], amount=form.amount()

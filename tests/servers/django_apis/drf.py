@@ -6,7 +6,7 @@
 - ``AccountViewSet``: ``@track_goal`` on a viewset's ``create`` and on an ``@action``, metadata
   from the URL's ``pk``;
 - ``newsletter``: an ``@api_view`` function;
-- ``PingView``: the decorator on the class (its ``dispatch``).
+- ``PingView``: the decorator on the class (its ``dispatch``), counting GETs.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def newsletter(request: Request) -> Response:
     return Response({"subscribed": True})
 
 
-@track_goal("ping")
+@track_goal("ping", methods=["GET"])
 class PingView(APIView):
     def get(self, request: Request) -> Response:
         return Response({"pong": True})
