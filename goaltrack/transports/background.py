@@ -355,7 +355,8 @@ class BackgroundTransport:
                     wait_until = deadline if wake_at is None else wake_at
                 self._idle_workers += 1
                 try:
-                    self._cond.wait(None if wait_until is None else wait_until - now)
+                    # Bounded: whatever a due time says, a wait can neither overflow nor last.
+                    self._cond.wait(None if wait_until is None else min(wait_until - now, 60.0))
                 finally:
                     self._idle_workers -= 1
             self._in_flight += 1

@@ -476,7 +476,8 @@ def _flush_then_terminate() -> None:
     closer.join(timeout + 1.0)
     if closer.is_alive():
         logger.warning(
-            "goaltrack: SIGTERM: could not flush within %.1fs; goals still in memory are lost",
+            "goaltrack at exit: SIGTERM: could not flush within %g s; goals still in memory are "
+            "lost; use the outbox (GOALTRACK_OUTBOX) to lose none",
             timeout,
         )
     os.kill(os.getpid(), signal.SIGTERM)
