@@ -68,7 +68,7 @@ def test_a_refused_key_holds_goals_probes_slowly_and_delivers_all_when_it_works_
     # Delivery resumes at the next probe: within the interval reached (8 s), plus slack.
     first_delivery_after = min(r.at for r in api.requests if r.status == 200)
     assert first_delivery_after - key_back < 8.0 + 3.0
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and api.url in r.getMessage()]
     assert len(errors) == 1, [r.getMessage() for r in errors]
     message = errors[0].getMessage()
     assert "refused the API key" in message

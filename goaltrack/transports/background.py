@@ -227,6 +227,7 @@ class BackgroundTransport:
         if http is not None:
             http.close()
         forget_at_exit(self)
+        self._settlement.flush_summaries()  # a closed tracker's counts are said now, not later
         return flushed and not leftovers
 
     # -- workers ------------------------------------------------------------------------------
@@ -450,7 +451,6 @@ class BackgroundTransport:
 
     def _close_at_exit(self) -> None:
         flushed = self._close(self.shutdown_timeout, at_exit=True)
-        self._settlement.flush_summaries()
         if not flushed:
             report_exit(
                 self.stats,
