@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -21,6 +22,8 @@ from goaltrack import GoalTracker, InvalidConfiguration
 from goaltrack.delivery import Endpoint, check_api_url, is_loopback, parse_retry_after, probe
 from goaltrack.http_client import HttpClient
 from goaltrack.providers import get_provider
+from goaltrack.testing.fake_api.faults import check_faults
+from goaltrack.testing.server import FakeAPIServer
 from goaltrack.transports import background
 from tests.hostile_server import VISITOR, HostileAPI, Seen, error
 
@@ -252,3 +255,44 @@ def test_only_localhost_127_8_and_ipv6_loopback_count_as_loopback(
 def test_plain_http_to_a_localhost_subdomain_is_refused() -> None:
     with pytest.raises(InvalidConfiguration):
         check_api_url("http://evil.localhost:8000")
+
+
+@pytest.mark.parametrize("value", ["inf", "1e400", "DAY"])
+def test_the_fake_apis_absurd_retry_after_and_echoed_key_neither_stop_nor_leak(
+    fake_api: FakeAPIServer, value: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = "df_fake_api_echo_key_0123456789"
+    visitor = fake_api.add_pageview("datafast")
+    header = _a_day_ahead() if value == "DAY" else value
+    fake_api.set_faults(rate_limit_next=6, retry_after_raw=header, echo_authorization=True)
+    reasons: list[str] = []
+    tracker = GoalTracker(
+        key,
+        api_url=fake_api.api_url("datafast"),
+        flush_at_exit=False,
+        backoff_max=1.0,
+        on_failure=lambda goal, result: reasons.append(result.reason),
+    )
+    try:
+        with caplog.at_level(logging.DEBUG, logger="goaltrack"):
+            for n in range(10):
+                tracker.track("signup", visitor_id=visitor, metadata={"id": str(n)})
+            tracker.track("unknown", visitor_id=str(uuid.uuid4()))  # a 404 echoing the key
+            assert tracker.flush(20)
+    finally:
+        tracker.close(5)
+    assert [r["status"] for r in fake_api.requests].count(429) == 6
+    assert len(fake_api.goals) == 10
+    assert len(reasons) == 1
+    assert "you sent Authorization" in reasons[0]  # the echo reached the reason, redacted
+    for text in [r.getMessage() for r in caplog.records] + reasons:
+        assert key not in text
+
+
+def test_the_fake_apis_new_faults_are_validated() -> None:
+    with pytest.raises(ValueError, match="retry_after_raw"):
+        check_faults({"retry_after_raw": "1\r\nX-Injected: yes"})
+    with pytest.raises(ValueError, match="refuse_key_for"):
+        check_faults({"refuse_key_for": 0})
+    with pytest.raises(ValueError, match="echo_authorization"):
+        check_faults({"echo_authorization": "yes"})

@@ -16,6 +16,7 @@ import pytest
 
 from goaltrack import GoalTracker
 from goaltrack.delivery import CircuitBreaker
+from goaltrack.testing.server import FakeAPIServer
 from tests.hostile_server import VISITOR, HostileAPI, Seen, error, refuse_key_for
 
 KEY = "df_refused_key_test_0123456789"
@@ -129,3 +130,25 @@ def test_the_breaker_grows_refused_probe_intervals_to_its_cap() -> None:
     assert all(6.4 <= gap <= 8.0 for gap in gaps[2:])  # then capped by refused_interval_max
     assert not breaker.refusal_expired(now)
     assert breaker.refusal_expired(100.0 + breaker.refusal_give_up)
+
+
+def test_the_fake_apis_refused_key_window_is_held_through_and_delivered_after(
+    fake_api: FakeAPIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    visitor = fake_api.add_pageview("datafast")
+    fake_api.set_faults(refuse_key_for=3)  # 401 for 1.5 s, then 403 for 1.5 s
+    tracker = GoalTracker(KEY, api_url=fake_api.api_url("datafast"), flush_at_exit=False)
+    try:
+        with caplog.at_level(logging.INFO, logger="goaltrack"):
+            for n in range(30):
+                tracker.track("signup", visitor_id=visitor, metadata={"id": str(n)})
+            assert tracker.flush(20)
+            stats = tracker.stats
+    finally:
+        tracker.close(5)
+    statuses = [r["status"] for r in fake_api.requests]
+    refused = [s for s in statuses if s in (401, 403)]
+    assert 1 <= len(refused) <= 4 + 3  # the first answers, then a probe 2 s and 4 s later
+    assert statuses.count(200) == 30
+    assert (stats.delivered, stats.failed) == (30, 0)
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
