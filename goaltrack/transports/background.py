@@ -7,7 +7,7 @@
   one request at a time (at most one per ``probe_interval_max``), goals wait without spending
   retries, and the first answer puts every worker back to work at once.
 - Memory is bounded: queued + waiting-to-retry goals never exceed ``max_queue_size``; past that
-  new goals are dropped, counted, reported to ``on_drop`` and logged (rate-limited).
+  new goals are dropped, counted, reported to ``on_drop`` and logged (summarized periodically).
 - A forked child (gunicorn ``--preload``, multiprocessing) gets fresh locks, an empty queue and
   its own workers, and never re-sends the parent's goals.
 - A refused key (401/403) opens the same breaker: goals are held, one probe goes every few

@@ -27,10 +27,10 @@ Faults, set with ``FakeAPIState.set_faults(...)`` or ``POST /_fake/faults`` (sam
 - hostile answers: ``retry_after_raw`` (the 429s' ``Retry-After`` verbatim: ``inf``, ``1e400``,
   a date a day ahead, garbage), ``echo_authorization`` (error bodies repeat the request's
   ``Authorization`` header, key included);
-- precedence: blackhole, down, a refused key, the count faults, the provider's rules; trickling slows whatever
-  the answer is. ``FakeAPIState.faults`` lists every window in epoch seconds (``outages``,
-  ``trickles``, ``flap``, ``refused``); ``outage_windows()`` gives the merged ``(start, end)`` pairs, to
-  compare with each record's ``received_at_epoch``.
+- precedence: blackhole, down, a refused key, the count faults, the provider's rules;
+  trickling slows whatever the answer is. ``FakeAPIState.faults`` lists every window in epoch
+  seconds (``outages``, ``trickles``, ``flap``, ``refused``); ``outage_windows()`` gives the
+  merged ``(start, end)`` pairs, to compare with each record's ``received_at_epoch``.
 
 Simplifications, on purpose: a pageview registers a visitor for a provider whatever the key or
 website; any key with the right prefix is valid until revoked, suspended or denied.
