@@ -15,7 +15,7 @@ import pytest
 
 from goaltrack import GoalTracker
 from goaltrack.transports.base import SUMMARY_INTERVAL
-from tests.hostile_server import VISITOR, HostileAPI, wait_until
+from tests.hostile_server import VISITOR, HostileAPI, error, wait_until
 
 KEY = "df_outage_log_key_0123456789"
 
@@ -119,3 +119,32 @@ def test_the_exit_report_has_one_wording(api: HostileAPI, caplog: pytest.LogCapt
         "use the outbox (GOALTRACK_OUTBOX) to lose none"
     ]
     assert not any("dropped" in r.getMessage() for r in caplog.records)
+
+
+def test_failure_summaries_add_up_to_stats_within_seconds(
+    api: HostileAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    api.behaviour = lambda seen: error(400, "Invalid goal")
+    tracker = make(api)
+    try:
+        with caplog.at_level(logging.ERROR, logger="goaltrack"):
+            for n in range(30):
+                tracker.track("signup", visitor_id=VISITOR, metadata={"n": str(n)})
+            assert tracker.flush(10)
+            assert tracker.stats.failed == 30
+
+            def logged() -> int:
+                total = 0
+                for record in caplog.records:
+                    message = record.getMessage()
+                    if "was not recorded by" in message:
+                        total += 1
+                    elif m := re.search(r"(\d+) more goal\(s\) were not recorded", message):
+                        total += int(m.group(1))
+                return total
+
+            wait_until(lambda: logged() == 30, SUMMARY_INTERVAL + 3, "failures logged")
+            lines = len(caplog.records)
+    finally:
+        tracker.close(5)
+    assert lines <= 3  # the first in full, then a summary: never a line per goal
