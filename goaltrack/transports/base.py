@@ -371,18 +371,20 @@ def start_thread(thread: threading.Thread) -> bool:
     return True
 
 
-_delivery_threads = threading.local()
+# The thread objects, not a threading.local: a local made before gevent's monkey-patching (a
+# gunicorn --preload master) is shared by every greenlet of the worker's one OS thread.
+_delivery_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 
 def mark_delivery_thread() -> None:
     """Called by a transport's worker thread when it starts: hooks run in it."""
-    _delivery_threads.active = True
+    _delivery_threads.add(threading.current_thread())
 
 
 def in_delivery_thread() -> bool:
     """True in a goaltrack worker thread (an ``on_delivery`` / ``on_failure`` hook runs there):
     a ``flush()`` from there would wait for the thread itself."""
-    return bool(getattr(_delivery_threads, "active", False))
+    return threading.current_thread() in _delivery_threads
 
 
 def report_exit(
