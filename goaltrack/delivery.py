@@ -1,27 +1,36 @@
 """One goal -> one HTTP request -> one outcome: delivered, retry later, or finally failed.
 
-Every transport (background worker, sync, and later the outbox and Celery) delivers through
+Every transport (background worker, sync, the outbox and Celery) delivers through
 :func:`deliver` so the failure rules are the same everywhere: 429 (unless the provider says it
-is final), 408, 5xx, timeouts and connection errors are worth retrying; other 4xx are final.
+is final), 408, 5xx, timeouts and connection errors are worth retrying; 401 and 403 (a refused
+key) are an outage of the account, held by the :class:`CircuitBreaker`; other 4xx are final.
+The breaker also says, once, when the API becomes unreachable or refuses the key, and when it is
+back. Every reason built from an API answer or a network error goes through
+:func:`goaltrack.redaction.redact`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import enum
 import ipaddress
 import json
+import logging
+import math
 import random
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpError, HttpPoster, HttpResponse
 from goaltrack.providers import Provider
+from goaltrack.redaction import redact, remember_secret
 
 __all__ = [
+    "REFUSED_STATUSES",
     "BreakerState",
     "CircuitBreaker",
     "DeliveryResult",
@@ -39,8 +48,13 @@ __all__ = [
     "probe",
 ]
 
+logger = logging.getLogger("goaltrack")
+
 _USER_AGENT = "goaltrack-python/0.1"
 _MAX_REASON_CHARS = 300
+
+REFUSED_STATUSES = frozenset({401, 403})
+"""The API refused the key: an outage of the account, not a fault of one goal."""
 
 
 class InvalidConfiguration(ValueError):
@@ -53,7 +67,7 @@ class Outcome(enum.Enum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class DeliveryResult:
     """What one attempt at delivering a goal came to."""
 
@@ -79,6 +93,7 @@ class Endpoint:
     def __init__(
         self, provider: Provider, api_key: str, api_url: str | None, website_id: str | None
     ) -> None:
+        remember_secret(api_key)
         self.provider = provider
         base = (api_url or provider.default_api_url).rstrip("/")
         check_api_url(base)
@@ -113,8 +128,13 @@ def check_api_url(url: str) -> None:
 
 
 def is_loopback(host: str) -> bool:
-    """``localhost``, a ``*.localhost`` name, or a loopback address (127.0.0.0/8, ::1)."""
-    if host == "localhost" or host.endswith(".localhost"):
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1); nothing else.
+
+    Not ``*.localhost``: such a name is resolved by whatever resolver the host uses, and may
+    well leave the machine.
+    """
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -134,7 +154,9 @@ def deliver(
     try:
         response = http.post(endpoint.url, endpoint._headers, body, deadline=deadline)
     except HttpError as exc:
-        return DeliveryResult(Outcome.RETRY, str(exc), may_have_arrived=exc.may_have_arrived)
+        return DeliveryResult(
+            Outcome.RETRY, redact(str(exc)), may_have_arrived=exc.may_have_arrived
+        )
     return classify(response, endpoint.provider)
 
 
@@ -145,7 +167,7 @@ def classify(response: HttpResponse, provider: Provider) -> DeliveryResult:
         return DeliveryResult(
             Outcome.DELIVERED, "delivered", status=status, event_id=_event_id(response.body)
         )
-    reason = f"HTTP {status}: {_error_message(response.body)}"
+    reason = redact(f"HTTP {status}: {_error_message(response.body)}")
     if 300 <= status < 400:
         reason += " (redirects are not followed: point api_url at the final location)"
         return DeliveryResult(Outcome.FAILED, reason, status=status)
@@ -162,20 +184,41 @@ def classify(response: HttpResponse, provider: Provider) -> DeliveryResult:
     return DeliveryResult(Outcome.FAILED, reason, status=status)
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+def parse_retry_after(
+    value: str | None, now: float | None = None, *, cap: float | None = None
+) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    Defensive: whatever the server sends, this returns a finite number of seconds from 0 to
+    *cap* (when given), or None (then the caller's own backoff applies): negative, NaN,
+    infinite, absurdly large or unparseable values are None, never an exception. A date in the
+    past is 0.
+    """
     if not value:
         return None
-    value = value.strip()
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        value = str(value).strip()
+        seconds: float | None
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = None
+        if seconds is None:
+            when = email.utils.parsedate_to_datetime(value)
+            seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
+        elif seconds < 0:
+            return None
+    except (TypeError, ValueError, OverflowError, OSError, IndexError):
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    if not math.isfinite(seconds) or seconds > _RETRY_AFTER_ABSURD:
+        return None
+    if cap is not None:
+        seconds = min(seconds, cap)
+    return seconds
+
+
+# Longer than any backoff anyone configures: a server asking for this is not making sense.
+_RETRY_AFTER_ABSURD = 7 * 24 * 3600.0
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
@@ -225,7 +268,7 @@ def _error_message(body: bytes) -> str:
     return str(message)[:_MAX_REASON_CHARS]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """When a goal whose delivery failed transiently is tried again, and when it is given up.
 
@@ -241,9 +284,20 @@ class RetryPolicy:
     max_retries: int = 10
     backoff_base: float = 0.5
     backoff_max: float = 60.0
+    """The longest wait between two attempts of a goal, whatever ``Retry-After`` asks for."""
     give_up_after: float = 24 * 3600.0
     probe_interval_max: float = 1.0
     """The longest the circuit breaker waits between probes of a down API."""
+    refused_probe_interval_max: float = 60.0
+    """The longest the breaker waits between probes while the key is refused (401/403)."""
+    refusal_give_up: float = 3600.0
+    """Goals held by a refused key fail (with its status) once it has been refused this long."""
+
+    def capped(self, result: DeliveryResult) -> DeliveryResult:
+        """*result* with its ``Retry-After`` no longer than ``backoff_max``."""
+        if result.retry_after is not None and result.retry_after > self.backoff_max:
+            return dataclasses.replace(result, retry_after=self.backoff_max)
+        return result
 
     def delay_before_retry(self, attempts_made: int, result: DeliveryResult) -> float | None:
         """Seconds to wait before the next attempt, or None to give up.
@@ -254,7 +308,7 @@ class RetryPolicy:
         if attempts_made > self.max_retries:
             return None
         if result.retry_after is not None:
-            return result.retry_after
+            return min(result.retry_after, self.backoff_max)
         return backoff_delay(attempts_made, self.backoff_base, self.backoff_max)
 
     def after_failure(
@@ -282,7 +336,7 @@ class RetryPolicy:
         if age >= self.give_up_after:
             return None
         if result.retry_after is not None:
-            return result.retry_after
+            return min(result.retry_after, self.backoff_max)
         return backoff_delay(retries.failures, self.backoff_base, self.backoff_max)
 
     @staticmethod
@@ -341,7 +395,7 @@ class BreakerState(enum.Enum):
     """One probe request is in flight; its answer decides."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Ticket:
     """Permission to send one request, from :meth:`CircuitBreaker.admit`."""
 
@@ -352,6 +406,17 @@ class Ticket:
     """The request's number in the order requests were admitted."""
 
 
+_REFUSED_ADVICE = {
+    401: (
+        "check the API key (is it the current one, and a key of this provider?) and the website id"
+    ),
+    403: (
+        "the key lacks a permission or tracking is suspended for this website: check the key's "
+        "permissions, that it belongs to this provider, and the website id"
+    ),
+}
+
+
 class CircuitBreaker:
     """Whether the API is up, shared by one transport's workers so a down API is probed.
 
@@ -360,6 +425,10 @@ class CircuitBreaker:
     - open: nothing is sent until the next probe is due: ``FIRST_INTERVAL``, doubling with
       each failed probe up to ``probe_interval_max`` (jittered down by up to 20%, so that
       processes restarted together do not probe together), or the ``Retry-After`` if later.
+    - refused: an open breaker whose cause is the key (401/403, :meth:`refused`): probes go
+      ``REFUSED_FIRST_INTERVAL`` apart, doubling up to ``refused_interval_max``; once the key
+      has been refused for ``refusal_give_up`` seconds, :meth:`refusal_expired` says held goals
+      fail (with the status) instead of waiting.
     - half-open: exactly one probe request is in flight. Any answer from the API (delivered, or
       a final refusal such as a 400) closes the breaker and every worker resumes at once; a
       transient failure opens it again for a longer interval. A probe unanswered after the
@@ -369,19 +438,45 @@ class CircuitBreaker:
     Failures of requests sent before the breaker opened count nothing (four workers failing
     together are one failure of the API, not four); neither do late successes of requests sent
     before it opened (they do not close it), nor of requests sent before a run of failures began
-    (they do not end that run). Not thread-safe: the transport's lock
-    guards every call. Times are ``time.monotonic()``.
+    (they do not end that run).
+
+    It says what happens, once per outage, on the ``goaltrack`` logger: a WARNING when it opens
+    (an ERROR naming the status and what to check when the key is refused), with the number of
+    goals held (*held*, a callable, when the transport gives one), and an INFO line when the API
+    is back. An outage that begins within ``QUIET_AFTER_WARNING`` seconds of the last warning
+    (a flapping API) is counted and mentioned in the next warning instead.
+
+    Not thread-safe: the transport's lock guards every call. Times are ``time.monotonic()``.
     """
 
     FAILURES_TO_OPEN = 3
     FIRST_INTERVAL = 0.25
+    REFUSED_FIRST_INTERVAL = 2.0
+    QUIET_AFTER_WARNING = 60.0
 
-    def __init__(self, probe_interval_max: float = 1.0, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        probe_interval_max: float = 1.0,
+        rng: random.Random | None = None,
+        *,
+        held: Callable[[], int] | None = None,
+        refused_interval_max: float = 60.0,
+        refusal_give_up: float = 3600.0,
+        name: str = "the API",
+    ) -> None:
         self.probe_interval_max = probe_interval_max
+        self.refused_interval_max = refused_interval_max
+        self.refusal_give_up = refusal_give_up
+        self.held = held
+        """How many goals the transport holds (for the log lines), when it can say."""
+        self.name = name
         self.state = BreakerState.CLOSED
         self.epoch = 0
         """Incremented each time the breaker opens."""
         self.opened_at = 0.0
+        self.refusal: DeliveryResult | None = None
+        """The latest answer refusing the key, while the breaker is open for that reason."""
+        self.refused_since: float | None = None
         self._rng = rng or random.Random()
         self._admitted = 0
         self._failures_in_a_row = 0
@@ -389,6 +484,9 @@ class CircuitBreaker:
         self._interval = 0.0
         self._next_probe_at = 0.0
         self._probe = 0
+        self._announced = False  # the current outage was logged: its end will be too
+        self._last_warning = -math.inf
+        self._unannounced_outages = 0
 
     @property
     def wake_at(self) -> float | None:
@@ -429,10 +527,13 @@ class CircuitBreaker:
             return False
         if ticket.epoch != self.epoch:
             return False  # a late answer to a request sent before it opened: says nothing now
+        self._announce_recovery(time.monotonic())
         self.state = BreakerState.CLOSED
         self._failures_in_a_row = 0
         self._interval = 0.0
         self._next_probe_at = 0.0
+        self.refusal = None
+        self.refused_since = None
         return True
 
     def failed(self, ticket: Ticket, result: DeliveryResult, now: float) -> bool:
@@ -443,7 +544,7 @@ class CircuitBreaker:
         outage's, and count nothing.
         """
         if result.retry_after is not None:  # the API asked every request to wait
-            self._open(now, now + result.retry_after)
+            self._open(now, now + result.retry_after, result)
             return False
         if self.state is BreakerState.CLOSED:
             if ticket.epoch != self.epoch:
@@ -453,36 +554,141 @@ class CircuitBreaker:
             self._failures_in_a_row += 1
             if self._failures_in_a_row < self.FAILURES_TO_OPEN:
                 return True
-            self._open(now, now)
+            self._open(now, now, result)
             return False
+        self._probe_failed(ticket, now)
+        return False
+
+    def refused(self, ticket: Ticket, result: DeliveryResult, now: float) -> None:
+        """The API refused the key (401/403) on *ticket*'s request: the account is down.
+
+        Opens the breaker (logging one ERROR naming the status and what to check) or, while it
+        is refused already, counts a failed probe. A late refusal of a request sent before the
+        breaker last closed says nothing now.
+        """
+        if self.state is BreakerState.CLOSED and ticket.epoch != self.epoch:
+            return
+        if self.refusal is not None:
+            self.refusal = result
+            self._probe_failed(ticket, now)
+            return
+        if self.state is BreakerState.CLOSED:
+            self.epoch += 1
+            self.opened_at = now
+        self.state = BreakerState.OPEN
+        self.refusal = result
+        self.refused_since = now
+        self._failures_in_a_row = 0
+        self._interval = min(self.REFUSED_FIRST_INTERVAL, self.refused_interval_max)
+        self._next_probe_at = now + self._jittered()
+        self._announced = True
+        status = result.status or 401
+        logger.error(
+            "goaltrack: %s refused the API key (%s): %s. No goal is lost: goals are held%s and "
+            "sent when a probe is accepted (one request every %g s, growing to %g s); if the key "
+            "is still refused after %g s, held goals fail with HTTP %d",
+            self.name,
+            redact(result.reason),
+            _REFUSED_ADVICE.get(status, _REFUSED_ADVICE[401]),
+            self._held_text(),
+            self.REFUSED_FIRST_INTERVAL,
+            self.refused_interval_max,
+            self.refusal_give_up,
+            status,
+        )
+
+    def refusal_expired(self, now: float) -> bool:
+        """The key has been refused for ``refusal_give_up`` seconds: held goals fail now."""
+        return self.refused_since is not None and now - self.refused_since >= self.refusal_give_up
+
+    def refusal_failure(self, result: DeliveryResult | None = None) -> DeliveryResult:
+        """The final failure of a goal held by a refusal that lasted too long."""
+        last = result or self.refusal
+        assert last is not None
+        return DeliveryResult(
+            Outcome.FAILED,
+            redact(
+                f"{last.reason} (the key was refused for more than {self.refusal_give_up:g} s: "
+                "refusal_give_up)"
+            ),
+            status=last.status,
+        )
+
+    def _probe_failed(self, ticket: Ticket, now: float) -> None:
         if ticket.probe and ticket.probe == self._probe and ticket.epoch == self.epoch:
             self._grow()
             self.state = BreakerState.OPEN
             self._next_probe_at = max(self._next_probe_at, now + self._jittered())
-        return False
 
-    def _open(self, now: float, not_before: float) -> None:
+    def _open(self, now: float, not_before: float, result: DeliveryResult) -> None:
         if self.state is BreakerState.CLOSED:
             self.state = BreakerState.OPEN
             self.epoch += 1
             self.opened_at = now
             self._interval = min(self.FIRST_INTERVAL, self.probe_interval_max)
             self._next_probe_at = now + self._jittered()
+            self._announce_outage(now, result)
         self._next_probe_at = max(self._next_probe_at, not_before)
         if self.state is BreakerState.HALF_OPEN:
             self.state = BreakerState.OPEN
 
+    def _announce_outage(self, now: float, result: DeliveryResult) -> None:
+        if now - self._last_warning < self.QUIET_AFTER_WARNING:
+            self._unannounced_outages += 1  # flapping: said once a minute at most
+            self._announced = False
+            return
+        earlier = self._unannounced_outages
+        self._unannounced_outages = 0
+        self._last_warning = now
+        self._announced = True
+        if result.retry_after is not None:
+            what = f"asked to wait {result.retry_after:g} s"
+        else:
+            what = "is not answering"
+        logger.warning(
+            "goaltrack: %s %s (%s): goals are held%s and retried when it answers (one probe "
+            "request at a time, up to %g s apart)%s",
+            self.name,
+            what,
+            redact(result.reason),
+            self._held_text(),
+            self.probe_interval_max,
+            f"; {earlier} shorter outage(s) since the last warning" if earlier else "",
+        )
+
+    def _announce_recovery(self, now: float) -> None:
+        if not self._announced:
+            return
+        self._announced = False
+        if self.refusal is not None:
+            what = f"accepts the API key again after {now - self.opened_at:.1f} s"
+        else:
+            what = f"is back after {now - self.opened_at:.1f} s"
+        logger.info(
+            "goaltrack: %s %s; delivering the goals held%s", self.name, what, self._held_text()
+        )
+
+    def _held_text(self) -> str:
+        if self.held is None:
+            return ""
+        try:
+            return f" ({self.held()} now)"
+        except Exception:  # a count for a log line must not break delivery
+            return ""
+
     def _grow(self) -> None:
-        self._interval = min(self.probe_interval_max, max(self._interval, 0.001) * 2)
+        cap = self.refused_interval_max if self.refusal is not None else self.probe_interval_max
+        self._interval = min(cap, max(self._interval, 0.001) * 2)
 
     def _jittered(self) -> float:
         return self._interval * self._rng.uniform(0.8, 1.0)
 
     def __repr__(self) -> str:
-        return f"<CircuitBreaker {self.state.value} epoch={self.epoch}>"
+        refused = " refused" if self.refusal is not None else ""
+        return f"<CircuitBreaker {self.state.value}{refused} epoch={self.epoch}>"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Verdict:
     """What one attempt's result means for its goal (from :func:`judge`)."""
 
@@ -515,8 +721,17 @@ def judge(
     """
     if result.outcome is Outcome.DELIVERED:
         return Verdict(api_back=breaker.succeeded(ticket))
+    if result.outcome is Outcome.FAILED and result.status in REFUSED_STATUSES:
+        # The key is refused: the account's outage, held by the breaker like any other. The
+        # goal keeps its retries (the failure is not its own) and is due at the next probe.
+        breaker.refused(ticket, result, now)
+        retries.strike_mark = None
+        if breaker.refusal_expired(now):
+            return Verdict(final=breaker.refusal_failure(result))
+        return Verdict(retry_in=max(0.0, (breaker.wake_at or now) - now))
     if result.outcome is Outcome.FAILED:  # the API answered: it is up, the goal is refused
         return Verdict(final=result, api_back=breaker.succeeded(ticket))
+    result = policy.capped(result)
     isolated = breaker.failed(ticket, result, now)
     mark = f"{mark_prefix}{breaker.epoch}"
     delay = policy.after_failure(retries, result, isolated=isolated, mark=mark, age=age)
@@ -534,7 +749,7 @@ def probe(endpoint: Endpoint, http: HttpPoster) -> tuple[bool, str]:
     try:
         response = http.post(endpoint.url, endpoint._headers, b"{}")
     except HttpError as exc:
-        return False, f"{endpoint.url} is not reachable: {exc}"
+        return False, redact(f"{endpoint.url} is not reachable: {exc}")
     status = response.status
     if status in (400, 422):
         return (
@@ -545,8 +760,12 @@ def probe(endpoint: Endpoint, http: HttpPoster) -> tuple[bool, str]:
     if status in (401, 403):
         return (
             False,
-            f"{endpoint.url} refused the key: HTTP {status}: {_error_message(response.body)}",
+            redact(
+                f"{endpoint.url} refused the key: HTTP {status}: "
+                f"{_error_message(response.body)}; {_REFUSED_ADVICE[status]}",
+                limit=None,
+            ),
         )
     if 200 <= status < 300:
         return True, f"{endpoint.url} is reachable and accepted the key (HTTP {status})"
-    return False, f"{endpoint.url} answered HTTP {status}: {_error_message(response.body)}"
+    return False, redact(f"{endpoint.url} answered HTTP {status}: {_error_message(response.body)}")

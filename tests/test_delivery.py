@@ -121,9 +121,11 @@ def test_retry_policy_gives_up_after_max_retries_and_prefers_retry_after() -> No
     assert policy.delay_before_retry(1, plain) is not None
     assert policy.delay_before_retry(2, plain) is not None
     assert policy.delay_before_retry(3, plain) is None
-    assert (
-        policy.delay_before_retry(1, DeliveryResult(Outcome.RETRY, "429", retry_after=4.0)) == 4.0
-    )
+    asked = DeliveryResult(Outcome.RETRY, "429", retry_after=0.75)
+    assert policy.delay_before_retry(1, asked) == 0.75
+    # Never longer than backoff_max, whatever the server asks for.
+    too_long = DeliveryResult(Outcome.RETRY, "429", retry_after=4.0)
+    assert policy.delay_before_retry(1, too_long) == 1.0
 
 
 @pytest.mark.parametrize(

@@ -92,8 +92,9 @@ def test_sigterm_during_an_outage_in_memory_logs_exactly_what_is_lost(
         fake_api.start()
     assert process.returncode == -signal.SIGTERM  # it still ends the way SIGTERM ends it
     assert took < 1.0 + 3.0  # the flush's bound, plus start-up noise
-    lost = re.findall(r"(\d+) goal\(s\) not delivered at exit within 1.0s and lost", err)
+    lost = re.findall(r"goaltrack at exit: 0 delivered, 0 still pending, (\d+) lost", err)
     assert lost == ["37"], err
+    assert "(not delivered within 1 s); use the outbox (GOALTRACK_OUTBOX) to lose none" in err
 
 
 @pytest.mark.slow
@@ -122,7 +123,8 @@ def test_sigterm_during_an_outage_with_the_outbox_loses_nothing(
     finally:
         fake_api.start()
     assert process.returncode == -signal.SIGTERM
-    assert "37 goal(s) not delivered yet stay in the outbox" in err, err
+    assert "0 delivered, 37 still pending, 0 lost" in err, err
+    assert "pending goals stay in the outbox" in err, err
     # The next start delivers them.
     with GoalTracker(
         KEY, api_url=fake_api.api_url("datafast"), outbox=outbox, flush_at_exit=False
@@ -153,7 +155,7 @@ def test_the_exit_warning_counts_the_goals_held_by_workers_too(
         time.sleep(0.01)
     with caplog.at_level(logging.WARNING, logger="goaltrack"):
         transport._close_at_exit()  # type: ignore[attr-defined]
-    assert "200 goal(s) not delivered at exit within 0.3s" in caplog.text
+    assert "0 still pending, 200 lost (not delivered within 0.3 s)" in caplog.text
     for thread in transport._threads:  # type: ignore[attr-defined]
         thread.join(10)  # their requests land now, not in the next test
 

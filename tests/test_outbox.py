@@ -113,7 +113,8 @@ def test_what_a_closed_tracker_left_is_delivered_by_the_next_start(
         with caplog.at_level(logging.WARNING, logger="goaltrack"):
             assert not first.close(timeout=0.2)
         assert first.stats.dropped == 0
-        assert "5 goal(s) not delivered yet stay in the outbox" in caplog.text
+        assert "0 delivered, 5 still pending, 0 lost" in caplog.text
+        assert "pending goals stay in the outbox" in caplog.text
     finally:
         fake_api.start()
     second = make_tracker()  # tracks nothing itself: delivers what the first one left

@@ -178,21 +178,25 @@ def test_no_pageview_is_final_reported_once_and_not_retried(
 @pytest.mark.parametrize(
     ("api_key", "status"), [("df_revoked", 401), ("df_suspended", 403), ("df_noscope", 403)]
 )
-def test_auth_failures_are_final(
+def test_auth_failures_hold_the_goal_until_refusal_give_up(
     fake_api: FakeAPIServer,
     make_tracker: Callable[..., GoalTracker],
     api_key: str,
     status: int,
 ) -> None:
+    # A refused key is the account's outage: the goal is held and probed again (2 s later),
+    # and fails with the status only once the key has been refused for refusal_give_up.
     fake_api.state.revoke_key("df_revoked")
     fake_api.state.suspend("df_suspended")
     fake_api.state.deny_goals_write("df_noscope")
     recorder = Recorder()
     tracker = make_tracker(api_key=api_key, **recorder.hooks())
+    tracker._transport._breaker.refusal_give_up = 1.0  # type: ignore[attr-defined]
     tracker.track("signup", visitor_id=fake_api.add_pageview("datafast"))
     assert tracker.flush(10)
-    assert [r["status"] for r in fake_api.requests] == [status]
+    assert [r["status"] for r in fake_api.requests] == [status, status]
     assert recorder.failed[0][1].status == status
+    assert "refusal_give_up" in recorder.failed[0][1].reason
 
 
 def test_server_errors_are_retried_until_delivered(
@@ -278,7 +282,7 @@ def test_retry_after_is_honoured(
     fake_api: FakeAPIServer, make_tracker: Callable[..., GoalTracker]
 ) -> None:
     fake_api.set_faults(rate_limit_next=1, retry_after=1)
-    tracker = make_tracker()
+    tracker = make_tracker(backoff_max=5)  # Retry-After is capped by backoff_max
     tracker.track("signup", visitor_id=fake_api.add_pageview("datafast"))
     assert tracker.flush(10)
     first, second = fake_api.requests
@@ -292,7 +296,7 @@ def test_goals_tracked_while_the_gate_is_closed_wait_for_it_then_all_arrive(
     # Idle workers are not woken for each new goal while the gate is closed: they wake when it
     # opens and deliver everything that was queued meanwhile.
     fake_api.set_faults(rate_limit_next=1, retry_after=1)
-    tracker = make_tracker(max_in_flight=2)
+    tracker = make_tracker(max_in_flight=2, backoff_max=5)
     visitor_id = fake_api.add_pageview("datafast")
     tracker.track("first", visitor_id=visitor_id)
     wait_until(lambda: tracker.stats.retried == 1)

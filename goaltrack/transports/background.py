@@ -7,9 +7,14 @@
   one request at a time (at most one per ``probe_interval_max``), goals wait without spending
   retries, and the first answer puts every worker back to work at once.
 - Memory is bounded: queued + waiting-to-retry goals never exceed ``max_queue_size``; past that
-  new goals are dropped, counted, reported to ``on_drop`` and logged (rate-limited).
+  new goals are dropped, counted, reported to ``on_drop`` and logged (summarized periodically).
 - A forked child (gunicorn ``--preload``, multiprocessing) gets fresh locks, an empty queue and
   its own workers, and never re-sends the parent's goals.
+- A refused key (401/403) opens the same breaker: goals are held, one probe goes every few
+  seconds (up to ``refused_probe_interval_max``), and they are all delivered once a probe is
+  accepted, or fail with the status once the key has been refused for ``refusal_give_up``.
+- A worker thread that dies (a bug of ours) is logged with its traceback and replaced; its goal
+  is held again. ``flush()`` from a worker thread (a hook) returns False at once.
 - At interpreter exit pending goals are flushed within ``shutdown_timeout``; no thread is started
   then (Python 3.12+ refuses): the exiting thread delivers what is left itself.
 """
@@ -21,6 +26,7 @@ import logging
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 
@@ -42,7 +48,10 @@ from goaltrack.transports.base import (
     Stats,
     exiting,
     forget_at_exit,
+    in_delivery_thread,
+    mark_delivery_thread,
     register_for_process_events,
+    report_exit,
     start_thread,
     threads_are_greenlets,
 )
@@ -50,6 +59,11 @@ from goaltrack.transports.base import (
 __all__ = ["BackgroundTransport"]
 
 logger = logging.getLogger("goaltrack")
+
+#: More live trackers than this in one process is almost always a tracker made per request.
+MANY_TRACKERS = 8
+_live: weakref.WeakSet[BackgroundTransport] = weakref.WeakSet()
+_warned_many = False
 
 
 class _Item(Retries):
@@ -91,8 +105,11 @@ class BackgroundTransport:
         self._max_in_flight = max_in_flight
         self._new_http = http
         self.shutdown_timeout = shutdown_timeout
+        self._warned_flush_from_worker = False
+        self._deaths = 0
         self._reset_state()
         register_for_process_events(self, close_at_exit=flush_at_exit)
+        _count_live(self)
 
     def _reset_state(self) -> None:
         self._lock = threading.Lock()
@@ -108,7 +125,13 @@ class BackgroundTransport:
         self._idle_workers = 0
         self._flush_waiters = 0
         self._in_flight = 0
-        self._breaker = CircuitBreaker(self._retry.probe_interval_max)
+        self._breaker = CircuitBreaker(
+            self._retry.probe_interval_max,
+            held=lambda: self._pending,
+            refused_interval_max=self._retry.refused_probe_interval_max,
+            refusal_give_up=self._retry.refusal_give_up,
+            name=f"the API at {self._endpoint.url}",
+        )
         self._closed = False
         self.undelivered_at_close = 0
         self._http: HttpPoster | None = None
@@ -146,6 +169,16 @@ class BackgroundTransport:
     # -- flush and close ---------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
+        if in_delivery_thread():
+            # A hook runs in a worker: waiting here would wait for this very thread.
+            if not self._warned_flush_from_worker:
+                self._warned_flush_from_worker = True
+                logger.warning(
+                    "goaltrack: flush() was called from a delivery thread (an on_delivery or "
+                    "on_failure hook); it returns False at once, as waiting there would "
+                    "deadlock: flush from your own code instead"
+                )
+            return False
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             target = self._next_seq - 1
@@ -167,6 +200,9 @@ class BackgroundTransport:
                 self._flush_waiters -= 1
 
     def close(self, timeout: float | None = None) -> bool:
+        return self._close(timeout, at_exit=False)
+
+    def _close(self, timeout: float | None, *, at_exit: bool) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         flushed = self.flush(timeout)
         with self._cond:
@@ -177,8 +213,11 @@ class BackgroundTransport:
             self._retries.clear()
             self._cond.notify_all()
             threads = list(self._threads)
+        _live.discard(self)
         for item in leftovers:
-            self._settlement.dropped(item.goal, "the tracker closed before it was delivered")
+            self._settlement.dropped(
+                item.goal, "the tracker closed before it was delivered", log=not at_exit
+            )
             self._mark_settled(item)
         for thread in threads:
             if thread is not threading.current_thread() and thread.ident is not None:
@@ -188,6 +227,7 @@ class BackgroundTransport:
         if http is not None:
             http.close()
         forget_at_exit(self)
+        self._settlement.flush_summaries()  # a closed tracker's counts are said now, not later
         return flushed and not leftovers
 
     # -- workers ------------------------------------------------------------------------------
@@ -201,7 +241,10 @@ class BackgroundTransport:
             if sys.is_finalizing() or exiting():
                 return  # the exit flush delivers inline: no new thread at shutdown
             first = threading.Thread(
-                target=self._boot_and_work, name="goaltrack-worker-0", daemon=True
+                target=self._supervised,
+                args=(self._boot_and_work,),
+                name="goaltrack-worker-0",
+                daemon=True,
             )
             self._threads.append(first)  # claimed: a concurrent submit starts no other
         if not start_thread(first):  # interpreter shutting down
@@ -219,7 +262,10 @@ class BackgroundTransport:
             self._http = http
         for index in range(1, self._max_in_flight):
             thread = threading.Thread(
-                target=self._work, name=f"goaltrack-worker-{index}", daemon=True
+                target=self._supervised,
+                args=(self._work,),
+                name=f"goaltrack-worker-{index}",
+                daemon=True,
             )
             if not start_thread(thread):  # interpreter shutting down: deliver with fewer workers
                 break
@@ -227,12 +273,55 @@ class BackgroundTransport:
                 self._threads.append(thread)
         self._work()
 
+    def _supervised(self, run: Callable[[], None]) -> None:
+        """Run a worker; if it dies, say so (with the traceback) and start a replacement."""
+        mark_delivery_thread()
+        try:
+            run()
+            return
+        except (Exception, SystemExit):
+            self._deaths += 1
+            logger.exception(
+                "goaltrack: delivery thread %s died (a bug in goaltrack; please report it); "
+                "starting a replacement, no goal is lost",
+                threading.current_thread().name,
+            )
+        with self._lock:
+            me = threading.current_thread()
+            if me in self._threads:
+                self._threads.remove(me)
+            if self._closed or sys.is_finalizing() or exiting():
+                return
+            replacement = threading.Thread(
+                target=self._supervised,
+                args=(self._work,),
+                name=f"goaltrack-worker-r{self._deaths}",
+                daemon=True,
+            )
+            self._threads.append(replacement)
+        if not start_thread(replacement):
+            with self._lock:
+                self._threads.remove(replacement)
+
     def _work(self) -> None:
         while True:
             item = self._take(block=True, deadline=None)
             if item is None:
                 return
-            self._attempt(item)
+            try:
+                self._attempt(item)
+            except BaseException:
+                self._hold_again(item)
+                raise
+
+    def _hold_again(self, item: _Item) -> None:
+        """*item*'s worker died with it: unless it was settled or is waiting, it waits again."""
+        with self._cond:
+            settled = item.seq < self._lowest_unsettled or item.seq in self._settled_above_lowest
+            if settled or self._closed or any(w is item for w in self._retries):
+                return
+            item.due = time.monotonic() + 1.0
+            heapq.heappush(self._retries, item)
 
     def _take(self, *, block: bool, deadline: float | None) -> _Item | None:
         """The next goal to attempt, once the breaker admits it: a due retry, else the oldest."""
@@ -244,7 +333,9 @@ class BackgroundTransport:
                 retry_due = bool(self._retries) and self._retries[0].due <= now
                 if retry_due or self._queue:
                     ticket = self._breaker.admit(now)
-                    if ticket is not None:
+                    if ticket is not None or self._breaker.refusal_expired(now):
+                        # Past refusal_give_up, the goals no probe takes fail without a request
+                        # (ticket None: _attempt settles them as failed).
                         item = heapq.heappop(self._retries) if retry_due else self._queue.popleft()
                         item.ticket = ticket
                         break
@@ -265,13 +356,20 @@ class BackgroundTransport:
                     wait_until = deadline if wake_at is None else wake_at
                 self._idle_workers += 1
                 try:
-                    self._cond.wait(None if wait_until is None else wait_until - now)
+                    # Bounded: whatever a due time says, a wait can neither overflow nor last.
+                    self._cond.wait(None if wait_until is None else min(wait_until - now, 60.0))
                 finally:
                     self._idle_workers -= 1
             self._in_flight += 1
             return item
 
     def _attempt(self, item: _Item, deadline: float | None = None) -> None:
+        if item.ticket is None:  # held by a refused key for longer than refusal_give_up
+            with self._cond:
+                self._in_flight -= 1
+            self._settlement.failed(item.goal, self._breaker.refusal_failure())
+            self._mark_settled(item)
+            return
         http = self._http
         try:
             if http is None:
@@ -352,18 +450,34 @@ class BackgroundTransport:
         self._reset_state()
 
     def _close_at_exit(self) -> None:
-        if not self.close(self.shutdown_timeout):
-            logger.warning(
-                "goaltrack: %d goal(s) not delivered at exit within %.1fs and lost (the outbox "
-                "option keeps goals across exits)",
-                self.undelivered_at_close,
-                self.shutdown_timeout,
+        flushed = self._close(self.shutdown_timeout, at_exit=True)
+        if not flushed:
+            report_exit(
+                self.stats,
+                pending=0,
+                lost=self.undelivered_at_close,
+                timeout=self.shutdown_timeout,
             )
 
     def __repr__(self) -> str:
         return (
             f"<BackgroundTransport {self._endpoint!r} pending={self._pending} "
             f"workers={len(self._threads)}>"
+        )
+
+
+def _count_live(transport: BackgroundTransport) -> None:
+    global _warned_many
+    _live.add(transport)
+    if len(_live) > MANY_TRACKERS and not _warned_many:
+        _warned_many = True
+        logger.warning(
+            "goaltrack: %d trackers are alive in this process, each with up to %d delivery "
+            "threads and its own connections: make one tracker and reuse it (goaltrack."
+            "configure() / get_tracker(), or your framework's integration), or close() the ones "
+            "you are done with",
+            len(_live),
+            transport._max_in_flight,
         )
 
 

@@ -4,6 +4,11 @@ A transport takes validated goals (``submit``) and gets them to the API somehow:
 worker, inline, or not at all. Whatever it does, each goal it accepted ends in exactly one of
 delivered / failed / dropped, reported through :class:`Settlement` so that counters, logs and the
 ``on_delivery`` / ``on_failure`` / ``on_drop`` hooks behave the same for every transport.
+
+It also owns what every transport says in the log about counts: drops and final failures are
+summarized periodically (the first at once, then at most one line per
+``SUMMARY_INTERVAL`` seconds with the count since the last), never a line per goal, and the exit
+report (:func:`report_exit`) has one wording whatever the transport.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from typing import Any, Protocol
 from goaltrack.delivery import DeliveryResult, Endpoint, RetryPolicy
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
+from goaltrack.redaction import redact
 
 __all__ = [
+    "SUMMARY_INTERVAL",
     "DeliveryHook",
     "DeliverySetup",
     "DropHook",
@@ -35,8 +42,11 @@ __all__ = [
     "describe",
     "exiting",
     "forget_at_exit",
+    "in_delivery_thread",
+    "mark_delivery_thread",
     "process_delivery_setup",
     "register_for_process_events",
+    "report_exit",
     "start_thread",
     "threads_are_greenlets",
     "use_process_delivery_setup",
@@ -48,7 +58,58 @@ DeliveryHook = Callable[[Goal, DeliveryResult], object]
 FailureHook = Callable[[Goal, DeliveryResult], object]
 DropHook = Callable[[Goal, str], object]
 
-_DROP_WARNING_INTERVAL = 10.0
+SUMMARY_INTERVAL = 5.0
+"""Seconds between two summary lines of drops (or of final failures)."""
+
+
+class _Tally:
+    """A count reported periodically: at once the first time, then at most once per interval
+    with the count since the last report, from a timer so that the last ones are reported too."""
+
+    def __init__(self, report: Callable[[int, str], None], interval: float) -> None:
+        self._report = report
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._unreported = 0
+        self._latest = ""
+        self._last_report = -float("inf")
+        self._timer: threading.Timer | None = None
+
+    def add(self, latest: str) -> bool:
+        """Count one; True when the caller reports it in full now (nothing was said lately)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_report >= self._interval and self._timer is None:
+                self._last_report = now
+                return True
+            self._unreported += 1
+            self._latest = latest
+            if self._timer is None:
+                delay = max(0.0, self._last_report + self._interval - now)
+                timer = threading.Timer(delay, self.flush)
+                timer.daemon = True
+                timer.name = "goaltrack-summary"
+                self._timer = timer
+            else:
+                timer = None
+        if timer is not None:
+            try:
+                timer.start()
+            except RuntimeError:  # interpreter shutting down: the exit report has the counts
+                with self._lock:
+                    self._timer = None
+        return False
+
+    def flush(self) -> None:
+        """Report what was counted since the last report (the timer's job; also at exit)."""
+        with self._lock:
+            count, latest = self._unreported, self._latest
+            self._unreported = 0
+            self._timer = None
+            if count:
+                self._last_report = time.monotonic()
+        if count:
+            self._report(count, latest)
 
 
 @dataclass(frozen=True)
@@ -155,8 +216,8 @@ class Settlement:
             "filtered": 0,
             "invalid": 0,
         }
-        self._unreported_drops = 0
-        self._last_drop_warning = 0.0
+        self._drops = _Tally(self._report_drops, SUMMARY_INTERVAL)
+        self._failures = _Tally(self._report_failures, SUMMARY_INTERVAL)
 
     def fresh(self) -> Settlement:
         """Zeroed counters and a new lock, same hooks (for a forked child)."""
@@ -205,38 +266,55 @@ class Settlement:
         self._call(self.on_delivery, goal, result)
 
     def failed(self, goal: Goal, result: DeliveryResult) -> None:
+        """A goal that finally failed: logged in full if nothing failed lately, else summarized
+        (``debug`` logs each one)."""
         self.count("failed")
         if self.log_failures:
-            logger.error(
-                "goal %r for visitor %r was not recorded by %s: %s%s",
-                goal.name,
-                goal.visitor_id,
-                goal.provider.name,
-                result.reason,
-                f" (metadata {dict(goal.metadata or {})!r})" if self.debug else "",
-            )
+            reason = redact(result.reason)
+            if self.debug or self._failures.add(f"{goal.name!r}: {reason}"):
+                logger.error(
+                    "goal %r for visitor %r was not recorded by %s: %s%s",
+                    goal.name,
+                    goal.visitor_id,
+                    goal.provider.name,
+                    reason,
+                    f" (metadata {dict(goal.metadata or {})!r})" if self.debug else "",
+                )
         self._call(self.on_failure, goal, result)
 
-    def dropped(self, goal: Goal, reason: str) -> None:
-        """A goal that will never be sent; warnings are rate-limited, the count is exact."""
-        now = time.monotonic()
-        with self._lock:
-            self._counts["dropped"] += 1
-            self._unreported_drops += 1
-            warn = now - self._last_drop_warning >= _DROP_WARNING_INTERVAL
-            if warn:
-                unreported, self._unreported_drops = self._unreported_drops, 0
-                self._last_drop_warning = now
-        if warn:
-            logger.warning(
-                "dropped %d goal(s) (latest %r: %s); see tracker.stats and the on_drop hook",
-                unreported,
-                goal.name,
-                reason,
-            )
+    def dropped(self, goal: Goal, reason: str, *, log: bool = True) -> None:
+        """A goal that will never be sent; summarized in the log, the count is exact.
+
+        *log* False: the caller reports it itself (the exit report).
+        """
+        self.count("dropped")
+        if log and self._drops.add(f"{goal.name!r}: {reason}"):
+            self._report_drops(1, f"{goal.name!r}: {reason}")
         if self.debug:
             logger.debug("goaltrack debug: dropped %s: %s", describe(goal), reason)
         self._call(self.on_drop, goal, reason)
+
+    def flush_summaries(self) -> None:
+        """Log the drops and failures not reported yet (at exit, before the exit report)."""
+        self._drops.flush()
+        self._failures.flush()
+
+    @staticmethod
+    def _report_drops(count: int, latest: str) -> None:
+        logger.warning(
+            "goaltrack: dropped %d goal(s) (latest %s); see tracker.stats and the on_drop hook",
+            count,
+            redact(latest),
+        )
+
+    @staticmethod
+    def _report_failures(count: int, latest: str) -> None:
+        logger.error(
+            "goaltrack: %d more goal(s) were not recorded (latest %s); see tracker.stats and the "
+            "on_failure hook",
+            count,
+            redact(latest),
+        )
 
     def _call(self, hook: Callable[..., object] | None, *args: object) -> None:
         if hook is None:
@@ -294,6 +372,52 @@ def start_thread(thread: threading.Thread) -> bool:
     except RuntimeError:  # interpreter shutting down
         return False
     return True
+
+
+# The thread objects, not a threading.local: a local made before gevent's monkey-patching (a
+# gunicorn --preload master) is shared by every greenlet of the worker's one OS thread.
+_delivery_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+def mark_delivery_thread() -> None:
+    """Called by a transport's worker thread when it starts: hooks run in it."""
+    _delivery_threads.add(threading.current_thread())
+
+
+def in_delivery_thread() -> bool:
+    """True in a goaltrack worker thread (an ``on_delivery`` / ``on_failure`` hook runs there):
+    a ``flush()`` from there would wait for the thread itself."""
+    return threading.current_thread() in _delivery_threads
+
+
+def report_exit(
+    stats: Stats,
+    *,
+    pending: int,
+    lost: int,
+    timeout: float | None,
+    outbox: str | None = None,
+) -> None:
+    """The one exit report of every transport: delivered, still pending, lost, and the advice.
+
+    Logged at WARNING when a goal is pending or lost, at INFO otherwise.
+    """
+    within = "" if timeout is None else f" within {timeout:g} s"
+    if outbox is not None:
+        advice = f"; pending goals stay in the outbox {outbox} for the next start"
+    elif lost:
+        advice = "; use the outbox (GOALTRACK_OUTBOX) to lose none"
+    else:
+        advice = ""
+    logger.log(
+        logging.WARNING if pending or lost else logging.INFO,
+        "goaltrack at exit: %d delivered, %d still pending, %d lost (not delivered%s)%s",
+        stats.delivered,
+        pending,
+        lost,
+        within,
+        advice,
+    )
 
 
 def exiting() -> bool:
@@ -357,7 +481,8 @@ def _flush_then_terminate() -> None:
     closer.join(timeout + 1.0)
     if closer.is_alive():
         logger.warning(
-            "goaltrack: SIGTERM: could not flush within %.1fs; goals still in memory are lost",
+            "goaltrack at exit: SIGTERM: could not flush within %g s; goals still in memory are "
+            "lost; use the outbox (GOALTRACK_OUTBOX) to lose none",
             timeout,
         )
     os.kill(os.getpid(), signal.SIGTERM)

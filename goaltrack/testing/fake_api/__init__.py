@@ -22,11 +22,15 @@ Faults, set with ``FakeAPIState.set_faults(...)`` or ``POST /_fake/faults`` (sam
 - shaped in time, from the call on: ``down_for=s`` and ``down_between=(t0, t1)`` (answered
   ``down_status``, default 503), ``flap=(up_s, down_s)`` with optional ``flap_for`` (up first,
   then down, repeated), ``blackhole_for=s`` (read, never answered, held until the client
-  leaves), ``trickle_for=s`` (the body sent ``trickle_bytes_per_s`` bytes a second, default 1);
-- precedence: blackhole, down, the count faults, the provider's rules; trickling slows whatever
-  the answer is. ``FakeAPIState.faults`` lists every window in epoch seconds (``outages``,
-  ``trickles``, ``flap``); ``outage_windows()`` gives the merged ``(start, end)`` pairs, to
-  compare with each record's ``received_at_epoch``.
+  leaves), ``trickle_for=s`` (the body sent ``trickle_bytes_per_s`` bytes a second, default 1),
+  ``refuse_key_for=s`` (the key refused: 401 for the first half, 403 for the second);
+- hostile answers: ``retry_after_raw`` (the 429s' ``Retry-After`` verbatim: ``inf``, ``1e400``,
+  a date a day ahead, garbage), ``echo_authorization`` (error bodies repeat the request's
+  ``Authorization`` header, key included);
+- precedence: blackhole, down, a refused key, the count faults, the provider's rules;
+  trickling slows whatever the answer is. ``FakeAPIState.faults`` lists every window in epoch
+  seconds (``outages``, ``trickles``, ``flap``, ``refused``); ``outage_windows()`` gives the
+  merged ``(start, end)`` pairs, to compare with each record's ``received_at_epoch``.
 
 Simplifications, on purpose: a pageview registers a visitor for a provider whatever the key or
 website; any key with the right prefix is valid until revoked, suspended or denied.

@@ -2,8 +2,9 @@
 
 This module owns what each fault field means, its validation (a bad value is a ``ValueError``
 naming the field, before anything changes), the schedule of windows (down, blackhole, trickle,
-and a flap) in wall-clock epoch seconds, and the precedence between faults for one request:
-blackhole, down, then ``reset_next``, ``fail_next``, ``rate_limit_next``, ``error_rate``, and once
+a refused key, and a flap) in wall-clock epoch seconds, and the precedence between faults for one
+request: blackhole, down, a refused key (401 for the window's first half, 403 for the second),
+then ``reset_next``, ``fail_next``, ``rate_limit_next``, ``error_rate``, and once
 the body is read ``fail_names`` (a goal-specific failure); trickling
 slows whatever the answer is, and ``huge_body_next`` pads the next successes. How the answers are
 put on the wire (held, trickled, padded) is the app's job (:mod:`.app`).
@@ -64,9 +65,15 @@ class FaultSettings:
     fail_names: list[str] = dataclasses.field(default_factory=list)
     """Goal names answered with ``fail_status`` every time: a goal-specific 5xx while the API
     answers every other goal."""
+    retry_after_raw: str = ""
+    """When set, the 429s' ``Retry-After`` header verbatim (``inf``, ``1e400``, ``-5``, a date a
+    day ahead, garbage): what a hostile or broken server sends."""
+    echo_authorization: bool = False
+    """Error bodies repeat the request's ``Authorization`` header, as a proxy's debugging page
+    might: the key must still appear in no log line or reason."""
 
 
-ScheduleKind = Literal["down", "blackhole", "trickle"]
+ScheduleKind = Literal["down", "blackhole", "trickle", "refused"]
 
 
 @dataclass(frozen=True)
@@ -124,10 +131,17 @@ class Schedule:
 
     def outages(self, now: float) -> list[Window]:
         """The down and blackhole windows, a flap's expanded, by start time."""
-        windows = [w for w in self.windows if w.kind != "trickle"]
+        windows = [w for w in self.windows if w.kind in ("down", "blackhole")]
         if self.flap is not None:
             windows += self.flap.down_windows(now)
         return sorted(windows, key=lambda w: (w.start, w.end))
+
+    def refused_status(self, at: float) -> int | None:
+        """401 in the first half of a refused-key window, 403 in the second; else None."""
+        for w in self.windows:
+            if w.kind == "refused" and w.start <= at < w.end:
+                return 401 if at < (w.start + w.end) / 2 else 403
+        return None
 
     def report(self, now: float) -> dict[str, object]:
         flap = self.flap
@@ -139,6 +153,9 @@ class Schedule:
                 {"start": w.start, "end": w.end} for w in self.windows if w.kind == "trickle"
             ],
             "flap": None if flap is None else dataclasses.asdict(flap),
+            "refused": [
+                {"start": w.start, "end": w.end} for w in self.windows if w.kind == "refused"
+            ],
         }
 
 
@@ -190,6 +207,11 @@ _FAULT_CHECKS: dict[str, tuple[str, Callable[[object], bool]]] = {
         "a list of goal names",
         lambda v: isinstance(v, list) and all(isinstance(item, str) for item in v),
     ),
+    "retry_after_raw": (
+        "a string of at most 200 characters",
+        lambda v: isinstance(v, str) and len(v) <= 200 and "\n" not in v and "\r" not in v,
+    ),
+    "echo_authorization": ("true or false", lambda v: isinstance(v, bool)),
     # The schedule: each of these adds a window starting from the call.
     "down_for": ("a number of seconds > 0", _is_duration),
     "down_between": (
@@ -203,10 +225,19 @@ _FAULT_CHECKS: dict[str, tuple[str, Callable[[object], bool]]] = {
     "flap_for": ("a number of seconds > 0", _is_duration),
     "blackhole_for": ("a number of seconds > 0", _is_duration),
     "trickle_for": ("a number of seconds > 0", _is_duration),
+    "refuse_key_for": ("a number of seconds > 0", _is_duration),
 }
 # Fields that add to the schedule instead of changing a setting.
 _SCHEDULE_FIELDS = frozenset(
-    {"down_for", "down_between", "flap", "flap_for", "blackhole_for", "trickle_for"}
+    {
+        "down_for",
+        "down_between",
+        "flap",
+        "flap_for",
+        "blackhole_for",
+        "trickle_for",
+        "refuse_key_for",
+    }
 )
 
 
@@ -253,6 +284,9 @@ class Faults:
             length = fields.get(f"{kind}_for")
             if _is_number(length):
                 self.schedule.windows.append(Window(kind, now, now + length))
+        refused = fields.get("refuse_key_for")
+        if _is_number(refused):
+            self.schedule.windows.append(Window("refused", now, now + refused))
         between = fields.get("down_between")
         if _is_pair(between):
             self.schedule.windows.append(Window("down", now + between[0], now + between[1]))
@@ -286,6 +320,13 @@ class Faults:
         settings = self.settings
         if self.schedule.active("down", at):
             raise Rejection(settings.down_status, "injected outage", fault="down")
+        refused = self.schedule.refused_status(at)
+        if refused == 401:
+            raise Rejection(401, "Invalid API key (injected)", fault="refused")
+        if refused == 403:
+            raise Rejection(
+                403, "Tracking is suspended for this website (injected)", fault="refused"
+            )
         if settings.reset_next:
             settings.reset_next -= 1
             raise Dropped
@@ -294,7 +335,9 @@ class Faults:
             raise Rejection(settings.fail_status, "injected failure", fault="fail_next")
         if settings.rate_limit_next:
             settings.rate_limit_next -= 1
-            retry_after = _retry_after(settings.retry_after, settings.retry_after_http_date)
+            retry_after = settings.retry_after_raw or _retry_after(
+                settings.retry_after, settings.retry_after_http_date
+            )
             headers = {"Retry-After": retry_after}
             raise Rejection(429, "Too many requests", headers, fault="rate_limit_next")
         if settings.error_rate and self._random.random() < settings.error_rate:

@@ -415,7 +415,10 @@ class FakeAPIState:
             record["status"] = rejection.status
             record["error"] = rejection.message
             record["fault"] = rejection.fault
-            body_out = error_body(rules, rejection.status, rejection.message)
+            message = rejection.message
+            if self._faults.settings.echo_authorization:
+                message += f" (you sent Authorization: {authorization})"
+            body_out = error_body(rules, rejection.status, message)
             return Answer(rejection.status, body_out, {**headers, **rejection.headers})
         status = self.flowsery_created_status if rules.created_status_configurable else 200
         record["status"] = status

@@ -56,6 +56,7 @@ from goaltrack.transports.base import (
     exiting,
     forget_at_exit,
     register_for_process_events,
+    report_exit,
     start_thread,
 )
 from goaltrack.transports.outbox.store import (
@@ -260,11 +261,8 @@ class OutboxTransport:
             http.close()
         forget_at_exit(self)
         if not flushed:
-            left = self._refresh_depth()
-            logger.warning(
-                "goaltrack: %d goal(s) not delivered yet stay in the outbox %s for the next start",
-                left,
-                self.path,
+            report_exit(
+                self.stats, pending=self._refresh_depth(), lost=0, timeout=timeout, outbox=self.path
             )
         return flushed
 
