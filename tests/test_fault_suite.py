@@ -320,6 +320,7 @@ def test_outage_longer_than_the_queue_cap(
 LATENCY_S = 0.050
 MAX_IN_FLIGHT = 4  # the default
 DRAIN_BOUND = MAX_IN_FLIGHT / LATENCY_S  # goals/s with every slot busy
+DRAIN_FLOOR = 0.5  # of DRAIN_BOUND, as asserted
 RECOVERY_S = 1.5
 TRACKED_AT_ONCE = 300  # as the fault starts; then TRICKLE goals/s while it lasts
 TRICKLE = 10.0
@@ -399,7 +400,9 @@ def test_outage_shaped_in_time_recovers_at_once_drains_fast_and_loses_nothing(
                 for start, end in windows
             ],
         )
-    # The whole backlog is in within the recovery bound plus its drain at 0.8x the bound...
-    assert backlog[-1] - last_back <= RECOVERY_S + len(backlog) / (0.8 * DRAIN_BOUND)
-    if len(backlog) >= 100:  # ...and a backlog worth timing drains at that rate at least
-        assert drain_rate >= 0.8 * DRAIN_BOUND, drain_rate
+    # The whole backlog is in within the recovery bound plus its drain at half the bound, and a
+    # backlog worth timing drains at that rate at least. Half, not the 0.8x a quiet machine
+    # shows (the printed row): the bound must hold with the machine loaded several times over.
+    assert backlog[-1] - last_back <= RECOVERY_S + len(backlog) / (DRAIN_FLOOR * DRAIN_BOUND)
+    if len(backlog) >= 100:
+        assert drain_rate >= DRAIN_FLOOR * DRAIN_BOUND, drain_rate
