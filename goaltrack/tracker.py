@@ -96,6 +96,11 @@ class TrackerOptions:
     outbox, ``outbox_max_age`` is this budget."""
     probe_interval_max: float = 1.0
     """While the API is down, the longest wait between two probe requests (one at a time)."""
+    refused_probe_interval_max: float = 60.0
+    """While the API refuses the key (401/403), the longest wait between two probe requests
+    (they start 2 s apart and double); goals are held meanwhile, not failed."""
+    refusal_give_up: float = 3600.0
+    """Seconds a refused key may stay refused before the goals it holds fail with its status."""
     timeout: float = 5.0
     """Seconds one request may take in all: connect, send and the whole response."""
     shutdown_timeout: float = 3.0
@@ -176,6 +181,8 @@ class TrackerOptions:
             "backoff_max",
             "give_up_after",
             "probe_interval_max",
+            "refused_probe_interval_max",
+            "refusal_give_up",
             "timeout",
             "shutdown_timeout",
             "outbox_max_age",
@@ -248,6 +255,8 @@ class GoalTracker:
             opts.backoff_max,
             opts.give_up_after,
             opts.probe_interval_max,
+            opts.refused_probe_interval_max,
+            opts.refusal_give_up,
         )
         self._before_send = opts.before_send
         self._check_http_client()

@@ -152,3 +152,27 @@ def test_the_fake_apis_refused_key_window_is_held_through_and_delivered_after(
     assert statuses.count(200) == 30
     assert (stats.delivered, stats.failed) == (30, 0)
     assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+
+
+def test_the_refusal_options_of_the_tracker_reach_its_breaker(api: HostileAPI) -> None:
+    """``refused_probe_interval_max`` and ``refusal_give_up`` are tracker options: a key refused
+    for longer than ``refusal_give_up`` fails the goals it holds, with the status."""
+    api.behaviour = lambda seen: error(401, "Invalid API key")
+    failures: list[tuple[int | None, str]] = []
+    tracker = make(
+        api,
+        refusal_give_up=1.5,
+        refused_probe_interval_max=0.5,
+        on_failure=lambda goal, result: failures.append((result.status, result.reason)),
+    )
+    try:
+        for n in range(5):
+            tracker.track("signup", visitor_id=VISITOR, metadata={"n": str(n)})
+        assert tracker.flush(30), "the held goals settle once the refusal is older than 1.5 s"
+        stats = tracker.stats
+    finally:
+        tracker.close(5)
+    assert (stats.failed, stats.delivered) == (5, 0)
+    assert {status for status, _ in failures} == {401}
+    assert all("refusal_give_up" in reason for _, reason in failures)
+    assert KEY not in repr(failures)

@@ -41,6 +41,7 @@ from goaltrack.delivery import (
     DeliveryResult,
     Outcome,
     Retries,
+    RetryPolicy,
     backoff_delay,
     deliver,
     judge,
@@ -155,11 +156,16 @@ def _client(url: str, make: Callable[[], HttpPoster]) -> HttpPoster:
         return http
 
 
-def _breaker(url: str, probe_interval_max: float) -> CircuitBreaker:
+def _breaker(url: str, policy: RetryPolicy) -> CircuitBreaker:
     with _http_lock:
         breaker = _breakers.get(url)
         if breaker is None:
-            breaker = _breakers[url] = CircuitBreaker(probe_interval_max)
+            breaker = _breakers[url] = CircuitBreaker(
+                policy.probe_interval_max,
+                refused_interval_max=policy.refused_probe_interval_max,
+                refusal_give_up=policy.refusal_give_up,
+                name=f"the API at {url}",
+            )
         return breaker
 
 
@@ -205,7 +211,7 @@ def deliver_goal(
         return "failed"
     policy, settlement = setup.retry, setup.settlement
     retries = Retries(failures, strikes, strike_mark, may_have_arrived)
-    breaker = _breaker(endpoint.url, policy.probe_interval_max)
+    breaker = _breaker(endpoint.url, policy)
     with _http_lock:
         ticket = breaker.admit(time.monotonic())
     if ticket is None:
