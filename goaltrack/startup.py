@@ -21,7 +21,6 @@ set ``strict``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable, Mapping
@@ -33,7 +32,6 @@ from goaltrack.config import (
     Problem,
     configuration_problems,
     env_name,
-    parse_bool,
     raw_settings_from_env,
 )
 from goaltrack.delivery import InvalidConfiguration
@@ -359,13 +357,11 @@ def describe_problems(source: str, problems: tuple[Problem, ...]) -> str:
 def tracker_from_env(*, development: bool = False) -> GoalTracker:
     """The process-wide tracker from the ``GOALTRACK_*`` variables (:func:`goaltrack.get_tracker`).
 
-    Development here is goaltrack's pytest plugin, or ``GOALTRACK_DEBUG``.
+    Development here is goaltrack's pytest plugin; ``GOALTRACK_DEBUG`` is goaltrack's debug log
+    only (turning it on in production must not make goaltrack raise into requests).
     """
     from goaltrack import tracker as tracker_module
 
-    debug = raw_settings_from_env().get("debug")
-    with contextlib.suppress(InvalidConfiguration):  # a bad value is a problem reported below
-        development = development or (debug is not None and parse_bool("", debug))
     development = development or tracker_module.strict_by_default
     return build_tracker(
         {},

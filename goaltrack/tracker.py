@@ -137,9 +137,10 @@ class TrackerOptions:
     """Raise :class:`~goaltrack.InvalidGoal` at the call site for a goal the provider would
     refuse (True), or never raise into the caller (False: what the provider's rules can repair is
     sent repaired with a WARNING, the rest is logged at ERROR, counted as ``invalid`` and not
-    sent). None (default): strict under goaltrack's pytest plugin and with ``debug=True``; the
-    adapters make it strict in their framework's development mode (Django ``DEBUG``, Flask debug
-    or testing, the ASGI middleware's ``debug=True``)."""
+    sent). None (default): strict under goaltrack's pytest plugin; the adapters make it strict in
+    their framework's development mode (Django ``DEBUG``, Flask debug or testing, the ASGI
+    middleware's ``debug=True``). ``debug``, a logging option, never does: debug logs in
+    production must not raise into requests."""
     debug: bool = False
     """Log each goal as tracked and as it settles (name, visitor id, metadata, HTTP status;
     never the key) at DEBUG level on the ``goaltrack`` logger, which this sets to DEBUG; with
@@ -360,13 +361,12 @@ class GoalTracker:
     def strict(self) -> bool:
         """Whether an invalid goal raises :class:`~goaltrack.InvalidGoal` at the call site.
 
-        The ``strict`` option when set; otherwise True under goaltrack's pytest plugin or with
-        ``debug=True``, else False.
+        The ``strict`` option when set; otherwise True under goaltrack's pytest plugin, else False.
         """
         given = self.options.strict
         if given is not None:
             return given
-        return strict_by_default or self.options.debug
+        return strict_by_default
 
     # -- tracking -----------------------------------------------------------------------------
 

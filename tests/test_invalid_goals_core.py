@@ -230,3 +230,19 @@ def test_django_on_commit_repairs_once_and_sends_at_commit(
     assert goal["metadata"] == {"bio": "z" * 255}
     assert len(records(caplog, logging.WARNING)) == 1
     assert len(records(caplog, logging.ERROR)) == 1
+
+
+def test_the_debug_log_never_makes_a_tracker_strict(
+    make_tracker: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``debug=True`` (``GOALTRACK_DEBUG``) is a log switch: turned on in production to see what
+    is sent, it must not turn a bad goal into an exception in a request."""
+    from goaltrack import tracker as tracker_module
+
+    monkeypatch.setattr(tracker_module, "strict_by_default", False)  # as outside pytest
+    tracker = make_tracker(debug=True)
+    assert tracker.strict is False
+    with caplog.at_level(logging.DEBUG, logger="goaltrack"):
+        assert tracker.track("Sign Up!", visitor_id="0b7a4c36-5d1e-4a8f-9c2b-3e4f5a6b7c8d") is False
+    assert tracker.stats.invalid == 1
+    assert make_tracker(debug=True, strict=True).strict is True

@@ -234,7 +234,7 @@ def test_get_tracker_never_raises_for_the_environment(
         assert goaltrack.track("signup", visitor_id=VISITOR) is False
 
 
-def test_goaltrack_debug_is_development_for_the_process_wide_tracker(
+def test_goaltrack_debug_is_a_log_not_development_for_the_process_wide_tracker(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("GOALTRACK_API_KEY", WRONG_PROVIDER_KEY)
@@ -242,7 +242,8 @@ def test_goaltrack_debug_is_development_for_the_process_wide_tracker(
     monkeypatch.setattr(tracker_module, "strict_by_default", False)
     tracker = tracker_from_env()
     assert isinstance(tracker, MisconfiguredTracker)
-    assert tracker.raises
+    assert not tracker.raises  # debug logs in production must not raise into requests
+    assert not tracker.strict
 
 
 # -- the ASGI middleware and Django --------------------------------------------------------------
