@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from goaltrack.delivery import DeliveryResult, InvalidConfiguration
 from goaltrack.goals import Goal, InvalidGoal
 from goaltrack.tracker import GoalTracker
 from goaltrack.transports.outbox import Outbox
+from goaltrack.transports.outbox.store import unusable
 
 __all__ = [
     "CHECK_FLAGS",
@@ -311,6 +313,8 @@ def outbox(
         )
     except InvalidConfiguration as exc:  # not a database, truncated, newer schema, read-only
         raise CommandFailed(str(exc), 2) from exc
+    except sqlite3.Error as exc:  # damage found past the checks made on opening
+        raise CommandFailed(str(unusable(path, exc)), 2) from exc
 
 
 def _outbox_action(

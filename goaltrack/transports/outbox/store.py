@@ -52,6 +52,7 @@ __all__ = [
     "decode_goal",
     "encode_goal",
     "is_contention",
+    "unusable",
     "wall_time",
 ]
 
@@ -189,6 +190,11 @@ def is_contention(exc: sqlite3.Error) -> bool:
 
 def _unusable(path: str, cause: str) -> InvalidConfiguration:
     return InvalidConfiguration(f"the outbox {path} cannot be used: {redact(cause, None)}")
+
+
+def unusable(path: str, exc: sqlite3.Error) -> InvalidConfiguration:
+    """The error that refuses the outbox at *path* for *exc*, with its cause in words."""
+    return _unusable(path, _sqlite_cause(path, exc))
 
 
 def _create_private(path: str) -> None:
@@ -425,6 +431,15 @@ class OutboxStore:
             "SELECT 1 FROM goals WHERE key_fp = ? AND target = ? AND provider = ? AND id <= ?"
             " AND id NOT IN (SELECT value FROM json_each(?)) LIMIT 1",
             (*self._mine, _NO_LIMIT if up_to is None else up_to, skipped),
+        ).fetchone()
+        return row is not None
+
+    def has_unowned(self) -> bool:
+        """Whether rows of a schema-1 file wait for this identity to adopt them."""
+        ident = self.identity
+        row = self.conn.execute(
+            "SELECT 1 FROM goals WHERE key_fp IS NULL AND target = ? AND provider = ? LIMIT 1",
+            (ident.target, ident.provider),
         ).fetchone()
         return row is not None
 

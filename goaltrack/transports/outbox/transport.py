@@ -40,6 +40,11 @@ connections without touching SQLite and opens its own on first use; no thread, n
 from __future__ import annotations
 
 import dataclasses
+
+# getaddrinfo() imports this codec on its first call: were a worker thread importing it when
+# the process forks, the child would inherit the module's import lock held, and hang at its
+# first connection. Imported now, in the importing thread.
+import encodings.idna  # noqa: F401
 import logging
 import os
 import socket
@@ -66,7 +71,7 @@ from goaltrack.delivery import (
 )
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
-from goaltrack.redaction import key_fingerprint, redact
+from goaltrack.redaction import key_fingerprint, redact, remember_secret
 from goaltrack.transports.background import BackgroundTransport
 from goaltrack.transports.base import (
     Settlement,
@@ -86,6 +91,7 @@ from goaltrack.transports.outbox.store import (
     decode_goal,
     encode_goal,
     is_contention,
+    unusable,
 )
 
 __all__ = ["DEFAULT_MAX_AGE", "DEFAULT_MAX_GOALS", "DEFAULT_MAX_MEMORY", "OutboxTransport"]
@@ -132,6 +138,7 @@ class _Claim(Retries):
 def identity_of(endpoint: Endpoint) -> Identity:
     """The destination whose rows a tracker with *endpoint* delivers (the key only hashed)."""
     scheme, _, key = endpoint._headers.get("Authorization", "").partition(" ")
+    remember_secret(key)  # an API that echoes the request: its answers are redacted
     return Identity(endpoint.provider.name, endpoint.url, key_fingerprint(key or scheme))
 
 
@@ -182,10 +189,15 @@ class OutboxTransport:
         self._reset_state()
         conn = connect(self.path, timeout=REQUEST_WAIT)  # InvalidConfiguration if unusable
         self._req_store: OutboxStore | None = OutboxStore(conn, self.identity)
-        self._check_writable(conn)
+        try:
+            self._check_writable(conn)
+            left = self._req_store.has_goals() or self._req_store.has_unowned()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise unusable(self.path, exc) from exc
         register_for_process_events(self, close_at_exit=flush_at_exit)
         _live.add(self)
-        if self._has_goals():
+        if left:
             self._start_workers()  # what a previous run left
 
     def _check_writable(self, conn: sqlite3.Connection) -> None:
@@ -195,12 +207,8 @@ class OutboxTransport:
         except sqlite3.Error as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            if is_contention(exc):
-                return  # another process is writing: it is writable
-            conn.close()
-            raise InvalidConfiguration(
-                f"the outbox {self.path} cannot be used: it cannot be written ({redact(exc)})"
-            ) from exc
+            if not is_contention(exc):  # contention: another process is writing, so can we
+                raise
 
     def _reset_state(self) -> None:
         self._req_lock = threading.Lock()
@@ -523,7 +531,11 @@ class OutboxTransport:
                 return
             try:
                 wait = self._turn(up_to)
-            except Exception:
+            except BaseException as exc:  # a hook calling sys.exit() included: no thread dies
+                if deadline is not None and not isinstance(exc, Exception):
+                    raise  # inline at exit: an interrupt ends the flush
+                if self._closed:
+                    return
                 now = time.monotonic()
                 if now - self._last_worker_error >= _ERROR_INTERVAL:
                     self._last_worker_error = now
@@ -683,6 +695,7 @@ class OutboxTransport:
             return None, min(POLL_INTERVAL, wait)
         try:
             goal = decode_goal(stored.text)
+            stored = dataclasses.replace(stored, created_at=float(stored.created_at))
         except (ValueError, TypeError, KeyError) as exc:
             with self._work_lock:
                 self._breaker.release(ticket)
@@ -742,16 +755,16 @@ class OutboxTransport:
                 with self._state_lock:
                     self._handed_over.add(claim.id)
                 if verdict.retry_in is not None:
-                    self._settlement.retrying(claim.goal, result, verdict.retry_in)
+                    self._settlement.retrying(claim.goal, _redacted(result), verdict.retry_in)
                     self._fallback_transport().submit(claim.goal)
                     return
                 break
         if verdict.retry_in is not None:
-            self._settlement.retrying(claim.goal, result, verdict.retry_in)
+            self._settlement.retrying(claim.goal, _redacted(result), verdict.retry_in)
         elif verdict.final is None:
             self._settlement.delivered(claim.goal, result, maybe_duplicate=claim.may_have_arrived)
         else:
-            self._settlement.failed(claim.goal, verdict.final)
+            self._settlement.failed(claim.goal, _redacted(verdict.final))
 
     def _record(
         self,
@@ -837,14 +850,21 @@ class OutboxTransport:
         fallback = self._fallback
         if fallback is not None:
             forget_at_exit(fallback)
+        closed = self._closed
         self._settlement = self._settlement.fresh()
         self._reset_state()
+        self._closed = closed  # a tracker closed before the fork stays closed in the child
 
     def _close_at_exit(self) -> None:
         self.close(self.shutdown_timeout)
 
     def __repr__(self) -> str:
         return f"<OutboxTransport {self.path!r} {self._endpoint!r} workers={len(self._threads)}>"
+
+
+def _redacted(result: DeliveryResult) -> DeliveryResult:
+    """*result* with its reason (text from the network) redacted, for logs and hooks."""
+    return dataclasses.replace(result, reason=redact(result.reason))
 
 
 _ZOMBIE = "zombie"
