@@ -419,12 +419,13 @@ class OutboxTransport:
         while self._spool or self._spool_busy:  # goals still on their way to the file
             if not any(t.is_alive() for t in self._threads):
                 self._drain_spool()
-                continue
-            if not self._wait(deadline, 0.01):
+            if (self._spool or self._spool_busy) and not self._wait(deadline, 0.01):
                 return False
         last_id = self._last_id
-        while last_id and not self._degraded:
+        while last_id:
             try:
+                if self._degraded and time.monotonic() >= self._next_handover:
+                    self._hand_over_rows()  # the file cannot be written: its rows go to memory
                 if not self._has_goals(last_id):
                     break
             except (sqlite3.Error, InvalidConfiguration) as exc:
