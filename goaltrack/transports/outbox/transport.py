@@ -39,6 +39,7 @@ connections without touching SQLite and opens its own on first use; no thread, n
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 # getaddrinfo() imports this codec on its first call: were a worker thread importing it when
@@ -567,18 +568,19 @@ class OutboxTransport:
                 self._try_recovery()
             if self._degraded:
                 if now >= self._next_handover:
-                    self._hand_over_rows()
+                    with contextlib.suppress(sqlite3.Error, InvalidConfiguration):
+                        self._hand_over_rows()  # unreadable too: only the recovery can help
                 return POLL_INTERVAL
-        if now >= self._next_lease_check:
-            self._housekeeping(now)
-        if now >= self._next_age_check:
-            self._expire_goals()
         try:
+            if now >= self._next_lease_check:
+                self._housekeeping(now)
+            if now >= self._next_age_check:
+                self._expire_goals()
             claim, wait = self._claim(up_to)
-        except sqlite3.Error as exc:
-            if not is_contention(exc):
+        except (sqlite3.Error, InvalidConfiguration) as exc:
+            if not (isinstance(exc, sqlite3.Error) and is_contention(exc)):
                 self._storage_failed(exc)
-            return 0.05
+            return 0.05  # the file's lock is held elsewhere: try again soon
         if claim is None:
             return wait
         self._attempt(claim)
