@@ -477,8 +477,8 @@ def test_a_file_size_limit_degrades_to_memory_with_one_error_and_loses_nothing(
     visitor = fake_api.add_pageview("datafast")
     result = run_python(
         """
-        import json, logging, resource, sys
-        resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+        import json, logging, resource, sys, time
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, resource.RLIM_INFINITY))
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
         from goaltrack import GoalTracker
         key, url, path, visitor = sys.argv[1:5]
@@ -489,8 +489,19 @@ def test_a_file_size_limit_degrades_to_memory_with_one_error_and_loses_nothing(
         )
         flushed = tracker.flush(timeout=60)
         stats = tracker.stats
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)  # space again
+        deadline = time.monotonic() + 30
+        while tracker._transport._degraded and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stored = sum(
+            tracker.track("disk", visitor_id=visitor, metadata={"id": str(i)})
+            for i in range(500, 510)
+        )
+        in_file = tracker._transport._last_id > 0 and not tracker._transport._degraded
+        flushed = tracker.flush(timeout=30) and flushed
         tracker.close(5)
-        print(json.dumps({"accepted": accepted, "flushed": flushed, "dropped": stats.dropped}))
+        print(json.dumps({"accepted": accepted + stored, "flushed": flushed,
+                          "dropped": stats.dropped, "in_file": in_file}))
         """,
         KEY,
         fake_api.api_url("datafast"),
@@ -499,11 +510,14 @@ def test_a_file_size_limit_degrades_to_memory_with_one_error_and_loses_nothing(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report == {"accepted": 500, "flushed": True, "dropped": 0}, result.stderr[-3000:]
-    assert set(ids_delivered(fake_api)) == {str(i) for i in range(500)}
+    expected = {"accepted": 510, "flushed": True, "dropped": 0, "in_file": True}
+    assert report == expected, result.stderr[-3000:]
+    assert set(ids_delivered(fake_api)) == {str(i) for i in range(510)}
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
     assert 1 <= len(errors) <= 2, result.stderr[-3000:]
     assert "cannot be written" in errors[0]
+    infos = [line for line in result.stderr.splitlines() if line.startswith("INFO")]
+    assert len([line for line in infos if "can be written again" in line]) == len(errors)
     assert "Traceback" not in result.stderr
 
 

@@ -188,9 +188,11 @@ class OutboxTransport:
         self.shutdown_timeout = shutdown_timeout
         self._clock = ProcessClock()
         self._reset_state()
-        conn = connect(self.path, timeout=REQUEST_WAIT)  # InvalidConfiguration if unusable
+        # Creating or migrating the file may wait for other processes starting with it.
+        conn = connect(self.path)  # InvalidConfiguration if unusable
         self._req_store: OutboxStore | None = OutboxStore(conn, self.identity)
         try:
+            conn.execute(f"PRAGMA busy_timeout = {int(REQUEST_WAIT * 1000)}")  # the request path
             self._check_writable(conn)
             left = self._req_store.has_goals() or self._req_store.has_unowned()
         except sqlite3.Error as exc:
@@ -614,11 +616,18 @@ class OutboxTransport:
             self._cond.notify_all()
 
     def _try_recovery(self) -> None:
+        with self._state_lock:  # one worker probes; the others wait for its answer
+            now = time.monotonic()
+            if not self._degraded or now < self._next_recovery:
+                return
+            self._next_recovery = now + self._recovery_interval
+        with self._state_lock:
+            handed_over = set(self._handed_over)
         try:
             with self._work_lock:
                 store = self._work_store or self._open_work_store()
-                if self._handed_over:
-                    store.delete(self._handed_over)
+                if handed_over:
+                    store.delete(handed_over)
                 else:
                     store.probe_write()
         except (sqlite3.Error, InvalidConfiguration):
@@ -627,10 +636,11 @@ class OutboxTransport:
                 self._next_recovery = time.monotonic() + self._recovery_interval
             return
         with self._state_lock:
-            self._handed_over.clear()
-            self._degraded = False
+            self._handed_over -= handed_over
+            recovered, self._degraded = self._degraded, False
             self._recovery_interval = RECOVERY_INTERVAL
-        logger.info("goaltrack: the outbox %s can be written again; goals go to it", self.path)
+        if recovered:
+            logger.info("goaltrack: the outbox %s can be written again; goals go to it", self.path)
 
     def _hand_over_rows(self) -> None:
         """The file cannot be written: deliver the rows waiting in it from memory."""
