@@ -10,6 +10,7 @@ clock step, no key in any file or log record, and a worker that goes on.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import os
@@ -119,8 +120,10 @@ def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.Comple
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() in a threaded process
 def test_200_forks_while_the_outbox_threads_are_busy_leave_no_child_hung(
-    fake_api: FakeAPIServer, make_tracker: Callable[..., GoalTracker]
+    fake_api: FakeAPIServer, make_tracker: Callable[..., GoalTracker], tmp_path: Path
 ) -> None:
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
     visitor = fake_api.add_pageview("datafast")
     fake_api.set_faults(latency_ms=3)
     tracker = make_tracker()
@@ -144,6 +147,8 @@ def test_200_forks_while_the_outbox_threads_are_busy_leave_no_child_hung(
             pid = os.fork()
             if pid == 0:  # the child: track, flush, leave without the parent's cleanup
                 code = 1
+                # Where a child that outlives the bound is stuck, for the failure message.
+                faulthandler.dump_traceback_later(18, file=open(stacks / str(os.getpid()), "w"))  # noqa: SIM115
                 try:
                     if not tracker.track("child", visitor_id=visitor, metadata={"id": f"c{n}"}):
                         code = 3
@@ -159,7 +164,8 @@ def test_200_forks_while_the_outbox_threads_are_busy_leave_no_child_hung(
     finally:
         stop.set()
         busy.join()
-    assert (hung, failed) == (0, 0)
+    stuck = [path.read_text() for path in stacks.iterdir() if path.stat().st_size]
+    assert (hung, failed) == (0, 0), stuck[:1]
     assert tracker.flush(timeout=30)
     delivered = ids_delivered(fake_api)
     assert {f"c{n}" for n in range(200)} <= set(delivered)
