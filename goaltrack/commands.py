@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from goaltrack.delivery import DeliveryResult, InvalidConfiguration
 from goaltrack.goals import Goal, InvalidGoal
 from goaltrack.tracker import GoalTracker
 from goaltrack.transports.outbox import Outbox
+from goaltrack.transports.outbox.store import unusable
 
 __all__ = [
     "CHECK_FLAGS",
@@ -305,6 +307,27 @@ def outbox(
     path = os.fspath(path)
     if action != "status" and not os.path.exists(path):
         raise CommandFailed(f"no outbox at {path}", 2)
+    try:
+        _outbox_action(
+            action, path, ids=ids, limit=limit, waiting=waiting, yes=yes, confirm=confirm, echo=echo
+        )
+    except InvalidConfiguration as exc:  # not a database, truncated, newer schema, read-only
+        raise CommandFailed(str(exc), 2) from exc
+    except sqlite3.Error as exc:  # damage found past the checks made on opening
+        raise CommandFailed(str(unusable(path, exc)), 2) from exc
+
+
+def _outbox_action(
+    action: str,
+    path: str,
+    *,
+    ids: Sequence[int],
+    limit: int,
+    waiting: bool,
+    yes: bool,
+    confirm: Callable[[str], bool],
+    echo: Echo,
+) -> None:
     if action == "status":
         with Outbox(path) as store:
             report = store.status()
@@ -316,9 +339,12 @@ def outbox(
             f"  retrying:   {report.retrying}",
             f"oldest:       {oldest}",
             f"dead letters: {report.dead_letters}",
-            # Which provider and URL the waiting goals were tracked for: a tracker of that
-            # provider delivers them to its own URL; another provider's go to the dead letters.
-            *(f"  {count:>6} for {where}" for where, count in report.by_destination.items()),
+            # Whose the waiting goals are: only a tracker of that provider, goals URL and key
+            # (shown by its fingerprint, never the key) delivers them.
+            *(
+                f"  {count:>6} for {who.provider} {who.target} (key {who.key_fp})"
+                for who, count in report.by_identity.items()
+            ),
         ):
             echo(line, "")
     elif action == "dead-letters":

@@ -4,8 +4,9 @@
   outbox nothing is lost (the next start delivers); in memory the exact number it could not
   deliver is logged, and the process still ends by SIGTERM;
 - the exit warning counts every undelivered goal, those held by the worker threads included;
-- outbox rows stored under another ``api_url`` are delivered by the tracker now using the file;
-  rows of another provider go to the dead letters with a warning and show in ``status``;
+- outbox rows belong to the provider, goals URL and key they were tracked for: rows stored under
+  another ``api_url`` or of another provider are not sent by the tracker now using the file, stay
+  in it and show in ``status``;
 - a blackholed or trickling API holds a worker for ``timeout`` at most, ``flush`` and ``close``
   wait no longer than asked, and a 50 MB answer is not read into memory.
 """
@@ -163,7 +164,7 @@ def test_the_exit_warning_counts_the_goals_held_by_workers_too(
 # -- the outbox after a configuration change -------------------------------------------------------
 
 
-def test_outbox_rows_of_an_old_api_url_are_delivered_to_the_new_one(
+def test_outbox_rows_of_an_old_api_url_stay_for_it_and_show_in_status(
     fake_api: FakeAPIServer, tmp_path: Path
 ) -> None:
     outbox = str(tmp_path / "goals.sqlite3")
@@ -179,18 +180,19 @@ def test_outbox_rows_of_an_old_api_url_are_delivered_to_the_new_one(
         assert admin.status().by_destination == {f"datafast {old_url}/api/v1/goals": 5}
     new = GoalTracker(KEY, api_url=fake_api.api_url("datafast"), outbox=outbox)
     try:
-        assert new.flush(timeout=10)  # the old rows are this tracker's to deliver
-        fake_api.wait_for_goals(5, timeout=10)
+        new.track("purchase", visitor_id=visitor, metadata={"id": "new"})
+        assert new.flush(timeout=10)  # its own goal; the old URL's rows are not its to send
     finally:
         new.close(timeout=2)
-    assert sorted(g["metadata"]["id"] for g in fake_api.goals) == ["0", "1", "2", "3", "4"]
+    assert [g["metadata"]["id"] for g in fake_api.goals] == ["new"]
     with Outbox(outbox) as admin:
         status = admin.status()
-    assert (status.waiting, status.dead_letters) == (0, 0)
+    assert (status.waiting, status.dead_letters) == (5, 0)
+    assert status.by_destination == {f"datafast {old_url}/api/v1/goals": 5}
 
 
-def test_outbox_rows_of_another_provider_go_to_the_dead_letters_with_a_warning(
-    fake_api: FakeAPIServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+def test_outbox_rows_of_another_provider_stay_in_the_file_unsent(
+    fake_api: FakeAPIServer, tmp_path: Path
 ) -> None:
     outbox = str(tmp_path / "goals.sqlite3")
     fake_api.stop()
@@ -203,20 +205,16 @@ def test_outbox_rows_of_another_provider_go_to_the_dead_letters_with_a_warning(
         flowsery.close(timeout=0.2)
     finally:
         fake_api.start()
-    with caplog.at_level(logging.WARNING, logger="goaltrack"):
-        datafast = GoalTracker(KEY, api_url=fake_api.api_url("datafast"), outbox=outbox)
-        try:
-            assert datafast.flush(timeout=5)
-        finally:
-            datafast.close(timeout=2)
-    assert "2 goal(s) in the outbox" in caplog.text
-    assert "stored for provider 'flowsery'" in caplog.text
+    datafast = GoalTracker(KEY, api_url=fake_api.api_url("datafast"), outbox=outbox)
+    try:
+        assert datafast.flush(timeout=5)
+    finally:
+        datafast.close(timeout=2)
     assert fake_api.goals == []
     with Outbox(outbox) as admin:
         status = admin.status()
-        letters = admin.dead_letters()
-    assert (status.waiting, status.dead_letters) == (0, 2)
-    assert all("sends to 'datafast'" in letter.reason for letter in letters)
+    assert (status.waiting, status.dead_letters) == (2, 0)
+    assert status.by_destination == {f"flowsery {fake_api.api_url('flowsery')}/api/v1/goals": 2}
 
 
 # -- blackholes, trickles and oversized answers ---------------------------------------------------

@@ -23,6 +23,7 @@ import pytest
 
 from goaltrack import GoalTracker, InvalidConfiguration
 from goaltrack.cli import main as cli_main
+from goaltrack.redaction import key_fingerprint
 from goaltrack.testing.server import FakeAPIServer
 from goaltrack.transports.outbox import Outbox
 
@@ -177,7 +178,9 @@ def test_status_command_shows_depth_and_age(
     out = capsys.readouterr().out
     assert "waiting:      1" in out
     assert "dead letters: 0" in out
-    assert f"       1 for datafast {fake_api.api_url('datafast')}/api/v1/goals" in out
+    where = f"datafast {fake_api.api_url('datafast')}/api/v1/goals (key {key_fingerprint(KEY)})"
+    assert f"       1 for {where}" in out
+    assert KEY not in out
     assert tracker.flush(timeout=10)
 
 

@@ -5,41 +5,66 @@ reschedule or dead-letter a goal; this module owns *how*, so the file's layout i
 in one place. The admin class :class:`Outbox` (``goaltrack outbox status|dead-letters|retry|purge``)
 needs no API key: the file never holds one.
 
-Rows are goals still to deliver (``goals``) and final failures (``dead_letters``). A row keeps the
-``target`` URL it was tracked for, but any tracker of the row's provider that opens the file
-delivers it with its own configuration (after a deploy changed ``api_url``, say); rows of another
-provider cannot be sent by it and are moved to the dead letters, with a warning.
+Rows are goals still to deliver (``goals``) and final failures (``dead_letters``). Each row belongs
+to one destination, its :class:`Identity`: the provider, the goals URL it was tracked for (the
+``api_url`` and website id) and the fingerprint of the API key (:func:`key_fingerprint`, never the
+key). A tracker claims only its own identity's rows, so two sites (or staging and production)
+sharing one file never send each other's goals; ``status`` shows the others.
+
+Files of schema 1 (no ``key_fp`` column, ``PRAGMA user_version`` 0) are migrated in place; their
+rows have no fingerprint yet and are adopted by the first tracker of the same provider and goals
+URL (with a warning). A file of a newer schema is refused, as is one that is not an outbox, is
+truncated or cannot be written: :class:`~goaltrack.delivery.InvalidConfiguration` names the path.
+
+Times in the file are wall-clock seconds read through :func:`wall_time` (replaceable in tests);
+a transport reads them from a :class:`ProcessClock`, anchored once per process and advanced by the
+monotonic clock, so a wall-clock step while it runs changes none of its schedules or ages.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
+import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from goaltrack.delivery import InvalidConfiguration
 from goaltrack.goals import Goal
 from goaltrack.providers import get_provider
+from goaltrack.redaction import redact
 
 __all__ = [
+    "SCHEMA_VERSION",
     "DeadLetter",
+    "Identity",
     "Outbox",
     "OutboxStatus",
     "OutboxStore",
+    "ProcessClock",
     "StoredGoal",
     "connect",
     "decode_goal",
     "encode_goal",
+    "is_contention",
+    "unusable",
+    "wall_time",
 ]
 
-#: How long a write waits for another process's write transaction before giving up.
-BUSY_TIMEOUT_MS = 5_000
+#: The layout this goaltrack writes (``PRAGMA user_version``); 0 is the first release's.
+SCHEMA_VERSION = 2
+#: How long an administration command waits for another process's write transaction.
+ADMIN_BUSY_TIMEOUT = 5.0
 _NO_LIMIT = 2**62
 _REASON_CHARS = 300
+
+#: The wall clock. Replaced in tests to step it; everything else reads it through a ProcessClock.
+wall_time = time.time
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS goals (
@@ -54,9 +79,12 @@ CREATE TABLE IF NOT EXISTS goals (
     may_have_arrived INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
     strikes INTEGER NOT NULL DEFAULT 0,
-    strike_mark TEXT
+    strike_mark TEXT,
+    provider TEXT,
+    key_fp TEXT
 );
-CREATE INDEX IF NOT EXISTS goals_due ON goals (due_at);
+CREATE INDEX IF NOT EXISTS goals_claim ON goals (key_fp, target, due_at);
+CREATE INDEX IF NOT EXISTS goals_leased ON goals (lease_until) WHERE lease_owner IS NOT NULL;
 CREATE TABLE IF NOT EXISTS dead_letters (
     id INTEGER PRIMARY KEY,
     target TEXT NOT NULL,
@@ -65,15 +93,65 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     failed_at REAL NOT NULL,
     attempts INTEGER NOT NULL,
     status INTEGER,
-    reason TEXT NOT NULL
+    reason TEXT NOT NULL,
+    provider TEXT,
+    key_fp TEXT
 );
 """
 
+_GOAL_COLUMNS = {
+    "id",
+    "target",
+    "goal",
+    "created_at",
+    "due_at",
+    "attempts",
+    "lease_owner",
+    "lease_until",
+    "may_have_arrived",
+    "last_error",
+    "strikes",
+    "strike_mark",
+    "provider",
+    "key_fp",
+}
 #: Columns added since the first release, for files an older goaltrack created.
 _ADDED_COLUMNS = {
-    "strikes": "INTEGER NOT NULL DEFAULT 0",
-    "strike_mark": "TEXT",
+    "goals": {
+        "strikes": "INTEGER NOT NULL DEFAULT 0",
+        "strike_mark": "TEXT",
+        "provider": "TEXT",
+        "key_fp": "TEXT",
+    },
+    "dead_letters": {"provider": "TEXT", "key_fp": "TEXT"},
 }
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Whose a row is: provider, goals URL (api_url + website id) and key fingerprint."""
+
+    provider: str
+    target: str
+    key_fp: str
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.target} key {self.key_fp}"
+
+
+class ProcessClock:
+    """Wall-clock seconds for the file, anchored once and advanced by ``time.monotonic()``.
+
+    A wall-clock step (NTP, a VM resumed) after the anchor moves nothing this process schedules;
+    only ages across restarts (a new anchor) see it.
+    """
+
+    def __init__(self) -> None:
+        self._wall0 = wall_time()
+        self._mono0 = time.monotonic()
+
+    def now(self) -> float:
+        return self._wall0 + (time.monotonic() - self._mono0)
 
 
 def encode_goal(goal: Goal) -> str:
@@ -101,37 +179,170 @@ def decode_goal(text: str) -> Goal:
     )
 
 
-def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
-    """A connection to the outbox at *path* (created or upgraded if need be), WAL, autocommit."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(
-        os.fspath(path),
-        timeout=BUSY_TIMEOUT_MS / 1000,
-        isolation_level=None,
-        check_same_thread=False,  # shared by this process's threads, under the transport's lock
-    )
-    conn.execute("PRAGMA journal_mode=WAL")
+def is_contention(exc: sqlite3.Error) -> bool:
+    """True when *exc* only says another connection holds the lock (try again soon)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return int(code) & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _unusable(path: str, cause: str) -> InvalidConfiguration:
+    return InvalidConfiguration(f"the outbox {path} cannot be used: {redact(cause, None)}")
+
+
+def unusable(path: str, exc: sqlite3.Error) -> InvalidConfiguration:
+    """The error that refuses the outbox at *path* for *exc*, with its cause in words."""
+    return _unusable(path, _sqlite_cause(path, exc))
+
+
+def _create_private(path: str) -> None:
+    """Create the file 0600 if it does not exist: SQLite gives its -wal and -shm the same mode."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def _check_header(path: str) -> None:
+    """Refuse a file that is not a SQLite database, or shorter than its header says."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(100)
+            size = os.fstat(file.fileno()).st_size
+    except OSError as exc:
+        raise _unusable(path, f"cannot read it: {exc.strerror or exc}") from exc
+    if not header:
+        return  # empty: a new outbox
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        raise _unusable(path, "it is not a SQLite database (or is truncated)")
+    (page_size,) = struct.unpack(">H", header[16:18])
+    page_size = 65536 if page_size == 1 else page_size
+    counter, pages = struct.unpack(">II", header[24:32])
+    (valid_for,) = struct.unpack(">I", header[92:96])
+    if valid_for == counter and pages and size < pages * page_size:
+        raise _unusable(
+            path, f"it is truncated ({size} bytes, its header says {pages * page_size})"
+        )
+
+
+def connect(
+    path: str | os.PathLike[str], *, timeout: float = ADMIN_BUSY_TIMEOUT, create: bool = True
+) -> sqlite3.Connection:
+    """A connection to the outbox at *path* (created or upgraded if need be), WAL, autocommit.
+
+    Raises :class:`InvalidConfiguration` naming *path* when it cannot be an outbox.
+    """
+    path = os.fspath(path)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if create:
+            _create_private(path)
+    except OSError as exc:
+        raise _unusable(path, _os_cause(exc)) from exc
+    _check_header(path)
+    try:
+        conn = sqlite3.connect(
+            path,
+            timeout=timeout,
+            isolation_level=None,
+            check_same_thread=False,  # shared by this process's threads, under a lock
+        )
+    except sqlite3.Error as exc:
+        raise _unusable(path, _sqlite_cause(path, exc)) from exc
+    try:
+        _prepare(conn, path)
+    except InvalidConfiguration:
+        conn.close()
+        raise
+    except sqlite3.Error as exc:
+        conn.close()
+        raise _unusable(path, _sqlite_cause(path, exc)) from exc
+    return conn
+
+
+def _os_cause(exc: OSError) -> str:
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"its directory is not writable ({exc.strerror})"
+    return str(exc.strerror or exc)
+
+
+def _sqlite_cause(path: str, exc: sqlite3.Error) -> str:
+    text = str(exc)
+    lowered = text.lower()
+    if "not a database" in lowered:
+        return "it is not a SQLite database"
+    if "malformed" in lowered:
+        return "it is damaged or truncated (database disk image is malformed)"
+    if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.access(directory, os.W_OK):
+            return f"its directory {directory} is not writable ({text})"
+        return f"it cannot be written ({text}; is it or its directory read-only?)"
+    if "disk is full" in lowered or "disk i/o" in lowered:
+        return f"it cannot be written ({text})"
+    return text
+
+
+def _prepare(conn: sqlite3.Connection, path: str) -> None:
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise _unusable(
+            path,
+            f"it has schema version {version}, made by a newer goaltrack (this one reads up to "
+            f"{SCHEMA_VERSION}); upgrade goaltrack, or point the outbox at another file",
+        )
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+    if mode is None or str(mode[0]).lower() != "wal":
+        raise _unusable(path, f"it cannot be put in WAL mode (journal mode {mode and mode[0]})")
     # Each commit is written to the file before ``track`` returns, so it survives the process
     # (kill -9, OOM); without fsyncs (a commit costs a few writes, not a disk flush) it may not
     # survive the machine losing power.
     conn.execute("PRAGMA synchronous=OFF")
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(goals)")}
-    if not columns or not columns.issuperset(_ADDED_COLUMNS) or not _has_index(conn):
-        with _write(conn):
+    if version == SCHEMA_VERSION:
+        _check_columns(conn, path)
+        # Reading the newest rows touches the end of the table: a cut file fails here.
+        conn.execute("SELECT max(id) FROM goals").fetchone()
+        return
+    with _write(conn):
+        (version,) = conn.execute("PRAGMA user_version").fetchone()  # another process won?
+        if version == SCHEMA_VERSION:
+            return
+        for table, added in _ADDED_COLUMNS.items():
+            columns = _columns(conn, table)
             if columns:
-                for name, kind in _ADDED_COLUMNS.items():
+                for name, kind in added.items():
                     if name not in columns:
-                        conn.execute(f"ALTER TABLE goals ADD COLUMN {name} {kind}")
-                conn.execute("DROP INDEX IF EXISTS goals_by_due")  # claims no longer by target
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-    return conn
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+        conn.execute("DROP INDEX IF EXISTS goals_by_due")  # claims no longer by target alone
+        conn.execute("DROP INDEX IF EXISTS goals_due")  # claims by identity: goals_claim
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        _check_columns(conn, path)
+        for table in ("goals", "dead_letters"):
+            conn.execute(
+                f"UPDATE {table} SET provider = json_extract(goal, '$[0]')"  # noqa: S608
+                " WHERE provider IS NULL"
+            )
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def _has_index(conn: sqlite3.Connection) -> bool:
-    row = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'goals_due'").fetchone()
-    return row is not None
+def _columns(conn: sqlite3.Connection, table: str) -> dict[str, tuple[bool, object]]:
+    return {row[1]: (bool(row[3]), row[4]) for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _check_columns(conn: sqlite3.Connection, path: str) -> None:
+    """A column this goaltrack cannot fill (NOT NULL, no default) means a newer layout."""
+    for name, (not_null, default) in _columns(conn, "goals").items():
+        if name not in _GOAL_COLUMNS and not_null and default is None:
+            raise _unusable(
+                path,
+                f"its goals table has a required column {name!r} this goaltrack does not know "
+                "(made by a newer goaltrack?); upgrade goaltrack, or use another file",
+            )
 
 
 @contextmanager
@@ -141,7 +352,8 @@ def _write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
 
@@ -161,53 +373,115 @@ class StoredGoal:
 
 @dataclass(frozen=True)
 class Expired:
-    """A goal removed from the file by an age limit or a provider mismatch (now a dead letter)."""
+    """A goal removed from the file by the age limit (now a dead letter)."""
 
     text: str
     reason: str
 
 
 class OutboxStore:
-    """The statements the transport runs. Not thread-safe: the transport holds its lock."""
+    """The statements a transport runs on one connection, for one :class:`Identity`.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-        self.conn = connect(self.path)
+    Not thread-safe: the transport serialises the calls on each store.
+    """
 
-    def add(self, target: str, text: str, now: float) -> int:
+    def __init__(self, conn: sqlite3.Connection, identity: Identity) -> None:
+        self.conn = conn
+        self.identity = identity
+        self._mine = (identity.key_fp, identity.target, identity.provider)
+
+    def add(self, text: str, now: float) -> int:
+        ident = self.identity
         cursor = self.conn.execute(
-            "INSERT INTO goals (target, goal, created_at, due_at) VALUES (?, ?, ?, ?)",
-            (target, text, now, now),
+            "INSERT INTO goals (target, goal, created_at, due_at, provider, key_fp)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (ident.target, text, now, now, ident.provider, ident.key_fp),
         )
         return cursor.lastrowid or 0
 
+    def add_many(self, items: Iterable[tuple[str, float]]) -> int:
+        """Store several goals in one transaction; returns the highest row id."""
+        ident = self.identity
+        last = 0
+        with _write(self.conn) as conn:
+            for text, created in items:
+                cursor = conn.execute(
+                    "INSERT INTO goals (target, goal, created_at, due_at, provider, key_fp)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (ident.target, text, created, created, ident.provider, ident.key_fp),
+                )
+                last = max(last, cursor.lastrowid or 0)
+        return last
+
     def depth(self) -> int:
+        """Rows in the file, whoever's (the ``max_goals`` limit is the file's)."""
         (depth,) = self.conn.execute("SELECT count(*) FROM goals").fetchone()
         return int(depth)
 
-    def has_goals(self, up_to: int | None = None) -> bool:
+    def own_depth(self) -> int:
+        (depth,) = self.conn.execute(
+            "SELECT count(*) FROM goals WHERE key_fp = ? AND target = ? AND provider = ?",
+            self._mine,
+        ).fetchone()
+        return int(depth)
+
+    def has_goals(self, up_to: int | None = None, skip: Iterable[int] = ()) -> bool:
+        skipped = json.dumps(sorted(skip))
         row = self.conn.execute(
-            "SELECT 1 FROM goals WHERE id <= ? LIMIT 1", (_NO_LIMIT if up_to is None else up_to,)
+            "SELECT 1 FROM goals WHERE key_fp = ? AND target = ? AND provider = ? AND id <= ?"
+            " AND id NOT IN (SELECT value FROM json_each(?)) LIMIT 1",
+            (*self._mine, _NO_LIMIT if up_to is None else up_to, skipped),
         ).fetchone()
         return row is not None
 
+    def has_unowned(self) -> bool:
+        """Whether rows of a schema-1 file wait for this identity to adopt them."""
+        ident = self.identity
+        row = self.conn.execute(
+            "SELECT 1 FROM goals WHERE key_fp IS NULL AND target = ? AND provider = ? LIMIT 1",
+            (ident.target, ident.provider),
+        ).fetchone()
+        return row is not None
+
+    def adopt_unowned(self) -> int:
+        """Rows of a schema-1 file (no fingerprint) for this provider and URL become ours."""
+        ident = self.identity
+        with _write(self.conn) as conn:
+            return int(
+                conn.execute(
+                    "UPDATE goals SET key_fp = ? WHERE key_fp IS NULL AND target = ?"
+                    " AND provider = ?",
+                    (ident.key_fp, ident.target, ident.provider),
+                ).rowcount
+            )
+
     def claim(
-        self, owner: str, lease: float, now: float, up_to: int | None
+        self, owner: str, lease: float, now: float, horizon: float, up_to: int | None
     ) -> tuple[StoredGoal | None, float | None]:
         """Lease the next due goal to *owner*; else (None, when the next retry is due, if any).
 
-        A goal whose lease had expired (its process died mid-attempt) is marked as possibly
-        delivered already.
+        A goal due more than *horizon* seconds ahead counts as due (its time was written by a
+        process whose wall clock was ahead of this one's). A goal whose lease had ended (its
+        process died mid-attempt) is marked as possibly delivered already.
         """
         conn = self.conn
         with _write(conn):
             row = conn.execute(
                 "UPDATE goals SET lease_owner = ?, lease_until = ?,"
                 " may_have_arrived = may_have_arrived OR lease_owner IS NOT NULL"
-                " WHERE id = (SELECT id FROM goals WHERE due_at <= ? AND lease_until <= ?"
+                " WHERE id = (SELECT id FROM goals WHERE key_fp = ? AND target = ?"
+                " AND provider = ? AND (due_at <= ? OR due_at > ?) AND lease_until <= ?"
                 " AND id <= ? ORDER BY due_at, id LIMIT 1)"
                 " RETURNING id, goal, created_at, attempts, strikes, strike_mark, may_have_arrived",
-                (owner, now + lease, now, now, _NO_LIMIT if up_to is None else up_to),
+                (
+                    owner,
+                    now + lease,
+                    *self._mine,
+                    now,
+                    now + horizon,
+                    now,
+                    _NO_LIMIT if up_to is None else up_to,
+                ),
             ).fetchone()
             if row is not None:
                 row_id, text, created_at, attempts, strikes, strike_mark, arrived = row
@@ -215,12 +489,30 @@ class OutboxStore:
                     row_id, text, created_at, attempts, strikes, strike_mark, bool(arrived)
                 )
                 return stored, None
-            # The next retry due (the index answers at once); goals leased by other processes
-            # are looked at again at the next poll.
             (next_due,) = conn.execute(
-                "SELECT min(due_at) FROM goals WHERE due_at > ?", (now,)
+                "SELECT min(due_at) FROM goals WHERE key_fp = ? AND target = ? AND provider = ?"
+                " AND due_at > ?",
+                (*self._mine, now),
             ).fetchone()
         return None, next_due
+
+    def peek(self, now: float, skip: set[int], limit: int) -> list[tuple[int, str]]:
+        """Unleased rows of ours not in *skip*, read only (for a file that cannot be written)."""
+        return [
+            (int(row_id), str(text))
+            for row_id, text in self.conn.execute(
+                "SELECT id, goal FROM goals WHERE key_fp = ? AND target = ? AND provider = ?"
+                " AND lease_until <= ? AND id NOT IN (SELECT value FROM json_each(?))"
+                " ORDER BY id LIMIT ?",
+                (*self._mine, now, json.dumps(sorted(skip)), limit),
+            )
+        ]
+
+    def delete(self, ids: Iterable[int]) -> None:
+        self.conn.execute(
+            "DELETE FROM goals WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted(ids)),),
+        )
 
     def delivered(self, row_id: int) -> None:
         self.conn.execute("DELETE FROM goals WHERE id = ?", (row_id,))
@@ -248,7 +540,7 @@ class OutboxStore:
                 strikes,
                 strike_mark,
                 may_have_arrived,
-                error[:_REASON_CHARS],
+                redact(error, _REASON_CHARS),
                 row_id,
                 owner,
             ),
@@ -259,81 +551,72 @@ class OutboxStore:
     ) -> None:
         with _write(self.conn) as conn:
             conn.execute(
-                "INSERT INTO dead_letters"
-                " (target, goal, created_at, failed_at, attempts, status, reason)"
-                " SELECT target, goal, created_at, ?, ?, ?, ? FROM goals WHERE id = ?",
-                (now, attempts, status, reason[:_REASON_CHARS], row_id),
+                "INSERT INTO dead_letters (target, goal, created_at, failed_at, attempts,"
+                " status, reason, provider, key_fp)"
+                " SELECT target, goal, created_at, ?, ?, ?, ?, provider, key_fp FROM goals"
+                " WHERE id = ?",
+                (now, attempts, status, redact(reason, _REASON_CHARS), row_id),
             )
             conn.execute("DELETE FROM goals WHERE id = ?", (row_id,))
 
     def due_now(self, now: float) -> int:
-        """Goals held back by an outage (not by a failure of their own) are due at *now*."""
+        """Our goals held back by an outage (not by a failure of their own) are due at *now*."""
         return int(
             self.conn.execute(
-                "UPDATE goals SET due_at = ? WHERE due_at > ? AND strike_mark IS NULL"
-                " AND lease_until <= ?",
-                (now, now, now),
+                "UPDATE goals SET due_at = ? WHERE key_fp = ? AND target = ? AND provider = ?"
+                " AND due_at > ? AND strike_mark IS NULL AND lease_until <= ?",
+                (now, *self._mine, now, now),
             ).rowcount
         )
 
-    def expire(self, provider: str, max_age: float, now: float) -> list[Expired]:
-        """Move to the dead letters goals older than *max_age*, and goals of another provider.
+    def expire(self, max_age: float, now: float) -> list[Expired]:
+        """Move our goals older than *max_age* to the dead letters; returns what was moved.
 
-        Goals leased to a live process are left to it. Returns what was moved.
+        Goals leased to a live process are left to it; other identities' rows are left alone.
         """
-        too_old = f"older than max_age ({max_age:g} s) in the outbox; not sent"
+        reason = f"older than max_age ({max_age:g} s) in the outbox; not sent"
         with _write(self.conn) as conn:
             rows = conn.execute(
-                "DELETE FROM goals WHERE lease_until <= ?"
-                " AND (created_at < ? OR json_extract(goal, '$[0]') IS NOT ?)"
-                " RETURNING target, goal, created_at, attempts,"
-                " json_extract(goal, '$[0]') IS NOT ?",
-                (now, now - max_age, provider, provider),
+                "DELETE FROM goals WHERE key_fp = ? AND target = ? AND provider = ?"
+                " AND lease_until <= ? AND created_at < ?"
+                " RETURNING target, goal, created_at, attempts",
+                (*self._mine, now, now - max_age),
             ).fetchall()
-            moved: list[Expired] = []
-            letters = []
-            for target, text, created, attempts, other_provider in rows:
-                if other_provider:
-                    stored_for = _provider_of(text)
-                    reason = (
-                        f"stored for provider {stored_for!r}, but the tracker using this outbox "
-                        f"sends to {provider!r}; not sent"
-                    )
-                else:
-                    reason = too_old
-                moved.append(Expired(text, reason))
-                letters.append((target, text, created, now, attempts, reason))
             conn.executemany(
-                "INSERT INTO dead_letters"
-                " (target, goal, created_at, failed_at, attempts, status, reason)"
-                " VALUES (?, ?, ?, ?, ?, NULL, ?)",
-                letters,
+                "INSERT INTO dead_letters (target, goal, created_at, failed_at, attempts,"
+                " status, reason, provider, key_fp) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+                [
+                    (target, text, created, now, attempts, reason, *self._mine[2:], self._mine[0])
+                    for target, text, created, attempts in rows
+                ],
             )
-        return moved
+        return [Expired(text, reason) for _, text, _, _ in rows]
 
     def leases(self, now: float) -> list[str]:
-        """Owners holding a live lease."""
+        """Owners holding a live lease (on any row)."""
         rows = self.conn.execute(
-            "SELECT DISTINCT lease_owner FROM goals WHERE lease_until > ?", (now,)
+            "SELECT DISTINCT lease_owner FROM goals"
+            " WHERE lease_owner IS NOT NULL AND lease_until > ?",
+            (now,),
         ).fetchall()
         return [owner for (owner,) in rows if owner]
 
     def release(self, owners: list[str]) -> None:
         with _write(self.conn) as conn:
             conn.executemany(
-                "UPDATE goals SET lease_until = 0 WHERE lease_owner = ?",
+                "UPDATE goals SET lease_until = 0 WHERE lease_owner = ? AND lease_until > 0",
                 [(owner,) for owner in owners],
             )
 
-    def close(self) -> None:
-        self.conn.close()
-
-
-def _provider_of(text: str) -> str:
-    try:
-        return str(json.loads(text)[0])
-    except (ValueError, TypeError, IndexError, KeyError):
-        return "?"
+    def probe_write(self) -> None:
+        """A committed write that changes nothing lasting: does the file take writes again?"""
+        with _write(self.conn) as conn:
+            cursor = conn.execute(
+                "INSERT INTO goals (target, goal, created_at, due_at, provider, key_fp,"
+                " lease_owner, lease_until) VALUES ('', '[]', 0, 0, '', '', 'probe', ?)",
+                (_NO_LIMIT,),
+            )
+            conn.execute("DELETE FROM goals WHERE id = ?", (cursor.lastrowid,))
 
 
 @dataclass(frozen=True)
@@ -348,8 +631,10 @@ class OutboxStatus:
     """Seconds since the oldest waiting goal was tracked."""
     dead_letters: int
     by_destination: dict[str, int]
-    """Waiting goals by the provider and URL they were tracked for (``"datafast https://…"``):
-    a tracker of that provider delivers them to its own URL."""
+    """Waiting goals by the provider and URL they were tracked for (``"datafast https://…"``)."""
+    by_identity: dict[Identity, int]
+    """Waiting goals by identity; ``key_fp`` is ``"-"`` for rows of a schema-1 file, not yet
+    adopted by a tracker. Only a tracker of that identity delivers them."""
 
 
 @dataclass(frozen=True)
@@ -380,17 +665,25 @@ class Outbox:
         self.close()
 
     def status(self) -> OutboxStatus:
-        now = time.time()
+        now = wall_time()
         waiting, leased, retrying, oldest = self._conn.execute(
             "SELECT count(*), sum(lease_until > ?), sum(attempts > 0 AND lease_until <= ?),"
             " min(created_at) FROM goals",
             (now, now),
         ).fetchone()
         (dead,) = self._conn.execute("SELECT count(*) FROM dead_letters").fetchone()
-        destinations = self._conn.execute(
-            "SELECT json_extract(goal, '$[0]') || ' ' || target, count(*) FROM goals"
-            " GROUP BY 1 ORDER BY 2 DESC"
+        identities = self._conn.execute(
+            "SELECT coalesce(provider, json_extract(goal, '$[0]')), target,"
+            " coalesce(key_fp, '-'), count(*) FROM goals GROUP BY 1, 2, 3 ORDER BY 4 DESC"
         ).fetchall()
+        by_identity = {
+            Identity(str(provider), str(target), str(fp)): int(count)
+            for provider, target, fp, count in identities
+        }
+        by_destination: dict[str, int] = {}
+        for identity, count in by_identity.items():
+            where = f"{identity.provider} {identity.target}"
+            by_destination[where] = by_destination.get(where, 0) + count
         return OutboxStatus(
             self.path,
             waiting,
@@ -398,7 +691,8 @@ class Outbox:
             retrying or 0,
             None if oldest is None else max(0.0, now - oldest),
             dead,
-            {str(destination): int(count) for destination, count in destinations},
+            by_destination,
+            by_identity,
         )
 
     def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
@@ -407,15 +701,21 @@ class Outbox:
             " FROM dead_letters ORDER BY id LIMIT ?",
             (-1 if limit is None else limit,),
         ).fetchall()
-        return [DeadLetter(row[0], decode_goal(row[1]), *row[2:]) for row in rows]
+        return [
+            DeadLetter(
+                row[0], decode_goal(row[1]), row[2], row[3], row[4], row[5], redact(row[6], None)
+            )
+            for row in rows
+        ]
 
     def retry_dead_letters(self, ids: list[int] | None = None) -> int:
         """Move dead letters (all, or those *ids*) back to the outbox with fresh attempts."""
-        now = time.time()
+        now = wall_time()
         chosen = None if ids is None else json.dumps(ids)
         with _write(self._conn) as conn:
             conn.execute(
-                "INSERT INTO goals (target, goal, created_at, due_at) SELECT target, goal, ?, ?"
+                "INSERT INTO goals (target, goal, created_at, due_at, provider, key_fp)"
+                " SELECT target, goal, ?, ?, provider, key_fp"
                 " FROM dead_letters WHERE (? IS NULL OR id IN (SELECT value FROM json_each(?)))"
                 " ORDER BY id",
                 (now, now, chosen, chosen),
