@@ -264,8 +264,9 @@ def _error_message(body: bytes) -> str:
             if message is None and isinstance(error, str):
                 message = error
     if message is None:
-        message = body[:_MAX_REASON_CHARS].decode("utf-8", "replace").strip() or "(empty body)"
-    return str(message)[:_MAX_REASON_CHARS]
+        message = body.decode("utf-8", "replace").strip() or "(empty body)"
+    # Redacted before it is cut: a key cut in half would no longer be recognized.
+    return redact(message, limit=_MAX_REASON_CHARS)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -323,3 +323,16 @@ def test_a_goal_failing_alone_is_given_up_after_max_retries_isolated_failures() 
     assert delays[2] is None  # 3 attempts = 1 + max_retries, every one isolated
     reason = policy.final_failure(retries, FAILED_503, 1.0).reason
     assert reason.startswith("gave up after 3 attempts, failed 3 times while the API answered")
+
+
+def test_a_key_echoed_at_the_length_limit_is_redacted_before_the_reason_is_cut() -> None:
+    """A key straddling the reason's length limit would survive as a prefix if the text were cut
+    first and redacted after."""
+    from goaltrack.redaction import remember_secret
+
+    key = "df_echoed_at_the_cut_0123456789abcdef"
+    remember_secret(key)
+    body = ("x" * 290 + " " + key + " and more").encode()
+    result = classify(HttpResponse(502, {}, body), get_provider("datafast"))
+    assert key[:8] not in result.reason
+    assert len(result.reason) <= 300
