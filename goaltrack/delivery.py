@@ -223,9 +223,14 @@ _RETRY_AFTER_ABSURD = 7 * 24 * 3600.0
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Exponential backoff, "equal jitter": half to all of ``base * 2**(attempt-1)``, capped."""
-    ceiling = min(cap, base * 2.0 ** max(0, attempt - 1))
+    # The exponent is bounded: a goal probing a down API fails about once a second, and
+    # 2.0 ** 1024 would raise OverflowError after a quarter of an hour.
+    ceiling = min(cap, base * 2.0 ** min(max(0, attempt - 1), _MAX_EXPONENT))
     jitter: float = (rng or random).uniform(0, ceiling / 2)
     return ceiling / 2 + jitter
+
+
+_MAX_EXPONENT = 64
 
 
 def _json(body: bytes) -> Any:
@@ -443,9 +448,11 @@ class CircuitBreaker:
 
     It says what happens, once per outage, on the ``goaltrack`` logger: a WARNING when it opens
     (an ERROR naming the status and what to check when the key is refused), with the number of
-    goals held (*held*, a callable, when the transport gives one), and an INFO line when the API
-    is back. An outage that begins within ``QUIET_AFTER_WARNING`` seconds of the last warning
-    (a flapping API) is counted and mentioned in the next warning instead.
+    goals held (*held*, a callable, when the transport gives one), and a line when the API is
+    back, saying how long it was down and how many goals it held: a WARNING when the outage's
+    start was (so that a log showing warnings shows the all-clear too), an INFO otherwise. An
+    outage that begins within ``QUIET_AFTER_WARNING`` seconds of the last warning (a flapping
+    API) is counted and mentioned in the next warning instead.
 
     Not thread-safe: the transport's lock guards every call. Times are ``time.monotonic()``.
     """
@@ -482,10 +489,11 @@ class CircuitBreaker:
         self._admitted = 0
         self._failures_in_a_row = 0
         self._streak_began = 0  # admission number of the first failed request of the run
+        self._down_since = 0.0  # when the first failure of the run (or the refusal) was seen
         self._interval = 0.0
         self._next_probe_at = 0.0
         self._probe = 0
-        self._announced = False  # the current outage was logged: its end will be too
+        self._announced = False  # the current outage's start was logged (WARNING or ERROR)
         self._last_warning = -math.inf
         self._unannounced_outages = 0
 
@@ -518,7 +526,7 @@ class CircuitBreaker:
             self.state = BreakerState.OPEN
             self._next_probe_at = 0.0
 
-    def succeeded(self, ticket: Ticket) -> bool:
+    def succeeded(self, ticket: Ticket, now: float | None = None) -> bool:
         """The API answered *ticket*'s request. True when that closed the breaker."""
         if self.state is BreakerState.CLOSED:
             # Only an answer to a request sent after the run of failures began ends it: a late
@@ -528,7 +536,7 @@ class CircuitBreaker:
             return False
         if ticket.epoch != self.epoch:
             return False  # a late answer to a request sent before it opened: says nothing now
-        self._announce_recovery(time.monotonic())
+        self._announce_recovery(time.monotonic() if now is None else now)
         self.state = BreakerState.CLOSED
         self._failures_in_a_row = 0
         self._interval = 0.0
@@ -552,6 +560,7 @@ class CircuitBreaker:
                 return False  # sent before an outage that has ended since
             if self._failures_in_a_row == 0:
                 self._streak_began = ticket.sent
+                self._down_since = now
             self._failures_in_a_row += 1
             if self._failures_in_a_row < self.FAILURES_TO_OPEN:
                 return True
@@ -576,6 +585,7 @@ class CircuitBreaker:
         if self.state is BreakerState.CLOSED:
             self.epoch += 1
             self.opened_at = now
+            self._down_since = now
         self.state = BreakerState.OPEN
         self.refusal = result
         self.refused_since = now
@@ -626,6 +636,8 @@ class CircuitBreaker:
             self.state = BreakerState.OPEN
             self.epoch += 1
             self.opened_at = now
+            if self._failures_in_a_row == 0:  # opened by a Retry-After, not by a run of failures
+                self._down_since = now
             self._interval = min(self.FIRST_INTERVAL, self.probe_interval_max)
             self._next_probe_at = now + self._jittered()
             self._announce_outage(now, result)
@@ -658,16 +670,26 @@ class CircuitBreaker:
         )
 
     def _announce_recovery(self, now: float) -> None:
-        if not self._announced:
-            return
+        # The all-clear pairs with the alarm: where a WARNING (or the refused key's ERROR) said
+        # the API was down, a log that shows only warnings must show that it is back too.
+        level = logging.WARNING if self._announced else logging.INFO
         self._announced = False
+        down = max(0.0, now - self._down_since)
         if self.refusal is not None:
-            what = f"accepts the API key again after {now - self.opened_at:.1f} s"
+            what = f"accepts the API key again after {down:.1f} s"
         else:
-            what = f"is back after {now - self.opened_at:.1f} s"
-        logger.info(
-            "goaltrack: %s %s; delivering the goals held%s", self.name, what, self._held_text()
+            what = f"is back after {down:.1f} s"
+        logger.log(
+            level, "goaltrack: %s %s; delivering the %s held", self.name, what, self._held_goals()
         )
+
+    def _held_goals(self) -> str:
+        if self.held is None:
+            return "goals"
+        try:
+            return f"{self.held()} goal(s)"
+        except Exception:  # a count for a log line must not break delivery
+            return "goals"
 
     def _held_text(self) -> str:
         if self.held is None:
@@ -721,7 +743,7 @@ def judge(
     breaker's process where another process may retry the goal (outbox, Celery).
     """
     if result.outcome is Outcome.DELIVERED:
-        return Verdict(api_back=breaker.succeeded(ticket))
+        return Verdict(api_back=breaker.succeeded(ticket, now))
     if result.outcome is Outcome.FAILED and result.status in REFUSED_STATUSES:
         # The key is refused: the account's outage, held by the breaker like any other. The
         # goal keeps its retries (the failure is not its own) and is due at the next probe.
@@ -731,13 +753,18 @@ def judge(
             return Verdict(final=breaker.refusal_failure(result))
         return Verdict(retry_in=max(0.0, (breaker.wake_at or now) - now))
     if result.outcome is Outcome.FAILED:  # the API answered: it is up, the goal is refused
-        return Verdict(final=result, api_back=breaker.succeeded(ticket))
+        return Verdict(final=result, api_back=breaker.succeeded(ticket, now))
     result = policy.capped(result)
     isolated = breaker.failed(ticket, result, now)
     mark = f"{mark_prefix}{breaker.epoch}"
     delay = policy.after_failure(retries, result, isolated=isolated, mark=mark, age=age)
     if delay is None:
         return Verdict(final=policy.final_failure(retries, result, age))
+    if not isolated and breaker.wake_at is not None:
+        # The outage's failure: the goal is due with the next probe (a Retry-After included),
+        # not after its own backoff, which grows with each failed probe and would outlast the
+        # outage: a lone goal is the probe, and the breaker admits one request at a time.
+        delay = max(0.0, breaker.wake_at - now)
     return Verdict(retry_in=delay)
 
 

@@ -59,6 +59,12 @@ def test_refused_connections_for_6_s_are_said_once_and_lose_nothing(
     assert "goals are held" in warnings[0].getMessage()
     back = [r for r in caplog.records if "is back after" in r.getMessage()]
     assert len(back) == 1
+    # The all-clear is a WARNING like the alarm, so a log showing warnings shows both; it says
+    # how long the API was down (from the first refused connection) and what it held.
+    assert back[0].levelno == logging.WARNING
+    down_for = float(back[0].getMessage().split("is back after ")[1].split(" s")[0])
+    assert 5.5 <= down_for <= up_at - down_at + 3.0, back[0].getMessage()
+    assert "delivering the 50 goal(s) held" in back[0].getMessage()
     assert back[0].created >= warnings[0].created
     assert back[0].created - down_wall(up_at) < 5.0
     assert sorted(n for n in api.delivered if n != "warmup") == sorted(str(n) for n in range(50))
