@@ -399,10 +399,10 @@ class OutboxStore:
         )
         return cursor.lastrowid or 0
 
-    def add_many(self, items: Iterable[tuple[str, float]]) -> int:
-        """Store several goals in one transaction; returns the highest row id."""
+    def add_many(self, items: Iterable[tuple[str, float]]) -> list[int]:
+        """Store several goals in one transaction; returns their row ids."""
         ident = self.identity
-        last = 0
+        ids: list[int] = []
         with _write(self.conn) as conn:
             for text, created in items:
                 cursor = conn.execute(
@@ -410,8 +410,8 @@ class OutboxStore:
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (ident.target, text, created, created, ident.provider, ident.key_fp),
                 )
-                last = max(last, cursor.lastrowid or 0)
-        return last
+                ids.append(cursor.lastrowid or 0)
+        return ids
 
     def depth(self) -> int:
         """Rows in the file, whoever's (the ``max_goals`` limit is the file's)."""
@@ -433,6 +433,16 @@ class OutboxStore:
             (*self._mine, _NO_LIMIT if up_to is None else up_to, skipped),
         ).fetchone()
         return row is not None
+
+    def remaining(self, ids: Iterable[int]) -> set[int]:
+        """Which of the rows *ids* are still in the file (not delivered nor dead-lettered)."""
+        return {
+            int(row_id)
+            for (row_id,) in self.conn.execute(
+                "SELECT id FROM goals WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(sorted(ids)),),
+            )
+        }
 
     def has_unowned(self) -> bool:
         """Whether rows of a schema-1 file wait for this identity to adopt them."""
@@ -456,33 +466,29 @@ class OutboxStore:
             )
 
     def claim(
-        self, owner: str, lease: float, now: float, horizon: float, up_to: int | None
+        self,
+        owner: str,
+        lease: float,
+        now: float,
+        horizon: float,
+        up_to: int | None,
+        prefer: Iterable[int] = (),
     ) -> tuple[StoredGoal | None, float | None]:
         """Lease the next due goal to *owner*; else (None, when the next retry is due, if any).
 
-        A goal due more than *horizon* seconds ahead counts as due (its time was written by a
-        process whose wall clock was ahead of this one's). A goal whose lease had ended (its
-        process died mid-attempt) is marked as possibly delivered already.
+        Due goals among the rows *prefer* (those a flush of this process waits for) come first,
+        then the others in due order. A goal due more than *horizon* seconds ahead counts as due
+        (its time was written by a process whose wall clock was ahead of this one's). A goal
+        whose lease had ended (its process died mid-attempt) is marked as possibly delivered.
         """
         conn = self.conn
+        preferred = sorted(prefer)
         with _write(conn):
-            row = conn.execute(
-                "UPDATE goals SET lease_owner = ?, lease_until = ?,"
-                " may_have_arrived = may_have_arrived OR lease_owner IS NOT NULL"
-                " WHERE id = (SELECT id FROM goals WHERE key_fp = ? AND target = ?"
-                " AND provider = ? AND (due_at <= ? OR due_at > ?) AND lease_until <= ?"
-                " AND id <= ? ORDER BY due_at, id LIMIT 1)"
-                " RETURNING id, goal, created_at, attempts, strikes, strike_mark, may_have_arrived",
-                (
-                    owner,
-                    now + lease,
-                    *self._mine,
-                    now,
-                    now + horizon,
-                    now,
-                    _NO_LIMIT if up_to is None else up_to,
-                ),
-            ).fetchone()
+            row = None
+            if preferred:
+                row = self._lease_next(owner, lease, now, horizon, up_to, preferred)
+            if row is None:
+                row = self._lease_next(owner, lease, now, horizon, up_to, None)
             if row is not None:
                 row_id, text, created_at, attempts, strikes, strike_mark, arrived = row
                 stored = StoredGoal(
@@ -495,6 +501,37 @@ class OutboxStore:
                 (*self._mine, now),
             ).fetchone()
         return None, next_due
+
+    def _lease_next(
+        self,
+        owner: str,
+        lease: float,
+        now: float,
+        horizon: float,
+        up_to: int | None,
+        among: list[int] | None,
+    ) -> tuple[int, str, float, int, int, str | None, int] | None:
+        """Lease the first due, unleased goal of ours (of the rows *among*, if given)."""
+        only = "" if among is None else " AND id IN (SELECT value FROM json_each(?))"
+        row: tuple[int, str, float, int, int, str | None, int] | None = self.conn.execute(
+            "UPDATE goals SET lease_owner = ?, lease_until = ?,"  # noqa: S608
+            " may_have_arrived = may_have_arrived OR lease_owner IS NOT NULL"
+            " WHERE id = (SELECT id FROM goals WHERE key_fp = ? AND target = ?"
+            " AND provider = ? AND (due_at <= ? OR due_at > ?) AND lease_until <= ?"
+            f" AND id <= ?{only} ORDER BY due_at, id LIMIT 1)"
+            " RETURNING id, goal, created_at, attempts, strikes, strike_mark, may_have_arrived",
+            (
+                owner,
+                now + lease,
+                *self._mine,
+                now,
+                now + horizon,
+                now,
+                _NO_LIMIT if up_to is None else up_to,
+                *(() if among is None else (json.dumps(among),)),
+            ),
+        ).fetchone()
+        return row
 
     def peek(self, now: float, skip: set[int], limit: int) -> list[tuple[int, str]]:
         """Unleased rows of ours not in *skip*, read only (for a file that cannot be written)."""

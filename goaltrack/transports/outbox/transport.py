@@ -15,6 +15,9 @@ in-memory transport:
   it expires; the goal is then claimed again and counted as a possible duplicate;
 - while the API is down, the workers probe it one request at a time and goals wait in the file
   without spending retries; the first answer makes every goal the outage held back due at once;
+- ``flush`` waits for the goals this process stored, not for older goals of the file (another
+  process's backlog, or rows a sibling leases): while it waits, this process's workers claim
+  those goals first, so a forked child's flush does not queue behind its parent's backlog;
 - delivered goals are deleted; transient failures wait in the file (``due_at``) for their retry;
   final failures (refused by the API, out of retries, older than ``max_age``) move to the
   ``dead_letters`` table (their reasons redacted), which ``goaltrack outbox ...`` works on;
@@ -55,7 +58,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 
 from goaltrack.delivery import (
@@ -122,6 +125,7 @@ FORK_WAIT = 5.0
 _WARNING_INTERVAL = 10.0
 _ERROR_INTERVAL = 60.0
 _SPOOL_BATCH = 500
+_FORGET_BATCH = 1000
 
 
 class _Claim(Retries):
@@ -226,7 +230,14 @@ class OutboxTransport:
         self._depth = 0
         self._own_depth = 0
         self._added_since_check = 0
-        self._last_id = 0
+        # Rows this process stored and may still be in the file: what its flush waits for
+        # (not the rows of the processes sharing the file, nor the parent's before a fork).
+        # Counted, not a set: SQLite reuses the highest row id once its row is deleted, so an id
+        # may be ours twice while we learn that its first row left. Forgotten only under the
+        # work lock (see _forget_gone).
+        self._own_rows: Counter[int] = Counter()
+        self._last_id = 0  # the newest row this process stored
+        self._wanted: frozenset[int] = frozenset()  # those a flush waits for: claimed first
         self._threads: list[threading.Thread] = []
         self._closed = False
         self._breaker = CircuitBreaker(self._retry.probe_interval_max)
@@ -269,7 +280,9 @@ class OutboxTransport:
         try:
             store = self._req_store or self._open_request_store()
             row_id = store.add(text, now)
-            self._last_id = max(self._last_id, row_id)
+            with self._state_lock:
+                self._own_rows[row_id] += 1
+                self._last_id = max(self._last_id, row_id)
             self._queued += 1
             self._added_since_check += 1
         except (sqlite3.Error, InvalidConfiguration) as exc:
@@ -396,10 +409,27 @@ class OutboxTransport:
             self._req_lock.release()
         return self._depth
 
-    def _has_goals(self, up_to: int | None = None) -> bool:
+    def _still_stored(self, rows: set[int]) -> set[int]:
+        """Which of this process's *rows* wait in the file (not handed over to memory)."""
         with self._work_lock:
             store = self._work_store or self._open_work_store()
-            return store.has_goals(up_to, self._handed_over)
+            left = self._forget_gone(store, rows)
+        with self._state_lock:
+            return left - self._handed_over
+
+    def _forget_gone(self, store: OutboxStore, rows: set[int]) -> set[int]:
+        """Forget those of our *rows* no longer in the file; returns the others. Work lock held.
+
+        Counted before the file is read: an id the request path stores again meanwhile (SQLite
+        reuses the highest id) counts once more, and stays. Every forgetting holds the work
+        lock, so none undoes another's.
+        """
+        with self._state_lock:
+            seen = Counter({row: self._own_rows[row] for row in rows})
+        left = store.remaining(rows)
+        with self._state_lock:
+            self._own_rows -= Counter({row: n for row, n in seen.items() if row not in left})
+        return left
 
     @property
     def stats(self) -> Stats:
@@ -425,21 +455,27 @@ class OutboxTransport:
                 self._drain_spool()
             if (self._spool or self._spool_busy) and not self._wait(deadline, 0.01):
                 return False
-        last_id = self._last_id
-        while last_id:
-            try:
-                if self._degraded and time.monotonic() >= self._next_handover:
-                    self._hand_over_rows()  # the file cannot be written: its rows go to memory
-                if not self._has_goals(last_id):
+        with self._state_lock:
+            waiting = set(self._own_rows)
+        try:
+            while waiting:
+                try:
+                    if self._degraded and time.monotonic() >= self._next_handover:
+                        self._hand_over_rows()  # the file cannot be written: its rows go to memory
+                    waiting = self._still_stored(waiting)
+                except (sqlite3.Error, InvalidConfiguration) as exc:
+                    self._storage_failed(exc)
                     break
-            except (sqlite3.Error, InvalidConfiguration) as exc:
-                self._storage_failed(exc)
-                break
-            if not any(t.is_alive() for t in self._threads):
-                self._work(deadline=deadline, up_to=last_id)  # exit time: no thread can start
-                continue
-            if not self._wait(deadline, 0.05):
-                return False
+                if not waiting:
+                    break
+                self._wanted = frozenset(waiting)  # this process's workers claim these first
+                if not any(t.is_alive() for t in self._threads):
+                    self._work(deadline=deadline, up_to=max(waiting))  # exit: no thread can start
+                    continue
+                if not self._wait(deadline, 0.05):
+                    return False
+        finally:
+            self._wanted = frozenset()
         fallback = self._fallback
         if fallback is not None:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -547,7 +583,7 @@ class OutboxTransport:
             if wait <= 0:
                 continue
             if deadline is not None:
-                if up_to is not None and not self._has_goals(up_to):
+                if up_to is not None and not self._still_stored(set(self._wanted)):
                     return
                 wait = min(wait, deadline - time.monotonic())
                 if wait > 0:
@@ -595,7 +631,7 @@ class OutboxTransport:
         try:
             with self._work_lock:
                 store = self._work_store or self._open_work_store()
-                last = store.add_many((text, created) for _, text, created in batch)
+                ids = store.add_many((text, created) for _, text, created in batch)
         except (sqlite3.Error, InvalidConfiguration) as exc:
             with self._state_lock:
                 self._spool.extendleft(reversed(batch))
@@ -606,7 +642,8 @@ class OutboxTransport:
             self._storage_failed(exc)
             return
         with self._state_lock:
-            self._last_id = max(self._last_id, last)
+            self._own_rows.update(ids)
+            self._last_id = max(self._last_id, *ids)
             self._added_since_check += len(batch)
             self._spool_busy -= len(batch)
         with self._cond:
@@ -665,6 +702,10 @@ class OutboxTransport:
         with self._work_lock:
             store = self._work_store or self._open_work_store()
             owners = store.leases(self._clock.now())
+            with self._state_lock:
+                oldest = sorted(self._own_rows)[:_FORGET_BATCH]
+            if oldest:  # our rows other processes delivered: what a flush checks stays small
+                self._forget_gone(store, set(oldest))
         dead = [owner for owner in owners if _is_dead_local_owner(owner, host)]
         if dead:
             with self._work_lock:
@@ -694,7 +735,9 @@ class OutboxTransport:
             try:
                 store = self._work_store or self._open_work_store()
                 wall = self._clock.now()
-                stored, next_due = store.claim(self._owner, self._lease, wall, self._horizon, up_to)
+                stored, next_due = store.claim(
+                    self._owner, self._lease, wall, self._horizon, up_to, self._wanted
+                )
             except BaseException:
                 self._breaker.release(ticket)
                 raise
@@ -799,11 +842,16 @@ class OutboxTransport:
                 may_have_arrived=claim.may_have_arrived,
                 error=result.reason,
             )
-        elif final is None:
-            store.delivered(claim.id)
         else:
-            attempts = claim.failures + (result.outcome is not Outcome.RETRY)
-            store.dead_letter(claim.id, attempts, final.status, final.reason, wall)
+            # Settled: a flush stops waiting for it. Forgotten before the row is deleted, so
+            # a row the request path stores next, under the same id, is not forgotten with it.
+            with self._state_lock:
+                self._own_rows -= Counter({claim.id: 1})
+            if final is None:
+                store.delivered(claim.id)
+            else:
+                attempts = claim.failures + (result.outcome is not Outcome.RETRY)
+                store.dead_letter(claim.id, attempts, final.status, final.reason, wall)
 
     def _expire_goals(self) -> None:
         """Dead-letter this tracker's goals past ``max_age``, with a warning."""
