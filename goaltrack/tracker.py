@@ -121,7 +121,9 @@ class TrackerOptions:
     send it, or None to drop it (counted as ``filtered``). A changed goal is validated again."""
     outbox: str | None = None
     """Path of a SQLite outbox file: in ``background`` mode each goal is committed there before
-    ``track`` returns, and survives crashes, restarts and outages (``transports.outbox``)."""
+    ``track`` returns (or, when another process holds the file's lock for more than 10 ms or the
+    file cannot be written, kept in memory and written by a worker), and survives crashes,
+    restarts and outages (``transports.outbox``)."""
     outbox_max_goals: int = 100_000
     """Goals the outbox holds at most; past that new goals are dropped (counted, logged)."""
     outbox_max_age: float = 7 * 24 * 3600.0
@@ -384,7 +386,7 @@ class GoalTracker:
 
         ``track("signup", {"plan": "pro"}, visitor_id=...)``: the name and the metadata may be
         given by position, everything else by keyword. Returns True when the goal was accepted
-        for delivery (queued in memory, committed to the outbox, published to Celery; in
+        for delivery (queued in memory, stored in the outbox, published to Celery; in
         ``sync`` mode: delivered), False when it will not be sent (``before_send`` filtered it
         out, the queue is full, the tracker is closed or disabled; in ``sync`` mode: the API
         refused it or never answered).
