@@ -240,3 +240,18 @@ def test_the_check_commands_report_a_bad_configuration(front_end: str, developme
     assert "HINT: this looks like a flowsery key" in finished.stdout
     assert "Traceback" not in output
     assert WRONG_PROVIDER_KEY not in output
+
+
+def test_manage_py_goaltrack_outbox_runs_whatever_the_key(tmp_path: Path) -> None:
+    """The outbox needs no key: Django's system checks (E005 for this key) must not stop
+    ``manage.py goaltrack_outbox status`` from showing what is stored."""
+    finished = run_command(
+        [sys.executable, "-m", "django", "goaltrack_outbox", "status"],
+        DJANGO_SETTINGS_MODULE="tests.contract.setup_django",
+        GOALTRACK_OUTBOX=str(tmp_path / "absent.sqlite3"),
+    )
+    output = finished.stdout + finished.stderr
+    assert "SystemCheckError" not in output, output
+    assert "Traceback" not in output, output
+    assert "absent.sqlite3" in output, output
+    assert WRONG_PROVIDER_KEY not in output
