@@ -399,16 +399,12 @@ class GoalTracker:
         sent, counted in ``stats.invalid``, logged at ERROR with the rule and the calling line,
         and False is returned.
         """
-        given: object = metadata  # typed as a mapping, but callers pass anything
-        if isinstance(given, str):
-            problem = (
-                "track(name, metadata, *, visitor_id=...): the second argument is the metadata "
-                "mapping, not a str; pass a visitor id by keyword: "
-                "track(name, visitor_id='...')"
-            )
-            if self.strict:
-                raise TypeError(problem)
-            self.refuse(name, InvalidGoal(problem, field="metadata", rule=_MAPPING_RULE))
+        if self._refused_string_metadata(
+            name,
+            metadata,
+            "track(name, metadata, *, visitor_id=...): the second argument is the metadata "
+            "mapping, not a str; pass a visitor id by keyword: track(name, visitor_id='...')",
+        ):
             return False
         goal = self.make_goal(
             name, visitor_id, session_id, metadata, description, timezone, require_visitor=True
@@ -447,12 +443,11 @@ class GoalTracker:
                 f"{type(visitor).__name__}; for a visitor id you already have, call "
                 "track(name, visitor_id='...')"
             )
-        given: object = metadata  # typed as a mapping, but callers pass anything
-        if isinstance(given, str):
-            problem = "track_visitor(visitor, name, metadata): metadata is a mapping, not a str"
-            if self.strict:
-                raise TypeError(problem)
-            self.refuse(name, InvalidGoal(problem, field="metadata", rule=_MAPPING_RULE))
+        if self._refused_string_metadata(
+            name,
+            metadata,
+            "track_visitor(visitor, name, metadata): metadata is a mapping, not a str",
+        ):
             return False
         # require_visitor=False: without a visitor the goal is validated, then not sent.
         goal = self.make_goal(
@@ -468,6 +463,16 @@ class GoalTracker:
             )
             return False
         return self.submit(goal)
+
+    def _refused_string_metadata(self, name: object, metadata: object, problem: str) -> bool:
+        """A str given as metadata (a visitor id by position, usually): TypeError when strict,
+        else refused like any invalid goal. False when *metadata* is not a str."""
+        if not isinstance(metadata, str):
+            return False
+        if self.strict:
+            raise TypeError(problem)
+        self.refuse(name, InvalidGoal(problem, field="metadata", rule=_MAPPING_RULE))
+        return True
 
     def make_goal(
         self,
