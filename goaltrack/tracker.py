@@ -624,8 +624,14 @@ class GoalTracker:
         return await asyncio.to_thread(self._transport.flush, timeout)
 
     def close(self, timeout: float | None = 5.0) -> bool:
-        """Flush for at most *timeout* seconds, then stop; what is left is dropped and counted."""
-        return self._transport.close(timeout)
+        """Flush for at most *timeout* seconds, then stop; what is left is dropped and counted.
+
+        The drop and failure summaries not logged yet are logged now, whatever the transport: a
+        closed tracker's counts must not appear later among another tracker's lines.
+        """
+        closed = self._transport.close(timeout)
+        self._settlement.flush_summaries()
+        return closed
 
     def check_connection(self, timeout: float = 5.0) -> tuple[bool, str]:
         """Is the API reachable, and does it take the key? Records nothing. (ok, explanation)"""

@@ -154,3 +154,19 @@ def test_failure_summaries_add_up_to_stats_within_seconds(
     finally:
         tracker.close(5)
     assert lines <= 3  # the first in full, then a summary: never a line per goal
+
+
+def test_closing_a_sync_tracker_logs_its_failure_summary_at_once(
+    api: HostileAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The summary of failures not logged yet is said when the tracker closes, not later by a
+    timer, among another tracker's lines (any transport: here the sync one)."""
+    api.behaviour = lambda seen: error(404, "visitor has no pageviews on this website")
+    tracker = make(api, mode="sync")
+    with caplog.at_level(logging.ERROR, logger="goaltrack"):
+        for name in ("first", "second", "third"):
+            assert tracker.track(name, visitor_id=VISITOR) is False
+        tracker.close(5)
+        summaries = [r.getMessage() for r in caplog.records if "more goal(s)" in r.getMessage()]
+    assert len(summaries) == 1, summaries
+    assert "2 more goal(s)" in summaries[0]
