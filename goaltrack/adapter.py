@@ -17,8 +17,9 @@ An adapter only connects its framework to what is here:
   request time is logged with the goal's name and never reaches the view or the code that sent
   the signal: the response is the one the view gave;
 - :class:`Adapter`: one installed adapter's tracker, request options and signals, with the flush
-  at the end of a request that tracked goals;
-- :func:`read_settings`: every option, with one meaning, converted from strings alike.
+  at the end of a request that tracked goals.
+
+The options every adapter reads are :mod:`goaltrack.options`'.
 """
 
 from __future__ import annotations
@@ -32,19 +33,17 @@ import re
 import sys
 from collections.abc import Callable, Collection, Mapping
 from contextvars import ContextVar, Token
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
-from goaltrack.config import coerce_option, parse_bool, parse_flush_at_request_end
 from goaltrack.cookies import Visitor, visitor_from_cookies
 from goaltrack.goals import Goal, InvalidGoal, MetadataValue
 from goaltrack.hooks import SignalSet
 from goaltrack.providers import PROVIDERS, Provider
-from goaltrack.tracker import GoalTracker, TrackerOptions, call_site, caller_location, get_tracker
+from goaltrack.tracker import GoalTracker, call_site, caller_location, get_tracker
 
 __all__ = [
     "Adapter",
-    "AdapterSettings",
     "DeclaredCall",
     "GoalSpec",
     "Metadata",
@@ -57,7 +56,6 @@ __all__ = [
     "is_bot",
     "is_success",
     "log_untracked",
-    "read_settings",
     "unbind_visitor",
 ]
 
@@ -772,72 +770,3 @@ def precheck_goal_name(name: object) -> None:
         else:
             return
     raise errors[0]
-
-
-# -- settings ------------------------------------------------------------------------------------
-
-#: The account arguments of :class:`~goaltrack.GoalTracker`.
-ACCOUNT_OPTIONS: dict[str, object] = {
-    "api_key": None,
-    "provider": "datafast",
-    "api_url": None,
-    "website_id": None,
-}
-#: The tracker's options (hooks included), with their defaults.
-TRACKER_OPTIONS: dict[str, object] = {
-    f.name: f.default for f in fields(TrackerOptions) if f.default is not MISSING
-}
-HOOK_OPTIONS = ("on_delivery", "on_failure", "on_drop")
-#: What the adapters add: the same meaning in each.
-ADAPTER_OPTIONS: dict[str, object] = {"skip_bots": True, "flush_at_request_end": False}
-#: Every option an adapter reads, with its default.
-OPTIONS: dict[str, object] = {**ACCOUNT_OPTIONS, **TRACKER_OPTIONS, **ADAPTER_OPTIONS}
-
-
-@dataclass(frozen=True)
-class AdapterSettings:
-    """An adapter's options, converted and checked: what it builds its tracker and adapter with."""
-
-    tracker_kwargs: dict[str, Any]
-    """For ``GoalTracker(**...)`` / ``goaltrack.configure(**...)``: given options, hooks aside."""
-    hooks: dict[str, Any]
-    """The user's ``on_delivery`` / ``on_failure`` / ``on_drop`` (given ones only)."""
-    skip_bots: bool = True
-    """Requests from known crawlers track nothing."""
-    flush_at_request_end: float | None = None
-    """Seconds a request that tracked goals waits for their delivery before it ends; None: no
-    waiting. For hosts that freeze the process once the response is sent (serverless)."""
-
-    def check_tracker_options(self) -> None:
-        """Raise for tracker options that cannot work, as ``GoalTracker(...)`` would."""
-        given = {**self.tracker_kwargs, **self.hooks}
-        TrackerOptions.from_options({k: v for k, v in given.items() if k in TRACKER_OPTIONS})
-
-
-def read_settings(
-    values: Mapping[str, object], label: Callable[[str], str] = str
-) -> AdapterSettings:
-    """:class:`AdapterSettings` from option values by name (``max_retries``, ``skip_bots``, ...).
-
-    Strings are converted (``"false"``, ``"3"``, ``"0.5"``, ``"pkg.module:hook"``); None means not
-    given. *label* spells a name as the user wrote it (``GOALTRACK_MAX_RETRIES``), for errors.
-    Raises :class:`~goaltrack.InvalidConfiguration` for a value that cannot be converted, and
-    TypeError for an unknown name.
-    """
-    unknown = sorted(set(values) - set(OPTIONS))
-    if unknown:
-        raise TypeError(
-            f"unknown goaltrack option(s): {', '.join(map(label, unknown))}; "
-            f"known: {', '.join(map(label, OPTIONS))}"
-        )
-    converted = {
-        name: coerce_option(name, value, OPTIONS[name], label(name))
-        for name, value in values.items()
-        if value is not None
-    }
-    skip_bots = parse_bool(label("skip_bots"), converted.pop("skip_bots", True))
-    flush = parse_flush_at_request_end(
-        label("flush_at_request_end"), converted.pop("flush_at_request_end", None)
-    )
-    hooks = {name: converted.pop(name) for name in HOOK_OPTIONS if name in converted}
-    return AdapterSettings(converted, hooks, skip_bots, flush)

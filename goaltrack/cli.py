@@ -17,6 +17,7 @@ from typing import Any
 
 from goaltrack import __version__, commands, fakeapi
 from goaltrack.commands import CHECK_FLAGS, OUTBOX_FLAGS, SEND_FLAGS, CommandFailed
+from goaltrack.options import DEFAULT_PROVIDER, names
 from goaltrack.providers import PROVIDERS
 from goaltrack.startup import OPTION_PROBLEM, Configuration, read_configuration
 
@@ -69,12 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_ACCOUNT = ("provider", "api_url", "website_id", "api_key")
-
-
 def _add_account_arguments(parser: argparse.ArgumentParser) -> None:
     # Only this front end takes the account as options: the others read their app's config.
-    parser.add_argument("--provider", choices=sorted(PROVIDERS), help="default: datafast")
+    parser.add_argument(
+        "--provider", choices=sorted(PROVIDERS), help=f"default: {DEFAULT_PROVIDER}"
+    )
     parser.add_argument("--api-url", help="base URL (default: the provider's)")
     parser.add_argument("--website-id", help="needed with account/workspace tokens")
     parser.add_argument("--api-key", help="prefer the GOALTRACK_API_KEY environment variable")
@@ -82,7 +82,7 @@ def _add_account_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _configuration(args: argparse.Namespace) -> Configuration:
     """The ``GOALTRACK_*`` variables, the account options over them; never raises for a value."""
-    given = {name: getattr(args, name) or None for name in _ACCOUNT}
+    given = {name: getattr(args, name) or None for name in names("account")}
     configuration = read_configuration(given)
     configuration.settings.tracker_kwargs.pop("mode", None)
     return configuration

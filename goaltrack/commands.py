@@ -21,6 +21,7 @@ from typing import Any
 from goaltrack.config import Problem
 from goaltrack.delivery import DeliveryResult, InvalidConfiguration
 from goaltrack.goals import Goal, InvalidGoal
+from goaltrack.options import DEFAULT_PROVIDER, OPTIONS
 from goaltrack.tracker import GoalTracker
 from goaltrack.transports.outbox import Outbox
 from goaltrack.transports.outbox.store import unusable
@@ -171,11 +172,11 @@ def check(
     api_key = settings.get("api_key")
     echo(f"goaltrack settings ({source.description})", "")
     rows = [
-        ("provider", settings.get("provider") or "datafast (default)"),
+        ("provider", settings.get("provider") or f"{DEFAULT_PROVIDER} (default)"),
         ("API URL", settings.get("api_url") or "the provider's default"),
         ("API key", "set" if api_key else "not set"),
         ("website id", settings.get("website_id") or "not set"),
-        ("mode", settings.get("mode") or "background"),
+        ("mode", settings.get("mode") or OPTIONS["mode"].default),
     ]
     for label, value in rows:
         echo(f"  {label + ':':<12} {value}", "")
@@ -195,7 +196,7 @@ def check(
     else:
         tracker = GoalTracker(
             api_key,
-            provider=settings.get("provider") or "datafast",
+            provider=settings.get("provider") or DEFAULT_PROVIDER,
             api_url=settings.get("api_url"),
             website_id=settings.get("website_id"),
             proxy=settings.get("proxy"),

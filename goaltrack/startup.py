@@ -27,14 +27,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from goaltrack.adapter import OPTIONS, AdapterSettings, read_settings
-from goaltrack.config import (
-    Problem,
-    configuration_problems,
-    env_name,
-    raw_settings_from_env,
-)
+from goaltrack.config import Problem, configuration_problems
 from goaltrack.delivery import InvalidConfiguration
+from goaltrack.options import (
+    DEFAULT_PROVIDER,
+    OPTIONS,
+    AdapterSettings,
+    env_name,
+    names,
+    raw_settings_from_env,
+    read_settings,
+)
 from goaltrack.providers import PROVIDERS
 from goaltrack.redaction import redact, remember_secret
 from goaltrack.tracker import GoalTracker
@@ -95,8 +98,8 @@ def read_configuration(
 ) -> Configuration:
     """*values* (option name -> value, None for not given), the environment filling in the rest.
 
-    With *environment*, the ``GOALTRACK_*`` variables
-    (:data:`goaltrack.config.ENVIRONMENT_VARIABLES`) give what *values* leave out. Strings are
+    With *environment*, the ``GOALTRACK_*`` variables (one per option:
+    :data:`goaltrack.options.ENVIRONMENT_VARIABLES`) give what *values* leave out. Strings are
     converted as every adapter converts them; *label* spells an option as the user wrote it, for
     messages (a variable is named as itself). Never raises for a value: each problem is in
     :attr:`Configuration.problems`. In *development* ``strict`` is True unless given.
@@ -294,8 +297,16 @@ def read_adapter_options(
     values: Mapping[str, object], *, source: str, check_command: str, log: bool = True
 ) -> Configuration:
     """An adapter's own options (``skip_bots``, ``flush_at_request_end``) when it builds no
-    tracker: a value that cannot work is logged once at ERROR, and the default is used."""
-    configuration = read_configuration(values, environment=False)
+    tracker, the environment filling in what *values* leave out: a value that cannot work is
+    logged once at ERROR, and the default is used."""
+    given = {name: value for name, value in values.items() if value is not None}
+    adapter_names = names("adapter")
+    from_env = {n: v for n, v in raw_settings_from_env().items() if n in adapter_names}
+
+    def spelled(name: str) -> str:
+        return env_name(name) if name not in given and name in from_env else name
+
+    configuration = read_configuration({**from_env, **given}, label=spelled, environment=False)
     errors = configuration.errors
     if errors and log:
         logger.error(
@@ -332,7 +343,7 @@ def _stand_in(
     given = settings.tracker_kwargs
     provider = given.get("provider")
     if not isinstance(provider, str) or provider.strip().lower() not in PROVIDERS:
-        provider = "datafast"
+        provider = DEFAULT_PROVIDER
     kept = {name: given[name] for name in _KEPT_OPTIONS if name in given}
     try:
         tracker = MisconfiguredTracker(None, provider=provider, mode="disabled", **kept)

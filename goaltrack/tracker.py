@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import os
 import sys
@@ -20,14 +21,22 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, fields
 from types import FrameType, TracebackType
-from typing import Any, Literal
+from typing import Any
 
-from goaltrack.config import configuration_problems, settings_from_env
+from goaltrack.config import configuration_problems
 from goaltrack.cookies import Visitor
 from goaltrack.delivery import Endpoint, InvalidConfiguration, RetryPolicy, probe
 from goaltrack.goals import Goal, InvalidGoal, MetadataValue, create_goal, overlong_keys
 from goaltrack.http_client import HttpClient, HttpPoster
 from goaltrack.httpx_client import HttpxPoster, is_httpx_client
+from goaltrack.options import (
+    DEFAULT_PROVIDER,
+    Mode,
+    check_tracker_options,
+    defaults,
+    names,
+    settings_from_env,
+)
 from goaltrack.providers import METADATA_VALUE_MAX_CHARS, Provider, get_provider
 from goaltrack.redaction import redact
 from goaltrack.transports import (
@@ -51,7 +60,7 @@ __all__ = ["GoalTracker", "TrackerOptions", "configure", "flush", "get_tracker",
 
 logger = logging.getLogger("goaltrack")
 
-Mode = Literal["background", "sync", "disabled", "celery"]
+_TRACKER_OPTION_NAMES = names("tracker")
 
 _MAPPING_RULE = "metadata is a flat object"
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -76,133 +85,55 @@ def caller_location(skip: int = 1) -> str:
 
 @dataclass(frozen=True)
 class TrackerOptions:
-    """Everything about a tracker but its key, provider, URL and website id."""
+    """A tracker's options but its account, checked: what :class:`GoalTracker` holds.
 
-    mode: Mode = "background"
-    """``background`` (default): a worker delivers; ``sync``: deliver before ``track`` returns;
-    ``disabled``: validate, log at debug level, send nothing; ``celery``: enqueue a Celery task
-    that a Celery worker delivers (``goaltrack.transports.celery``)."""
-    max_queue_size: int = 10_000
-    max_in_flight: int = 4
-    """Requests in flight at once (one worker thread each)."""
-    max_retries: int = 10
-    """Retries for a goal that keeps failing while the API answers other goals (a goal-specific
-    5xx). Failures during an outage never count: see ``give_up_after``."""
-    backoff_base: float = 0.5
-    backoff_max: float = 60.0
-    """Per-goal backoff between the retries of one goal, in seconds."""
-    give_up_after: float = 24 * 3600.0
-    """Seconds after which a goal still failing transiently (an outage) is given up; with the
-    outbox, ``outbox_max_age`` is this budget."""
-    probe_interval_max: float = 1.0
-    """While the API is down, the longest wait between two probe requests (one at a time)."""
-    refused_probe_interval_max: float = 60.0
-    """While the API refuses the key (401/403), the longest wait between two probe requests
-    (they start 2 s apart and double); goals are held meanwhile, not failed."""
-    refusal_give_up: float = 3600.0
-    """Seconds a refused key may stay refused before the goals it holds fail with its status."""
-    timeout: float = 5.0
-    """Seconds one request may take in all: connect, send and the whole response."""
-    shutdown_timeout: float = 3.0
-    """How long the flush at interpreter exit may take."""
-    sync_deadline: float = 10.0
-    """In ``sync`` mode, the most one ``track`` call may spend on retries."""
-    flush_at_exit: bool = True
-    truncate_metadata: bool = False
-    """Cut over-long metadata values to 255 characters instead of raising."""
-    proxy: str | None = None
-    """HTTP(S) proxy URL for the default client (``HTTPS_PROXY``/``NO_PROXY`` are honoured)."""
-    http_client: Any = None
-    """An ``httpx.Client`` / ``httpx2.Client``, or a callable returning one (then each process
-    makes its own), to deliver with instead of the default client: its proxies, TLS settings,
-    hooks, mounts and transports apply (``goaltrack.httpx_client``)."""
-    before_send: Callable[[Goal], Goal | None] | None = None
-    """Called with each validated goal in the caller's thread: return it (changed or not) to
-    send it, or None to drop it (counted as ``filtered``). A changed goal is validated again."""
-    outbox: str | None = None
-    """Path of a SQLite outbox file: in ``background`` mode each goal is committed there before
-    ``track`` returns (or, when another process holds the file's lock for more than 10 ms or the
-    file cannot be written, kept in memory and written by a worker), and survives crashes,
-    restarts and outages (``transports.outbox``)."""
-    outbox_max_goals: int = 100_000
-    """Goals the outbox holds at most; past that new goals are dropped (counted, logged)."""
-    outbox_max_age: float = 7 * 24 * 3600.0
-    """Seconds after which an undelivered goal moves to the outbox's dead letters."""
-    celery_app: Any = None
-    """In ``celery`` mode: the Celery app (or "module:attribute"); default: Celery's current."""
-    celery_queue: str | None = None
-    """In ``celery`` mode: the queue for the delivery tasks (default: the app's default)."""
-    on_delivery: DeliveryHook | None = None
-    on_failure: FailureHook | None = None
-    on_drop: DropHook | None = None
-    strict: bool | None = None
-    """Raise :class:`~goaltrack.InvalidGoal` at the call site for a goal the provider would
-    refuse (True), or never raise into the caller (False: what the provider's rules can repair is
-    sent repaired with a WARNING, the rest is logged at ERROR, counted as ``invalid`` and not
-    sent). None (default): strict under goaltrack's pytest plugin; the adapters make it strict in
-    their framework's development mode (Django ``DEBUG``, Flask debug or testing, the ASGI
-    middleware's ``debug=True``). ``debug``, a logging option, never does: debug logs in
-    production must not raise into requests."""
-    debug: bool = False
-    """Log each goal as tracked and as it settles (name, visitor id, metadata, HTTP status;
-    never the key) at DEBUG level on the ``goaltrack`` logger, which this sets to DEBUG; with
-    no logging configured at all, the lines go to stderr."""
+    Each field is an option of :data:`goaltrack.options.TABLE` (scope ``tracker``), where its
+    default, meaning and checks are; a test keeps the two equal.
+    """
+
+    mode: Mode
+    max_queue_size: int
+    max_in_flight: int
+    max_retries: int
+    backoff_base: float
+    backoff_max: float
+    give_up_after: float
+    probe_interval_max: float
+    refused_probe_interval_max: float
+    refusal_give_up: float
+    timeout: float
+    shutdown_timeout: float
+    sync_deadline: float
+    flush_at_exit: bool
+    truncate_metadata: bool
+    proxy: str | None
+    http_client: Any
+    before_send: Callable[[Goal], Goal | None] | None
+    outbox: str | None
+    outbox_max_goals: int
+    outbox_max_age: float
+    celery_app: Any
+    celery_queue: str | None
+    on_delivery: DeliveryHook | None
+    on_failure: FailureHook | None
+    on_drop: DropHook | None
+    strict: bool | None
+    debug: bool
 
     def __post_init__(self) -> None:
-        if self.strict is not None and not isinstance(self.strict, bool):
-            raise InvalidConfiguration(f"strict must be True, False or None, not {self.strict!r}")
-        if not isinstance(self.debug, bool):
-            raise InvalidConfiguration(f"debug must be True or False, not {self.debug!r}")
-        if self.mode not in ("background", "sync", "disabled", "celery"):
-            raise InvalidConfiguration(
-                f"mode must be 'background', 'sync', 'disabled' or 'celery', not {self.mode!r}"
-            )
-        if self.outbox is not None and self.mode in ("sync", "celery"):
-            raise InvalidConfiguration(
-                f"outbox is for the background mode; mode {self.mode!r} does not use it"
-            )
-        if self.http_client is not None and self.proxy is not None:
-            raise InvalidConfiguration(
-                "proxy is for the default HTTP client; configure the proxy on http_client instead"
-            )
-        if self.http_client is not None and not (
-            is_httpx_client(self.http_client) or callable(self.http_client)
-        ):
-            raise InvalidConfiguration(
-                "http_client must be an httpx.Client / httpx2.Client or a callable returning one"
-            )
-        if self.before_send is not None and not callable(self.before_send):
-            raise InvalidConfiguration("before_send must be a callable: goal -> goal or None")
-        if not self.probe_interval_max > 0:
-            raise InvalidConfiguration("probe_interval_max must be more than 0 seconds")
-        for name in ("max_queue_size", "max_in_flight", "outbox_max_goals"):
-            if int(getattr(self, name)) < 1:
-                raise InvalidConfiguration(f"{name} must be at least 1")
-        for name in (
-            "max_retries",
-            "backoff_base",
-            "backoff_max",
-            "give_up_after",
-            "probe_interval_max",
-            "refused_probe_interval_max",
-            "refusal_give_up",
-            "timeout",
-            "shutdown_timeout",
-            "outbox_max_age",
-        ):
-            if getattr(self, name) < 0:
-                raise InvalidConfiguration(f"{name} must not be negative")
+        check_tracker_options({f.name: getattr(self, f.name) for f in fields(self)})
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> TrackerOptions:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
+        """The options given by name, the table's defaults for the others."""
+        known = defaults("tracker")
+        unknown = sorted(set(options) - set(known))
         if unknown:
             raise TypeError(
                 f"unknown GoalTracker option(s): {', '.join(unknown)}; "
                 f"known: {', '.join(sorted(known))}"
             )
-        return cls(**options)
+        return cls(**{**known, **options})
 
 
 class GoalTracker:
@@ -216,12 +147,41 @@ class GoalTracker:
         self,
         api_key: str | None = None,
         *,
-        provider: str | Provider = "datafast",
+        provider: str | Provider = DEFAULT_PROVIDER,
         api_url: str | None = None,
         website_id: str | None = None,
-        **options: Any,
+        mode: Mode = "background",
+        max_queue_size: int = 10_000,
+        max_in_flight: int = 4,
+        max_retries: int = 10,
+        backoff_base: float = 0.5,
+        backoff_max: float = 60.0,
+        give_up_after: float = 24 * 3600.0,
+        probe_interval_max: float = 1.0,
+        refused_probe_interval_max: float = 60.0,
+        refusal_give_up: float = 3600.0,
+        timeout: float = 5.0,
+        shutdown_timeout: float = 3.0,
+        sync_deadline: float = 10.0,
+        flush_at_exit: bool = True,
+        truncate_metadata: bool = False,
+        proxy: str | None = None,
+        http_client: Any = None,
+        before_send: Callable[[Goal], Goal | None] | None = None,
+        outbox: str | None = None,
+        outbox_max_goals: int = 100_000,
+        outbox_max_age: float = 7 * 24 * 3600.0,
+        celery_app: Any = None,
+        celery_queue: str | None = None,
+        on_delivery: DeliveryHook | None = None,
+        on_failure: FailureHook | None = None,
+        on_drop: DropHook | None = None,
+        strict: bool | None = None,
+        debug: bool = False,
     ) -> None:
-        self.options = TrackerOptions.from_options(options)
+        """The options are :data:`goaltrack.options.TABLE`'s (``docs/configuration.md``)."""
+        given = locals()  # the options by name, for TrackerOptions
+        self.options = TrackerOptions(**{name: given[name] for name in _TRACKER_OPTION_NAMES})
         errors = [
             p
             for p in configuration_problems(
@@ -355,9 +315,13 @@ class GoalTracker:
         return DeliverySetup(self._endpoint, self._retry, http, self._settlement)
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> GoalTracker:
-        """A tracker configured from ``GOALTRACK_*`` environment variables, then *overrides*."""
-        return cls(**{**settings_from_env(), **overrides})
+    def from_env(cls, api_key: str | None = None, **overrides: Any) -> GoalTracker:
+        """A tracker configured from the ``GOALTRACK_*`` environment variables, then the
+        arguments given (``GoalTracker``'s: see its signature)."""
+        settings: dict[str, Any] = settings_from_env()
+        if api_key is not None:
+            settings["api_key"] = api_key
+        return cls(**{**settings, **overrides})
 
     @property
     def strict(self) -> bool:
@@ -693,13 +657,29 @@ _process_tracker_lock = threading.Lock()
 def configure(api_key: str | None = None, **kwargs: Any) -> GoalTracker:
     """Set up the process-wide tracker from arguments, falling back to the environment.
 
-    Replaces (and closes) a tracker configured before.
+    Takes :class:`GoalTracker`'s arguments (see its signature). Replaces (and closes) a tracker
+    configured before.
     """
     settings: dict[str, Any] = settings_from_env()
     if api_key is not None:
         settings["api_key"] = api_key
     settings.update(kwargs)
     return use_as_process_tracker(GoalTracker(**settings))
+
+
+def _arguments_of_goaltracker(*first: inspect.Parameter) -> inspect.Signature:
+    """GoalTracker's signature, for the functions that take its arguments through ``**``."""
+    signature = inspect.signature(GoalTracker)
+    return signature.replace(
+        parameters=[*first, *signature.parameters.values()], return_annotation="GoalTracker"
+    )
+
+
+# What help(), IDEs and completion show: every option by name, as GoalTracker takes them.
+configure.__signature__ = _arguments_of_goaltracker()  # type: ignore[attr-defined]
+GoalTracker.from_env.__func__.__signature__ = _arguments_of_goaltracker(  # type: ignore[attr-defined]
+    inspect.Parameter("cls", inspect.Parameter.POSITIONAL_ONLY)
+)
 
 
 def use_as_process_tracker(tracker: GoalTracker) -> GoalTracker:

@@ -9,6 +9,7 @@ from flask import Flask, request
 
 import goaltrack
 from goaltrack.flask import CONFIG_DEFAULTS, GoalTrack, get_tracker, track_goal
+from goaltrack.options import OPTIONS
 from goaltrack.testing.server import FakeAPIServer
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126"}
@@ -47,9 +48,10 @@ def test_config_defaults_are_set_and_the_tracker_is_the_apps_own(apps: list[Flas
     assert tracker.mode == "sync"
     assert tracker.options.timeout == 2.0
     assert tracker.options.max_retries == 3  # strings from the environment are converted
-    assert app.config["GOALTRACK_MAX_RETRIES"] == 3
-    assert app.config["GOALTRACK_SKIP_BOTS"] is True
-    assert set(CONFIG_DEFAULTS) <= set(app.config)
+    assert app.config["GOALTRACK_MAX_RETRIES"] == "3"  # the config stays as the app set it
+    assert "GOALTRACK_SKIP_BOTS" not in app.config
+    assert app.extensions["goaltrack.adapter"].skip_bots is True
+    assert set(CONFIG_DEFAULTS) == {f"GOALTRACK_{name.upper()}" for name in OPTIONS}
     assert DATAFAST_KEY not in repr(tracker)
 
 

@@ -38,7 +38,7 @@ VISITOR = "b3ab2331-989f-4cfa-91c6-2461c9e3c6bd"
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for variable in goaltrack.config.ENVIRONMENT_VARIABLES:
+    for variable in goaltrack.options.ENVIRONMENT_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
 
 

@@ -18,9 +18,9 @@ from typing import Any
 from goaltrack import adapter
 from goaltrack.adapter import Adapter, _current_visitor, is_bot
 from goaltrack.asgi.signals import signals
-from goaltrack.config import parse_bool
 from goaltrack.cookies import HeaderReader, Visitor, header_reader
 from goaltrack.delivery import InvalidConfiguration
+from goaltrack.options import parse_bool
 from goaltrack.providers import Provider
 from goaltrack.startup import (
     MisconfiguredTracker,
@@ -104,9 +104,11 @@ class GoalTrackMiddleware:
     responses are never wrapped (but for ``flush_at_request_end``, which holds back the last
     chunk of a request that tracked goals until they are delivered).
 
-    ``skip_bots`` and ``flush_at_request_end`` mean what they mean in every adapter
-    (:class:`goaltrack.adapter.AdapterSettings`); ``on_delivery`` / ``on_failure`` / ``on_drop``
-    and any other ``GoalTracker`` option configure the tracker the middleware builds.
+    Its keyword arguments are goaltrack's options (:data:`goaltrack.options.TABLE`), with the
+    meaning they have in every adapter; None (or not given): the ``GOALTRACK_*`` environment
+    variable, else the option's default. ``skip_bots`` and ``flush_at_request_end`` are the
+    middleware's own; the account, ``on_delivery`` / ``on_failure`` / ``on_drop`` and any other
+    ``GoalTracker`` option configure the tracker the middleware builds.
 
     ``debug=True`` is development mode (and the tracker's ``debug`` option): goals are strict
     unless ``strict`` is given, and a configuration that cannot work fails the lifespan startup
@@ -125,8 +127,8 @@ class GoalTrackMiddleware:
         api_url: str | None = None,
         website_id: str | None = None,
         tracker: GoalTracker | None = None,
-        skip_bots: bool | str = True,
-        flush_at_request_end: bool | float | str = False,
+        skip_bots: bool | str | None = None,
+        flush_at_request_end: bool | float | str | None = None,
         debug: bool | str = False,
         **tracker_options: Any,
     ) -> None:

@@ -21,11 +21,11 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 
 from goaltrack.adapter import precheck_goal_name
-from goaltrack.config import parse_bool
 from goaltrack.django import wiring
 from goaltrack.django.conf import goaltrack_settings
 from goaltrack.django.wiring import AUTH_SIGNAL_NAMES
 from goaltrack.goals import InvalidGoal
+from goaltrack.options import parse_bool
 from goaltrack.startup import OPTION_PROBLEM, read_configuration
 
 __all__ = ["check_settings"]

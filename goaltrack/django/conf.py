@@ -2,18 +2,10 @@
 
 Every value is read from ``django.conf.settings`` when it is used (never copied at import), so
 ``override_settings(GOALTRACK=...)`` takes effect at once. Keys are goaltrack's options in upper
-case, with the meaning they have in every adapter (:mod:`goaltrack.adapter`); strings (from the
-environment) are converted the same way too:
+case (``API_KEY``, ``MODE``, ``SKIP_BOTS``, ``ON_DELIVERY``, ...: :data:`goaltrack.options.TABLE`),
+with the meaning they have in every adapter; strings are converted the same way too, and the
+``GOALTRACK_*`` environment variables fill in what the setting leaves out. Django's own keys:
 
-- ``API_KEY``, ``PROVIDER``, ``API_URL``, ``WEBSITE_ID``: the tracker's account settings;
-  ``GOALTRACK_*`` environment variables fill in the ones the setting leaves out.
-- ``MODE`` and every other :class:`goaltrack.TrackerOptions` field (``MAX_QUEUE_SIZE``,
-  ``TIMEOUT``, ``OUTBOX``, ...), the hooks ``ON_DELIVERY`` / ``ON_FAILURE`` / ``ON_DROP`` included
-  (a callable, or its ``"package.module:name"``).
-- ``SKIP_BOTS`` (default True): requests from known crawlers track nothing.
-- ``FLUSH_AT_REQUEST_END`` (default off): True (2 s) or seconds: a request that tracked goals
-  waits, before its response leaves the middleware, until they are delivered (serverless hosts
-  freeze the process afterwards).
 - ``ON_COMMIT`` (default False): goals tracked inside a transaction wait for its commit.
 - ``AUTH_GOALS`` (default off): True for ``{"user_logged_in": "login"}``, or a mapping of
   ``django.contrib.auth.signals`` names to goal names.
@@ -27,14 +19,16 @@ from typing import Any
 
 from django.conf import settings
 
-from goaltrack.adapter import ACCOUNT_OPTIONS, OPTIONS, AdapterSettings, read_settings
-from goaltrack.config import (
-    DEFAULT_FLUSH_TIMEOUT,
-    parse_bool,
-    parse_flush_at_request_end,
-    settings_from_env,
-)
 from goaltrack.delivery import InvalidConfiguration
+from goaltrack.options import (
+    DEFAULT_FLUSH_TIMEOUT,
+    OPTIONS,
+    AdapterSettings,
+    names,
+    parse_bool,
+    raw_settings_from_env,
+    read_settings,
+)
 
 __all__ = [
     "DEFAULT_AUTH_GOALS",
@@ -47,8 +41,8 @@ __all__ = [
 SETTING_NAME = "GOALTRACK"
 
 #: Setting key -> option name, for every goaltrack option.
-OPTION_KEYS = {name.upper(): name for name in OPTIONS}
-ACCOUNT_KEYS = {name.upper(): name for name in ACCOUNT_OPTIONS}
+OPTION_KEYS = {option.django_key: option.name for option in OPTIONS.values()}
+ACCOUNT_KEYS = {OPTIONS[name].django_key: name for name in names("account")}
 DJANGO_KEYS = frozenset({"ON_COMMIT", "AUTH_GOALS"})
 KNOWN_KEYS = frozenset(OPTION_KEYS) | DJANGO_KEYS
 
@@ -85,17 +79,19 @@ class GoalTrackSettings:
         if name not in _REQUEST_TIME_NAMES:
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         raw = self.raw
-        values = {
+        from_env = raw_settings_from_env()
+        values: dict[str, Any] = {
             "on_commit": _safely(parse_bool, "ON_COMMIT", raw.get("ON_COMMIT", False), False),
-            "skip_bots": _safely(parse_bool, "SKIP_BOTS", raw.get("SKIP_BOTS", True), True),
-            "flush_at_request_end": _safely(
-                parse_flush_at_request_end,
-                "FLUSH_AT_REQUEST_END",
-                raw.get("FLUSH_AT_REQUEST_END"),
-                None,
-            ),
             "auth_goals": _auth_goals(raw.get("AUTH_GOALS")),
         }
+        for option_name in names("adapter"):  # the setting, the environment, the default
+            option = OPTIONS[option_name]
+            default = option.convert(option.default)
+            given = raw.get(option.django_key)
+            value = from_env.get(option_name) if given is None else given
+            values[option_name] = (
+                default if value is None else _safely(option.convert, value, default)
+            )
         self.__dict__.update(values)
         return values[name]
 
@@ -119,7 +115,8 @@ class GoalTrackSettings:
 
     def effective_account(self) -> dict[str, Any]:
         """Account settings as the tracker sees them: the setting, then the environment."""
-        merged: dict[str, Any] = {**settings_from_env(), **self.tracker_kwargs()}
+        # Strings as written: the account options are not converted.
+        merged: dict[str, Any] = {**raw_settings_from_env(), **self.tracker_kwargs()}
         return {arg: merged.get(arg) for arg in ACCOUNT_KEYS.values()}
 
     def unknown_keys(self) -> dict[str, str | None]:
@@ -132,11 +129,12 @@ class GoalTrackSettings:
         return unknown
 
 
-def _safely(parse: Any, label: str, value: object, default: object) -> Any:
+def _safely(parse: Any, *arguments: object) -> Any:
+    """``parse(*arguments[:-1])``, or the last argument (the default) for a bad value."""
     try:
-        return parse(label, value)
+        return parse(*arguments[:-1])
     except InvalidConfiguration:
-        return default
+        return arguments[-1]
 
 
 def _auth_goals(value: object) -> Mapping[str, str]:

@@ -22,10 +22,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from goaltrack import adapter
-from goaltrack.adapter import OPTIONS, current_visitor
-from goaltrack.config import raw_settings_from_env
+from goaltrack.adapter import current_visitor
 from goaltrack.flask.cli import goaltrack_cli, loading_for_goaltrack_command
-from goaltrack.flask.config import CONFIG_DEFAULTS, config_key
+from goaltrack.flask.config import CONFIG_DEFAULTS, VALUES_KEY, config_key, read_values
 from goaltrack.flask.signals import goal_delivered, goal_dropped, goal_failed, goal_tracked, signals
 from goaltrack.flask.tracking import (
     ADAPTER_KEY,
@@ -34,6 +33,7 @@ from goaltrack.flask.tracking import (
     connect_goal,
     track_goal,
 )
+from goaltrack.options import OPTIONS
 from goaltrack.startup import build_tracker
 from goaltrack.tracker import GoalTracker
 
@@ -90,21 +90,7 @@ class GoalTrack:
                 "goaltrack is already registered on this Flask app: call GoalTrack(app) or "
                 "init_app(app) once per app"
             )
-        # The config, then GoalTrack(**options), then the environment (whose variable names
-        # are the config keys).
-        values = {
-            name: value
-            for name, value in raw_settings_from_env().items()
-            if name not in self.options
-        }
-        values.update(self.options)
-        values.update(
-            {
-                name: app.config[config_key(name)]
-                for name in OPTIONS
-                if app.config.get(config_key(name)) is not None
-            }
-        )
+        values = read_values(app, self.options)
         for_command = loading_for_goaltrack_command()
         development = (app.debug or app.testing) and not for_command
         app_signals = signals.with_sender(app)
@@ -122,15 +108,9 @@ class GoalTrack:
             setup.tracker.close(0)
             raise setup.error
         settings = setup.settings
-        # Stored back, typed where it could be converted, so that reading the config later
-        # (``flask goaltrack check``) agrees with the tracker.
-        for name, default in OPTIONS.items():
-            app.config[config_key(name)] = values.get(name, default)
-        typed = {**settings.tracker_kwargs, **settings.hooks}
-        typed.update(
-            skip_bots=settings.skip_bots, flush_at_request_end=settings.flush_at_request_end
-        )
-        app.config.update({config_key(name): value for name, value in typed.items()})
+        # What was read, for ``flask goaltrack check`` to agree with the tracker; the app's
+        # config stays as the app set it.
+        app.extensions[VALUES_KEY] = values
         tracker = setup.tracker
         app.extensions[EXTENSION_KEY] = tracker
         app.extensions[ADAPTER_KEY] = adapter.Adapter(

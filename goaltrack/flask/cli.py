@@ -15,9 +15,8 @@ from flask import current_app
 from flask.cli import AppGroup, FlaskGroup
 
 from goaltrack import commands
-from goaltrack.adapter import OPTIONS
 from goaltrack.commands import CHECK_FLAGS, OUTBOX_FLAGS, SEND_FLAGS, CommandFailed, Flag
-from goaltrack.flask.config import config_key
+from goaltrack.flask.config import config_key, configured_values
 from goaltrack.startup import OPTION_PROBLEM, Configuration, read_configuration
 
 __all__ = ["goaltrack_cli", "loading_for_goaltrack_command"]
@@ -95,8 +94,8 @@ def loading_for_goaltrack_command() -> bool:
 
 
 def _configuration() -> Configuration:
-    """The app's GOALTRACK_* config as ``init_app`` stored it (the environment merged in)."""
-    values = {name: current_app.config.get(config_key(name)) for name in OPTIONS}
+    """The app's GOALTRACK_* config as ``init_app`` read it (the environment merged in)."""
+    values = configured_values(current_app)
     return read_configuration(values, label=config_key, environment=False)
 
 
@@ -153,6 +152,11 @@ def send_command(
     )
 
 
+def _configured_outbox() -> str | None:
+    outbox = configured_values(current_app).get("outbox")
+    return None if outbox is None else str(outbox)
+
+
 @goaltrack_cli.command("outbox")
 @_flags(OUTBOX_FLAGS)
 def outbox_command(
@@ -162,7 +166,7 @@ def outbox_command(
     _run(
         lambda: commands.outbox(
             action,
-            path or current_app.config.get("GOALTRACK_OUTBOX"),
+            path or _configured_outbox(),
             ids=ids,
             limit=limit,
             waiting=waiting,
