@@ -168,10 +168,8 @@ def _read_each(
             continue
         tracker_kwargs.update(one.tracker_kwargs)
         hooks.update(one.hooks)
-        if name == "skip_bots":
-            adapter_values["skip_bots"] = one.skip_bots
-        elif name == "flush_at_request_end":
-            adapter_values["flush_at_request_end"] = one.flush_at_request_end
+        if name in names("adapter"):
+            adapter_values[name] = getattr(one, name)
     return AdapterSettings(tracker_kwargs, hooks, **adapter_values)
 
 
