@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, fields
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, ParamSpec
 
 from goaltrack.config import configuration_problems
 from goaltrack.cookies import Visitor
@@ -61,6 +61,7 @@ __all__ = ["GoalTracker", "TrackerOptions", "configure", "flush", "get_tracker",
 logger = logging.getLogger("goaltrack")
 
 _TRACKER_OPTION_NAMES = names("tracker")
+P = ParamSpec("P")
 
 _MAPPING_RULE = "metadata is a flat object"
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -654,6 +655,28 @@ _process_tracker: GoalTracker | None = None
 _process_tracker_lock = threading.Lock()
 
 
+def _arguments_of_goaltracker(*first: inspect.Parameter) -> inspect.Signature:
+    """GoalTracker's signature, for the functions that take its arguments through ``**``."""
+    signature = inspect.signature(GoalTracker)
+    return signature.replace(
+        parameters=[*first, *signature.parameters.values()], return_annotation="GoalTracker"
+    )
+
+
+def _with_arguments_of(
+    cls: Callable[P, GoalTracker],
+) -> Callable[[Callable[..., GoalTracker]], Callable[P, GoalTracker]]:
+    """Type a function taking *cls*'s arguments through ``**`` as taking them by name (for type
+    checkers), and show them (for ``help()`` and completion)."""
+
+    def typed(func: Callable[..., GoalTracker]) -> Callable[P, GoalTracker]:
+        func.__signature__ = _arguments_of_goaltracker()  # type: ignore[attr-defined]
+        return func
+
+    return typed
+
+
+@_with_arguments_of(GoalTracker)
 def configure(api_key: str | None = None, **kwargs: Any) -> GoalTracker:
     """Set up the process-wide tracker from arguments, falling back to the environment.
 
@@ -667,16 +690,7 @@ def configure(api_key: str | None = None, **kwargs: Any) -> GoalTracker:
     return use_as_process_tracker(GoalTracker(**settings))
 
 
-def _arguments_of_goaltracker(*first: inspect.Parameter) -> inspect.Signature:
-    """GoalTracker's signature, for the functions that take its arguments through ``**``."""
-    signature = inspect.signature(GoalTracker)
-    return signature.replace(
-        parameters=[*first, *signature.parameters.values()], return_annotation="GoalTracker"
-    )
-
-
 # What help(), IDEs and completion show: every option by name, as GoalTracker takes them.
-configure.__signature__ = _arguments_of_goaltracker()  # type: ignore[attr-defined]
 GoalTracker.from_env.__func__.__signature__ = _arguments_of_goaltracker(  # type: ignore[attr-defined]
     inspect.Parameter("cls", inspect.Parameter.POSITIONAL_ONLY)
 )
