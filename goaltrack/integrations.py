@@ -6,16 +6,9 @@ Kept so that imports written against it keep working; new code imports from
 
 from __future__ import annotations
 
-from goaltrack.adapter import (
-    MetadataArg,
-    VisitorSource,
-    bind_visitor,
-    current_visitor,
-    is_bot,
-    is_success,
-    precheck_goal_name,
-    unbind_visitor,
-)
+from goaltrack.bots import is_bot
+from goaltrack.context import VisitorSource, bind_visitor, current_visitor, unbind_visitor
+from goaltrack.decorator import MetadataArg, is_success, precheck_goal_name
 
 __all__ = [
     "MetadataArg",

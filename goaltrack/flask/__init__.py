@@ -22,8 +22,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from goaltrack import adapter
-from goaltrack.adapter import OPTIONS, current_visitor
+from goaltrack.adapter import OPTIONS
 from goaltrack.config import raw_settings_from_env
+from goaltrack.context import current_visitor
 from goaltrack.flask.cli import goaltrack_cli, loading_for_goaltrack_command
 from goaltrack.flask.config import CONFIG_DEFAULTS, config_key
 from goaltrack.flask.signals import goal_delivered, goal_dropped, goal_failed, goal_tracked, signals
