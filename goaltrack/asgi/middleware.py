@@ -321,7 +321,7 @@ class GoalTrackMiddleware:
             logger.exception("goaltrack: flushing goals at shutdown failed")
             return
         if not flushed:
-            # The exit report (transports.base.report_exit) says what became of them, in the same
+            # The exit report (goaltrack.process.report_exit) says what became of them, in the same
             # words for every adapter and server: no second sentence here.
             logger.debug(
                 "goaltrack: %d goal(s) still pending after %g s at lifespan shutdown",
