@@ -1,7 +1,8 @@
-"""The names this module had before the adapter contract moved to :mod:`goaltrack.adapter`.
+"""The names this module had before the adapter contract moved into the core's modules.
 
 Kept so that imports written against it keep working; new code imports from
-:mod:`goaltrack.adapter` (or from its adapter: ``goaltrack.django.current_visitor``, ...).
+:mod:`goaltrack.context`, :mod:`goaltrack.bots` and :mod:`goaltrack.decorator` (or from its
+adapter: ``goaltrack.django.current_visitor``, ...).
 """
 
 from __future__ import annotations
