@@ -106,16 +106,14 @@ class Goal:
         ``require_visitor=False`` checks everything but the presence of a visitor id: for
         callers that want bad names caught even when there is no visitor to send the goal for.
         """
-        return create_goal(
+        return cls(
             provider,
-            name,
-            visitor_id,
-            session_id,
-            metadata,
-            description,
-            timezone,
-            truncate_metadata,
-            require_visitor,
+            _check_name(provider, name),
+            _check_visitor_id(provider, visitor_id, require_visitor),
+            None if session_id is None else _check_session_id(provider, session_id),
+            _check_metadata(metadata, truncate_metadata) if metadata else None,
+            None if description is None else _check_description(provider, description),
+            None if timezone is None else _check_timezone(provider, timezone),
         )
 
     def replace(self, **changes: Any) -> Goal:
@@ -144,29 +142,6 @@ class Goal:
             f"Goal(provider={self.provider.name!r}, name={self.name!r}, "
             f"visitor_id={self.visitor_id!r}, metadata={dict(self.metadata or {})!r})"
         )
-
-
-def create_goal(
-    provider: Provider,
-    name: str,
-    visitor_id: str | None,
-    session_id: str | None,
-    metadata: Mapping[str, MetadataValue] | None,
-    description: str | None,
-    timezone: str | None,
-    truncate_metadata: bool,
-    require_visitor: bool,
-) -> Goal:
-    """:meth:`Goal.create` with positional arguments, for the request path (no keyword mapping)."""
-    return Goal(
-        provider,
-        _check_name(provider, name),
-        _check_visitor_id(provider, visitor_id, require_visitor),
-        None if session_id is None else _check_session_id(provider, session_id),
-        _check_metadata(metadata, truncate_metadata) if metadata else None,
-        None if description is None else _check_description(provider, description),
-        None if timezone is None else _check_timezone(provider, timezone),
-    )
 
 
 def _check_name(provider: Provider, name: object) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import math
-import os
 import select
 import socket
 import ssl
@@ -32,6 +31,8 @@ import urllib.request
 from collections.abc import Mapping
 from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
+
+from goaltrack.process import at_fork
 
 __all__ = ["MAX_RESPONSE_BYTES", "HttpClient", "HttpError", "HttpPoster", "HttpResponse"]
 
@@ -375,7 +376,7 @@ def _forget_watchdog_after_fork() -> None:
     _watchdog_lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_forget_watchdog_after_fork)
+at_fork(after_in_child=_forget_watchdog_after_fork)
 
 
 def _socket(connection: http.client.HTTPConnection) -> socket.socket:

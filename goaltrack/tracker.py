@@ -26,7 +26,7 @@ from typing import Any, ParamSpec
 from goaltrack.config import configuration_problems
 from goaltrack.cookies import Visitor
 from goaltrack.delivery import Endpoint, InvalidConfiguration, RetryPolicy, probe
-from goaltrack.goals import Goal, InvalidGoal, MetadataValue, create_goal, overlong_keys
+from goaltrack.goals import Goal, InvalidGoal, MetadataValue, overlong_keys
 from goaltrack.http_client import HttpClient, HttpPoster
 from goaltrack.httpx_client import HttpxPoster, is_httpx_client
 from goaltrack.options import (
@@ -458,16 +458,16 @@ class GoalTracker:
         (counted as ``invalid``, logged at ERROR). *context* prefixes the problem in the log.
         """
         try:
-            return create_goal(
+            return Goal.create(
                 self.provider,
                 name,
-                visitor_id,
-                session_id,
-                metadata,
-                description,
-                timezone,
-                self.options.truncate_metadata,
-                require_visitor,
+                visitor_id=visitor_id,
+                session_id=session_id,
+                metadata=metadata,
+                description=description,
+                timezone=timezone,
+                truncate_metadata=self.options.truncate_metadata,
+                require_visitor=require_visitor,
             )
         except InvalidGoal as exc:
             if self.strict:
@@ -479,16 +479,16 @@ class GoalTracker:
             problem = exc
         if problem.repairable and isinstance(metadata, Mapping):
             try:
-                goal = create_goal(
+                goal = Goal.create(
                     self.provider,
                     name,
-                    visitor_id,
-                    session_id,
-                    metadata,
-                    description,
-                    timezone,
-                    True,
-                    require_visitor,
+                    visitor_id=visitor_id,
+                    session_id=session_id,
+                    metadata=metadata,
+                    description=description,
+                    timezone=timezone,
+                    truncate_metadata=True,
+                    require_visitor=require_visitor,
                 )
             except InvalidGoal as again:
                 problem = again

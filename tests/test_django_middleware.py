@@ -227,16 +227,16 @@ def test_flowsery_cookies(api: FakeAPIServer, settings: Any) -> None:
 def test_cookies_are_read_only_when_the_visitor_is_asked_for(
     visitor_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from goaltrack import adapter
+    from goaltrack import context
 
     reads: list[object] = []
-    real = adapter.visitor_from_cookies
+    real = context.visitor_from_cookies
 
     def counting(cookies: Any, provider: Any) -> Visitor | None:
         reads.append(cookies)
         return real(cookies, provider)
 
-    monkeypatch.setattr(adapter, "visitor_from_cookies", counting)
+    monkeypatch.setattr(context, "visitor_from_cookies", counting)
     request = RequestFactory().get(
         "/", HTTP_USER_AGENT=BROWSER_UA, HTTP_COOKIE=f"datafast_visitor_id={visitor_id}"
     )

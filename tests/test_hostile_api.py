@@ -18,13 +18,12 @@ from email.utils import format_datetime
 
 import pytest
 
-from goaltrack import GoalTracker, InvalidConfiguration
+from goaltrack import GoalTracker, InvalidConfiguration, process
 from goaltrack.delivery import Endpoint, check_api_url, is_loopback, parse_retry_after, probe
 from goaltrack.http_client import HttpClient
 from goaltrack.providers import get_provider
 from goaltrack.testing.fake_api.faults import check_faults
 from goaltrack.testing.server import FakeAPIServer
-from goaltrack.transports import background
 from tests.hostile_server import VISITOR, HostileAPI, Seen, error
 
 KEY = "df_hostile_api_key_0123456789"
@@ -217,12 +216,12 @@ def test_flush_from_a_hook_returns_false_at_once_instead_of_deadlocking(
 def test_many_live_trackers_are_warned_about_once(
     api: HostileAPI, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(background, "_warned_many", False)
-    monkeypatch.setattr(background, "_live", type(background._live)())
+    monkeypatch.setattr(process, "_warned_many", False)
+    monkeypatch.setattr(process, "_live", type(process._live)())
     trackers = []
     try:
         with caplog.at_level(logging.WARNING, logger="goaltrack"):
-            for _ in range(background.MANY_TRACKERS + 4):
+            for _ in range(process.MANY_TRACKERS + 4):
                 trackers.append(make(api))
                 trackers[-1].track("signup", visitor_id=VISITOR, metadata={"n": "0"})
     finally:
@@ -230,7 +229,7 @@ def test_many_live_trackers_are_warned_about_once(
             tracker.close(5)
     warnings = [r for r in caplog.records if "trackers are alive" in r.getMessage()]
     assert len(warnings) == 1
-    assert f"{background.MANY_TRACKERS + 1} trackers" in warnings[0].getMessage()
+    assert f"{process.MANY_TRACKERS + 1} trackers" in warnings[0].getMessage()
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,7 @@ def test_a_source_is_asked_only_when_the_visitor_is_wanted() -> None:
 
 
 def test_bot_check_caches_ordinary_user_agents_but_not_giant_ones() -> None:
-    from goaltrack.adapter import _is_bot_user_agent, is_bot
+    from goaltrack.bots import _is_bot_user_agent, is_bot
 
     _is_bot_user_agent.cache_clear()
     browser = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"
@@ -66,7 +66,7 @@ def test_bot_check_caches_ordinary_user_agents_but_not_giant_ones() -> None:
 
 
 def test_raw_header_bytes_share_the_one_bounded_bot_cache() -> None:
-    from goaltrack.adapter import _is_bot_user_agent, is_bot
+    from goaltrack.bots import _is_bot_user_agent, is_bot
 
     _is_bot_user_agent.cache_clear()
     assert is_bot(b"Mozilla/5.0 (compatible; Googlebot/2.1)") is True

@@ -1,12 +1,12 @@
 """The ASGI adapter: one pure ASGI middleware for Starlette, FastAPI and any other ASGI app.
 
-This package is ASGI's glue to the core's contract (:mod:`goaltrack.adapter`):
-:class:`GoalTrackMiddleware` (``middleware``: the visitor from the raw ``Cookie`` header once per
-HTTP request, the flush at request end and at lifespan shutdown), :func:`track_goal` (a call on a
-request or scope, or an endpoint decorator) and :func:`connect_goal` (``tracking``), and the
+This package is ASGI's glue to the core (:mod:`goaltrack.adapter`, :mod:`goaltrack.context`,
+:mod:`goaltrack.decorator`): :class:`GoalTrackMiddleware` (``middleware``: the visitor from the
+raw ``Cookie`` header once per HTTP request, the flush at request end and at lifespan shutdown),
+:func:`track_goal` (a call on a request or scope, or an endpoint decorator), :func:`connect_goal`
+and FastAPI's dependency ``GoalTrackerDep`` / :func:`goal_tracker` (``tracking``), and the
 blinker signals ``goal_tracked`` / ``goal_delivered`` / ``goal_failed`` / ``goal_dropped``
-(``signals``). FastAPI's own part (the dependency, its status rules) is :mod:`goaltrack.fastapi`;
-``GoalTrackerDep`` is importable from here too.
+(``signals``). :mod:`goaltrack.fastapi` imports from here, never the reverse.
 
 Nothing here needs Starlette: the middleware speaks plain ASGI, and ``track_goal`` takes anything
 with a ``.scope`` (a Starlette/FastAPI ``Request``) or a raw scope.
@@ -31,7 +31,6 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("goaltrack.asgi needs blinker: pip install 'goaltrack[asgi]'") from exc
 
-from goaltrack.adapter import current_goals, current_visitor
 from goaltrack.asgi.middleware import GoalTrackMiddleware, RequestGoals
 from goaltrack.asgi.signals import (
     goal_delivered,
@@ -40,11 +39,11 @@ from goaltrack.asgi.signals import (
     goal_tracked,
     signal_hooks,
 )
-from goaltrack.asgi.tracking import connect_goal, track_goal
-from goaltrack.fastapi import goal_tracker
+from goaltrack.asgi.tracking import connect_goal, goal_tracker, track_goal
+from goaltrack.context import current_goals, current_visitor
 
 if TYPE_CHECKING:
-    from goaltrack.fastapi import GoalTrackerDep
+    from goaltrack.asgi.tracking import GoalTrackerDep
 
 __all__ = [
     "GoalTrackMiddleware",
@@ -64,8 +63,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name == "GoalTrackerDep":  # needs FastAPI: built on first use, in goaltrack.fastapi
-        from goaltrack import fastapi
+    if name == "GoalTrackerDep":  # needs FastAPI: built on first use
+        from goaltrack.asgi import tracking
 
-        return fastapi.GoalTrackerDep
+        return tracking.GoalTrackerDep
     raise AttributeError(f"module 'goaltrack.asgi' has no attribute {name!r}")

@@ -2,7 +2,7 @@
 
 It reads the visitor from the raw ``Cookie`` header once per HTTP request (and whether the
 User-Agent is a known bot), publishes it in ``scope["state"]["goaltrack_visitor"]``, binds the
-request's :class:`RequestGoals` for :func:`goaltrack.adapter.current_visitor`, and flushes at
+request's :class:`RequestGoals` for :func:`goaltrack.context.current_visitor`, and flushes at
 the end of a request that tracked goals (``flush_at_request_end``) and at lifespan shutdown.
 Its tracker is built by :func:`goaltrack.startup.build_tracker`: nothing here raises for a
 configuration, and nothing depends on the lifespan having run.
@@ -15,9 +15,11 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
-from goaltrack import adapter
-from goaltrack.adapter import Adapter, _current_visitor, is_bot
+from goaltrack import context
+from goaltrack.adapter import Adapter
 from goaltrack.asgi.signals import signals
+from goaltrack.bots import request_is_bot
+from goaltrack.context import bind_visitor, unbind_visitor
 from goaltrack.cookies import HeaderReader, Visitor, header_reader
 from goaltrack.delivery import InvalidConfiguration
 from goaltrack.options import parse_bool
@@ -50,7 +52,7 @@ STATE_KEY = "goaltrack_visitor"
 # ---- the request's goals ---------------------------------------------------------------------
 
 
-class RequestGoals(adapter.RequestGoals):
+class RequestGoals(context.RequestGoals):
     """One HTTP request's goals: what ``GoalTrackerDep`` hands an endpoint.
 
     ``track`` never waits for the network; it raises :class:`goaltrack.InvalidGoal` for a goal
@@ -68,9 +70,8 @@ class RequestGoals(adapter.RequestGoals):
         visitor: Visitor | None,
         bot: bool,
     ) -> None:
-        adapter.RequestGoals.__init__(self, request_adapter, provider)
-        self._visitor = visitor  # read already: the scope's state shows the visitor
-        self._is_bot = bot
+        context.RequestGoals.__init__(self, request_adapter, provider)
+        self.read_already(visitor, bot)  # the scope's state shows the visitor
         self.scope: Scope | None = scope
 
     @property
@@ -82,7 +83,7 @@ class RequestGoals(adapter.RequestGoals):
         return "" if scope is None else str(scope.get("path", ""))
 
 
-def request_goals(request_or_scope: Any) -> adapter.RequestGoals:
+def request_goals(request_or_scope: Any) -> context.RequestGoals:
     scope = getattr(request_or_scope, "scope", request_or_scope)
     goals = scope.get(SCOPE_KEY) if isinstance(scope, Mapping) else None
     if goals is None:
@@ -210,13 +211,7 @@ class GoalTrackMiddleware:
                 reader = self._reader = header_reader(provider)
             # Encoded cookie names, id checks on the matched values only: no header decoding.
             visitor = reader.visitor(cookie)
-        # Without a visitor a provider that needs one gets nothing anyway: no need to ask.
-        bot = (
-            self.skip_bots
-            and user_agent is not None
-            and (visitor is not None or not provider.visitor_required)
-            and is_bot(user_agent)
-        )
+        bot = request_is_bot(user_agent, visitor, provider, skip_bots=self.skip_bots)
         if bot:
             visitor = None
         goals = RequestGoals(self.adapter, provider, scope, visitor, bot)
@@ -226,15 +221,14 @@ class GoalTrackMiddleware:
             state = scope["state"] = {}
         state[STATE_KEY] = visitor
 
-        # The ContextVar itself, not bind_visitor() / unbind_visitor(): one call less each.
-        token = _current_visitor.set(goals)
+        token = bind_visitor(goals)
         try:
             if self._flush_at_request_end is None:
                 await self.app(scope, receive, send)
             else:
                 await self._call_then_flush(goals, scope, receive, send)
         finally:
-            _current_visitor.reset(token)
+            unbind_visitor(token)
             # scope -> goals -> scope is a cycle: break it so the request is freed at once,
             # not by the garbage collector.
             goals.scope = None
@@ -329,7 +323,7 @@ class GoalTrackMiddleware:
             logger.exception("goaltrack: flushing goals at shutdown failed")
             return
         if not flushed:
-            # The exit report (transports.base.report_exit) says what became of them, in the same
+            # The exit report (goaltrack.process.report_exit) says what became of them, in the same
             # words for every adapter and server: no second sentence here.
             logger.debug(
                 "goaltrack: %d goal(s) still pending after %g s at lifespan shutdown",

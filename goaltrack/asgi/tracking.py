@@ -1,7 +1,11 @@
-"""``track_goal`` (a call on a request or scope, or an endpoint decorator) and ``connect_goal``.
+"""How ASGI endpoints track goals: ``track_goal`` (a call on a request or scope, or an endpoint
+decorator), ``connect_goal``, and FastAPI's dependency.
 
-The rules are the core's (:mod:`goaltrack.adapter`); an endpoint's status for plain data is
-FastAPI's rule (:func:`goaltrack.fastapi.endpoint_status`).
+The rules are the core's (:mod:`goaltrack.decorator`, :mod:`goaltrack.context`); this module says
+what an endpoint answered (:func:`endpoint_status`: its response's status, or for plain data the
+status FastAPI will send) and hands FastAPI endpoints their request's goals
+(:func:`goal_tracker`, ``GoalTrackerDep``: built on first use, the only place FastAPI is
+imported). :mod:`goaltrack.fastapi` re-exports what FastAPI apps use.
 """
 
 from __future__ import annotations
@@ -9,27 +13,29 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
-from collections.abc import Callable, Collection
-from typing import Any, TypeVar, overload
+from collections.abc import Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from blinker import ANY, Signal
 
-from goaltrack import adapter
-from goaltrack.adapter import (
+from goaltrack import context
+from goaltrack.asgi.middleware import RequestGoals, request_goals
+from goaltrack.asgi.signals import process_adapter
+from goaltrack.context import Metadata, current_goals, goals_outside_a_request
+from goaltrack.decorator import (
     BLINKER_SIGNAL_ARGUMENTS,
     GoalSpec,
-    Metadata,
     MetadataArg,
-    current_goals,
-    goals_outside_a_request,
     signal_arguments,
     view_arguments,
 )
-from goaltrack.asgi.middleware import RequestGoals, request_goals
-from goaltrack.asgi.signals import process_adapter
-from goaltrack.fastapi import endpoint_status
 
-__all__ = ["connect_goal", "track_goal"]
+if TYPE_CHECKING:
+    from typing import Annotated
+
+    from fastapi import Depends
+
+__all__ = ["GoalTrackerDep", "connect_goal", "endpoint_status", "goal_tracker", "track_goal"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -179,5 +185,58 @@ def connect_goal(
     return receiver
 
 
-def _goals_for_signal(sender: object, kwargs: Any) -> adapter.RequestGoals:
+def _goals_for_signal(sender: object, kwargs: Any) -> context.RequestGoals:
     return current_goals() or goals_outside_a_request(process_adapter)
+
+
+# ---- what an endpoint answered, and FastAPI's dependency ----------------------------------------
+
+
+def endpoint_status(result: Any, kwargs: Mapping[str, Any], scope: Mapping[str, Any] | None) -> int:
+    """The status an endpoint answers with: its response's, else what FastAPI will send for data."""
+    status = getattr(result, "status_code", None)
+    if isinstance(status, int):
+        return status
+    # A FastAPI endpoint returning data may have set the status on its `response: Response`.
+    responses = sys.modules.get("starlette.responses")
+    if responses is not None:
+        for value in kwargs.values():
+            if isinstance(value, responses.Response) and isinstance(value.status_code, int):
+                return value.status_code
+    route = scope.get("route") if scope is not None else None
+    route_status = getattr(route, "status_code", None)
+    return route_status if isinstance(route_status, int) else 200
+
+
+async def goal_tracker() -> context.RequestGoals:
+    """FastAPI dependency: ``goals: RequestGoals = Depends(goal_tracker)`` or ``GoalTrackerDep``.
+
+    Async on purpose: FastAPI runs sync dependencies in its thread pool.
+    """
+    goals = current_goals()
+    if goals is None:
+        raise RuntimeError(
+            "goaltrack: goal_tracker needs GoalTrackMiddleware: "
+            "app.add_middleware(GoalTrackMiddleware, ...)"
+        )
+    return goals
+
+
+if TYPE_CHECKING:
+    GoalTrackerDep = Annotated[context.RequestGoals, Depends(goal_tracker)]
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name == "GoalTrackerDep":  # needs FastAPI: built on first use
+            try:
+                from fastapi import Depends
+            except ImportError as exc:
+                raise ImportError(
+                    "goaltrack's GoalTrackerDep needs FastAPI: pip install fastapi"
+                ) from exc
+            from typing import Annotated
+
+            dependency = Annotated[context.RequestGoals, Depends(goal_tracker)]
+            globals()[name] = dependency
+            return dependency
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

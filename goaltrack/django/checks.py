@@ -20,7 +20,7 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 
-from goaltrack.adapter import precheck_goal_name
+from goaltrack.decorator import precheck_goal_name
 from goaltrack.django import wiring
 from goaltrack.django.conf import goaltrack_settings
 from goaltrack.django.wiring import AUTH_SIGNAL_NAMES

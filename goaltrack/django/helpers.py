@@ -4,10 +4,12 @@
 answered a POST, PUT, PATCH or DELETE (or ``methods=``) with a status below 400, if ``when``
 agrees. ``connect_goal(signal, name)`` turns any Django signal into a goal, its callables taking
 the signal's arguments by name (checked against Django's own signals' arguments). The rules are
-the core's (:mod:`goaltrack.adapter`); this module is Django's glue: the request's state on
-``request.goaltrack``, class-based and async views, ``on_commit``, and the frameworks built on
-Django views: Django REST framework's ``Request`` (which wraps Django's) and django-ninja's
-operations (which return data, or ``(status, data)``, instead of a response).
+the core's (:mod:`goaltrack.context`, :mod:`goaltrack.decorator`); this module is Django's glue:
+the request's state on ``request.goaltrack``, class-based and async views, ``on_commit`` (the
+adapter's :meth:`~goaltrack.adapter.Adapter.at_commit`: the core's track steps send the goal from
+``transaction.on_commit``), and the frameworks built on Django views: Django REST framework's
+``Request`` (which wraps Django's) and django-ninja's operations (which return data, or
+``(status, data)``, instead of a response).
 """
 
 from __future__ import annotations
@@ -25,20 +27,17 @@ from django.db import transaction
 from django.dispatch import Signal
 from django.http import HttpRequest
 
-from goaltrack import adapter
-from goaltrack.adapter import (
+from goaltrack import adapter, context
+from goaltrack.context import Metadata, current_goals, current_visitor, goals_outside_a_request
+from goaltrack.decorator import (
+    DJANGO_SIGNAL_ARGUMENTS,
     GoalSpec,
-    Metadata,
     MetadataArg,
-    current_goals,
-    current_visitor,
-    log_untracked,
     signal_arguments,
     view_arguments,
 )
 from goaltrack.django.conf import goaltrack_settings
 from goaltrack.django.signals import signals
-from goaltrack.goals import Goal
 from goaltrack.providers import Provider
 from goaltrack.tracker import get_tracker
 
@@ -75,11 +74,16 @@ class _DjangoAdapter(adapter.Adapter):
     def flush_at_request_end(self) -> float | None:
         return goaltrack_settings.flush_at_request_end
 
+    def at_commit(self, on_commit: bool | None) -> adapter.AtCommit | None:
+        """``transaction.on_commit`` when *on_commit* (None: the ``ON_COMMIT`` setting) says so."""
+        defer = goaltrack_settings.on_commit if on_commit is None else on_commit
+        return transaction.on_commit if defer else None
+
 
 django_adapter = _DjangoAdapter()
 
 
-class RequestGoals(adapter.RequestGoals):
+class RequestGoals(context.RequestGoals):
     """What goaltrack knows about one request, available as ``request.goaltrack``.
 
     Built once per request (by the middleware, or by the first ``track_goal`` call); the cookies
@@ -92,21 +96,12 @@ class RequestGoals(adapter.RequestGoals):
         meta = request.META
         # Cookies Django has parsed already are cheaper to read than the raw header.
         cookies = request.__dict__.get("COOKIES") or meta.get("HTTP_COOKIE")
-        adapter.RequestGoals.__init__(
+        context.RequestGoals.__init__(
             self, django_adapter, provider, cookies, meta.get("HTTP_USER_AGENT")
         )
         # Weak: a strong reference would make a cycle with the request, left to the garbage
         # collector on every request.
         self._request: Callable[[], HttpRequest | None] = weakref.ref(request)
-
-    @classmethod
-    def outside_a_request(cls, provider: Provider) -> RequestGoals:
-        """For code without a request (a signal from a job): the bound visitor's goals."""
-        goals = cls.__new__(cls)
-        adapter.RequestGoals.__init__(goals, django_adapter, provider)
-        goals.read_already(current_visitor(), False)
-        goals._request = _no_request
-        return goals
 
     @property
     def request(self) -> HttpRequest | None:
@@ -125,35 +120,9 @@ class RequestGoals(adapter.RequestGoals):
         timezone: str | None = None,
         on_commit: bool | None = None,
     ) -> bool:
-        """``track_goal(request, ...)`` for this request; ``on_commit`` as there."""
-        defer = goaltrack_settings.on_commit if on_commit is None else on_commit
-        if not defer:
-            return super().track(name, metadata, description=description, timezone=timezone)
-        # Validated now, so that a strict tracker raises InvalidGoal here, whatever happens later.
-        goal = self.prepare(name, metadata, description, timezone)
-        if goal is None:
-            return False
-        transaction.on_commit(functools.partial(self._send_at_commit, goal, name, metadata))
-        return True
-
-    def _send_at_commit(self, goal: Goal, name: str, metadata: Metadata | None) -> None:
-        try:
-            self.send(goal, name, metadata)
-        except Exception:  # the commit has happened: nothing must raise into its caller
-            log_untracked(name, "a transaction's commit", self.describe())
-
-    def track_spec(self, spec: GoalSpec, metadata: Metadata | None) -> None:
-        self.track(
-            spec.name,
-            metadata,
-            description=spec.description,
-            timezone=spec.timezone,
-            on_commit=spec.on_commit,
-        )
-
-
-def _no_request() -> None:
-    return None
+        """``track_goal(request, ...)`` for this request; ``on_commit`` as there (validated now,
+        so that a strict tracker raises InvalidGoal here, whatever happens at the commit)."""
+        return self.track_steps(name, metadata, description, timezone, on_commit)
 
 
 def request_goals(request: HttpRequest, provider: Provider | None = None) -> RequestGoals:
@@ -277,8 +246,8 @@ def _goal_decorator(spec: GoalSpec) -> Callable[[ViewT], ViewT]:
 
     def must_leave_event_loop() -> bool:
         # A sync tracker delivers inline, and on_commit needs the database: both block.
-        defer = goaltrack_settings.on_commit if spec.on_commit is None else spec.on_commit
-        return defer or get_tracker().mode == "sync"
+        deferred = django_adapter.at_commit(spec.on_commit) is not None
+        return deferred or get_tracker().mode == "sync"
 
     async def track_response_async(
         spec: GoalSpec, args: tuple[Any, ...], kwargs: dict[str, Any], response: object
@@ -431,40 +400,8 @@ def connect_goal(
     return receiver
 
 
-#: The arguments of Django's own signals (Django signals no longer declare theirs).
-DJANGO_SIGNAL_ARGUMENTS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("django.contrib.auth.signals", "user_logged_in"): ("request", "user"),
-    ("django.contrib.auth.signals", "user_logged_out"): ("request", "user"),
-    ("django.contrib.auth.signals", "user_login_failed"): ("credentials", "request"),
-    ("django.db.models.signals", "pre_init"): ("args", "kwargs"),
-    ("django.db.models.signals", "post_init"): ("instance",),
-    ("django.db.models.signals", "pre_save"): ("instance", "raw", "using", "update_fields"),
-    ("django.db.models.signals", "post_save"): (
-        "instance",
-        "created",
-        "raw",
-        "using",
-        "update_fields",
-    ),
-    ("django.db.models.signals", "pre_delete"): ("instance", "using", "origin"),
-    ("django.db.models.signals", "post_delete"): ("instance", "using", "origin"),
-    ("django.db.models.signals", "m2m_changed"): (
-        "action",
-        "instance",
-        "reverse",
-        "model",
-        "pk_set",
-        "using",
-    ),
-    ("django.db.models.signals", "class_prepared"): (),
-    ("django.core.signals", "request_started"): ("environ", "scope"),
-    ("django.core.signals", "request_finished"): (),
-    ("django.core.signals", "got_request_exception"): ("request",),
-}
-
-
-def _goals_for_signal(sender: object, kwargs: Any) -> adapter.RequestGoals:
+def _goals_for_signal(sender: object, kwargs: Any) -> context.RequestGoals:
     request = kwargs.get("request")
     if isinstance(request, HttpRequest):
         return request_goals(request)
-    return current_goals() or RequestGoals.outside_a_request(get_tracker().provider)
+    return current_goals() or goals_outside_a_request(django_adapter)

@@ -18,7 +18,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import FileResponse, HttpRequest, HttpResponseBase, StreamingHttpResponse
 
-from goaltrack.adapter import bind_visitor, unbind_visitor
+from goaltrack.context import bind_visitor, unbind_visitor
 from goaltrack.cookies import Visitor
 from goaltrack.django.conf import goaltrack_settings
 from goaltrack.django.helpers import REQUEST_ATTRIBUTE, RequestGoals, django_adapter

@@ -22,7 +22,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from goaltrack import adapter
-from goaltrack.adapter import current_visitor
+from goaltrack.context import current_visitor
 from goaltrack.flask.cli import goaltrack_cli, loading_for_goaltrack_command
 from goaltrack.flask.config import CONFIG_DEFAULTS, VALUES_KEY, config_key, read_values
 from goaltrack.flask.signals import goal_delivered, goal_dropped, goal_failed, goal_tracked, signals

@@ -1,9 +1,9 @@
 """Tracking from Flask views: the request's goals, ``track_goal``, ``connect_goal``.
 
-The rules are the core's (:mod:`goaltrack.adapter`); this module is Flask's glue: the app's
-adapter in ``app.extensions``, each request's goals in ``request.environ["goaltrack"]`` (bound for
-:func:`goaltrack.adapter.current_visitor` by a WSGI middleware), and the decorator above or below
-``@app.route``.
+The rules are the core's (:mod:`goaltrack.context`, :mod:`goaltrack.decorator`); this module is
+Flask's glue: the app's adapter in ``app.extensions``, each request's goals in
+``request.environ["goaltrack"]`` (bound for :func:`goaltrack.context.current_visitor` by a WSGI
+middleware), and the decorator above or below ``@app.route``.
 """
 
 from __future__ import annotations
@@ -19,16 +19,13 @@ from flask import Flask, current_app, has_app_context, has_request_context
 from flask import request as current_request
 from flask.wrappers import Request, Response
 
-from goaltrack import adapter
-from goaltrack.adapter import (
+from goaltrack import adapter, context
+from goaltrack.context import Metadata, bind_visitor, goals_outside_a_request, unbind_visitor
+from goaltrack.decorator import (
     BLINKER_SIGNAL_ARGUMENTS,
     GoalSpec,
-    Metadata,
     MetadataArg,
-    bind_visitor,
-    goals_outside_a_request,
     signal_arguments,
-    unbind_visitor,
     view_arguments,
 )
 from goaltrack.providers import Provider
@@ -47,7 +44,7 @@ __all__ = [
 
 #: The app's :class:`~goaltrack.adapter.Adapter` (its tracker, options and signals).
 ADAPTER_KEY = "goaltrack.adapter"
-#: Where a request's :class:`~goaltrack.adapter.RequestGoals` lives: ``request.environ[...]``.
+#: Where a request's :class:`~goaltrack.context.RequestGoals` lives: ``request.environ[...]``.
 ENVIRON_KEY = "goaltrack"
 
 ViewFunc = TypeVar("ViewFunc", bound=Callable[..., Any])
@@ -73,7 +70,7 @@ def adapter_of(app: Flask | None = None) -> adapter.Adapter:
 # -- the state of each request ----------------------------------------------------------------
 
 
-class _RequestGoals(adapter.RequestGoals):
+class _RequestGoals(context.RequestGoals):
     """A Flask request's goals; its ``request`` is the current Flask request."""
 
     __slots__ = ()
@@ -88,7 +85,7 @@ class _RequestGoals(adapter.RequestGoals):
         return current_request.path if has_request_context() else ""
 
 
-def _goals_of(request: Request) -> adapter.RequestGoals:
+def _goals_of(request: Request) -> context.RequestGoals:
     """*request*'s goals: as the middleware left them, else made now (and kept)."""
     environ = request.environ
     goals = environ.get(ENVIRON_KEY)
@@ -100,7 +97,7 @@ def _goals_of(request: Request) -> adapter.RequestGoals:
             environ.get("HTTP_COOKIE"),
             environ.get("HTTP_USER_AGENT"),
         )
-    return cast(adapter.RequestGoals, goals)
+    return cast(context.RequestGoals, goals)
 
 
 class VisitorMiddleware:
@@ -329,7 +326,7 @@ def connect_goal(
     return receiver
 
 
-def _goals_for_signal(sender: object, kwargs: Any) -> adapter.RequestGoals | None:
+def _goals_for_signal(sender: object, kwargs: Any) -> context.RequestGoals | None:
     if has_request_context() and ADAPTER_KEY in current_app.extensions:
         return _goals_of(cast(Request, current_request._get_current_object()))  # type: ignore[attr-defined]
     if has_app_context():

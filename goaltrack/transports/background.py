@@ -26,7 +26,6 @@ import logging
 import sys
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 
@@ -43,27 +42,23 @@ from goaltrack.delivery import (
 )
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
-from goaltrack.transports.base import (
-    Settlement,
-    Stats,
+from goaltrack.process import (
+    count_live,
     exiting,
     forget_at_exit,
+    forget_live,
     in_delivery_thread,
     mark_delivery_thread,
     register_for_process_events,
     report_exit,
     start_thread,
-    threads_are_greenlets,
+    warn_if_threads_cannot_run,
 )
+from goaltrack.transports.base import Settlement, Stats
 
 __all__ = ["BackgroundTransport"]
 
 logger = logging.getLogger("goaltrack")
-
-#: More live trackers than this in one process is almost always a tracker made per request.
-MANY_TRACKERS = 8
-_live: weakref.WeakSet[BackgroundTransport] = weakref.WeakSet()
-_warned_many = False
 
 
 class _Item(Retries):
@@ -109,7 +104,7 @@ class BackgroundTransport:
         self._deaths = 0
         self._reset_state()
         register_for_process_events(self, close_at_exit=flush_at_exit)
-        _count_live(self)
+        count_live(self, max_in_flight)
 
     def _reset_state(self) -> None:
         self._lock = threading.Lock()
@@ -213,7 +208,7 @@ class BackgroundTransport:
             self._retries.clear()
             self._cond.notify_all()
             threads = list(self._threads)
-        _live.discard(self)
+        forget_live(self)
         for item in leftovers:
             self._settlement.dropped(
                 item.goal, "the tracker closed before it was delivered", log=not at_exit
@@ -252,7 +247,7 @@ class BackgroundTransport:
                 self._threads.remove(first)
 
     def _boot_and_work(self) -> None:
-        _warn_if_threads_cannot_run()
+        warn_if_threads_cannot_run()
         try:
             http: HttpPoster | None = self._new_http()
         except Exception:  # e.g. a user's http_client factory failing: retried at each attempt
@@ -464,68 +459,3 @@ class BackgroundTransport:
             f"<BackgroundTransport {self._endpoint!r} pending={self._pending} "
             f"workers={len(self._threads)}>"
         )
-
-
-def _count_live(transport: BackgroundTransport) -> None:
-    global _warned_many
-    _live.add(transport)
-    if len(_live) > MANY_TRACKERS and not _warned_many:
-        _warned_many = True
-        logger.warning(
-            "goaltrack: %d trackers are alive in this process, each with up to %d delivery "
-            "threads and its own connections: make one tracker and reuse it (goaltrack."
-            "configure() / get_tracker(), or your framework's integration), or close() the ones "
-            "you are done with",
-            len(_live),
-            transport._max_in_flight,
-        )
-
-
-_warned_environment = False
-
-
-def _warn_if_threads_cannot_run() -> None:
-    global _warned_environment
-    if _warned_environment:
-        return
-    _warned_environment = True
-    if _uwsgi_without_threads():
-        logger.warning(
-            "goaltrack: uWSGI runs without threads, so goals queue up and are never delivered; "
-            "start uWSGI with --enable-threads (or use mode='sync')"
-        )
-    if _uwsgi_master_forks_without_python_hooks():
-        logger.warning(
-            "goaltrack: delivering from uWSGI's master while it loads the app: its workers, "
-            "forked without Python's fork hooks, would never deliver a goal; start uWSGI with "
-            "--py-call-osafterfork (or --lazy-apps)"
-        )
-    # Greenlet workers deliver well on gevent's cooperative sockets; on blocking ones each
-    # delivery would stop every greenlet of the process until the API answers.
-    monkey = sys.modules.get("gevent.monkey")
-    if threads_are_greenlets() and monkey is not None and not monkey.is_module_patched("socket"):
-        logger.warning(
-            "goaltrack: threading is gevent-patched but socket is not, so each delivery blocks "
-            "every greenlet until the API answers; use gevent.monkey.patch_all()"
-        )
-
-
-def _uwsgi_master_forks_without_python_hooks() -> bool:
-    uwsgi = sys.modules.get("uwsgi")
-    if uwsgi is None or getattr(uwsgi, "worker_id", lambda: 1)() != 0:
-        return False  # not under uWSGI, or in a worker already
-    options = getattr(uwsgi, "opt", {})
-    return not any(options.get(name) for name in ("py-call-osafterfork", "lazy-apps", "lazy"))
-
-
-def _uwsgi_without_threads() -> bool:
-    uwsgi = sys.modules.get("uwsgi")
-    if uwsgi is None:
-        return False
-    # uWSGI says whether it runs with threads (2.0.31 always does, with or without
-    # --enable-threads; --threads N implies it); its options are the fallback.
-    has_threads = getattr(uwsgi, "has_threads", None)
-    if has_threads is not None:
-        return not has_threads
-    options = getattr(uwsgi, "opt", {})
-    return not (options.get("enable-threads") or options.get("threads"))

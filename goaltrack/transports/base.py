@@ -1,4 +1,5 @@
-"""The transport interface, delivery statistics, and the settling of goals (counters + hooks).
+"""What every transport shares: the interface, delivery statistics, the settling of goals
+(counters, log summaries, hooks), and the process-wide delivery setup.
 
 A transport takes validated goals (``submit``) and gets them to the API somehow: a background
 worker, inline, or not at all. Whatever it does, each goal it accepted ends in exactly one of
@@ -7,23 +8,24 @@ delivered / failed / dropped, reported through :class:`Settlement` so that count
 
 It also owns what every transport says in the log about counts: drops and final failures are
 summarized periodically (the first at once, then at most one line per
-``SUMMARY_INTERVAL`` seconds with the count since the last), never a line per goal, and the exit
-report (:func:`report_exit`) has one wording whatever the transport.
+``SUMMARY_INTERVAL`` seconds with the count since the last), never a line per goal.
+
+:class:`DeliverySetup` is what a delivery that starts outside any tracker (a Celery worker's
+task) takes from the process-wide tracker: :mod:`goaltrack.tracker` registers where it comes
+from (:func:`use_process_delivery_setup`), so that the transports need not import the tracker.
+
+What a process does to a transport (fork, interpreter exit, SIGTERM, thread start, the exit
+report) is :mod:`goaltrack.process`'s.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
-import signal
-import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from goaltrack.delivery import DeliveryResult, Endpoint, RetryPolicy
 from goaltrack.goals import Goal
@@ -40,15 +42,7 @@ __all__ = [
     "Stats",
     "Transport",
     "describe",
-    "exiting",
-    "forget_at_exit",
-    "in_delivery_thread",
-    "mark_delivery_thread",
     "process_delivery_setup",
-    "register_for_process_events",
-    "report_exit",
-    "start_thread",
-    "threads_are_greenlets",
     "use_process_delivery_setup",
 ]
 
@@ -333,166 +327,3 @@ def describe(goal: Goal) -> str:
         f"{goal.provider.name} goal {goal.name!r} for visitor {goal.visitor_id!r}{session} "
         f"metadata {dict(goal.metadata or {})!r}"
     )
-
-
-# -- process events: fork, interpreter exit, SIGTERM -------------------------------------------
-# Transports that own threads or connections register here, once per process: after a fork the
-# child calls their ``_after_fork_in_child()``; at interpreter exit their ``_close_at_exit()``.
-#
-# SIGTERM: Python's default action ends the process at once, with no atexit, so a bare script,
-# management command or worker stopped that way would lose every goal still in memory without a
-# word. Where SIGTERM still has that default (servers such as gunicorn, uvicorn and Celery install
-# their own handler and exit through atexit), a handler is installed that runs the exit flush
-# (bounded by ``shutdown_timeout``, logging what it could not deliver) and then ends the process
-# by SIGTERM as before.
-
-_reset_after_fork: weakref.WeakSet[Any] = weakref.WeakSet()
-_close_at_exit: weakref.WeakSet[Any] = weakref.WeakSet()
-_exiting = False
-
-
-def register_for_process_events(transport: Any, *, close_at_exit: bool) -> None:
-    _reset_after_fork.add(transport)
-    if close_at_exit:
-        _close_at_exit.add(transport)
-        _flush_at_sigterm()
-
-
-def forget_at_exit(transport: Any) -> None:
-    """The transport was closed already: nothing to do for it at exit."""
-    _close_at_exit.discard(transport)
-
-
-def start_thread(thread: threading.Thread) -> bool:
-    """Start *thread* (never while holding a lock: under gevent, ``start()`` switches to the
-    new greenlet, which takes the transport's lock at once; a lock made before gevent's
-    monkey-patching, as in a gunicorn ``--preload`` master, would then block the process)."""
-    try:
-        thread.start()
-    except RuntimeError:  # interpreter shutting down
-        return False
-    return True
-
-
-# The thread objects, not a threading.local: a local made before gevent's monkey-patching (a
-# gunicorn --preload master) is shared by every greenlet of the worker's one OS thread.
-_delivery_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
-
-
-def mark_delivery_thread() -> None:
-    """Called by a transport's worker thread when it starts: hooks run in it."""
-    _delivery_threads.add(threading.current_thread())
-
-
-def in_delivery_thread() -> bool:
-    """True in a goaltrack worker thread (an ``on_delivery`` / ``on_failure`` hook runs there):
-    a ``flush()`` from there would wait for the thread itself."""
-    return threading.current_thread() in _delivery_threads
-
-
-def report_exit(
-    stats: Stats,
-    *,
-    pending: int,
-    lost: int,
-    timeout: float | None,
-    outbox: str | None = None,
-) -> None:
-    """The one exit report of every transport: delivered, still pending, lost, and the advice.
-
-    Logged at WARNING when a goal is pending or lost, at INFO otherwise.
-    """
-    within = "" if timeout is None else f" within {timeout:g} s"
-    if outbox is not None:
-        advice = f"; pending goals stay in the outbox {outbox} for the next start"
-    elif lost:
-        advice = "; use the outbox (GOALTRACK_OUTBOX) to lose none"
-    else:
-        advice = ""
-    logger.log(
-        logging.WARNING if pending or lost else logging.INFO,
-        "goaltrack at exit: %d delivered, %d still pending, %d lost (not delivered%s)%s",
-        stats.delivered,
-        pending,
-        lost,
-        within,
-        advice,
-    )
-
-
-def exiting() -> bool:
-    """True once the interpreter's exit has begun: no new thread may be started then."""
-    return _exiting
-
-
-def _after_fork_in_child() -> None:
-    for transport in list(_reset_after_fork):
-        try:
-            transport._after_fork_in_child()
-        except Exception:
-            logger.exception("goaltrack: resetting %r after fork failed", transport)
-
-
-def _close_all_at_exit() -> None:
-    global _exiting
-    _exiting = True
-    for transport in list(_close_at_exit):
-        try:
-            transport._close_at_exit()
-        except Exception:
-            logger.exception("goaltrack: closing %r at exit failed", transport)
-
-
-_sigterm_handled = False
-
-
-def _flush_at_sigterm() -> None:
-    global _sigterm_handled
-    if _sigterm_handled or threading.current_thread() is not threading.main_thread():
-        return
-    try:
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return  # the application (or its server) handles SIGTERM itself
-        signal.signal(signal.SIGTERM, _on_sigterm)
-    except (ValueError, OSError):  # not the main interpreter, or no signals here
-        return
-    _sigterm_handled = True
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if threads_are_greenlets():
-        # Under gevent this handler runs in whichever greenlet was interrupted (one delivering a
-        # goal, or the hub, which must not block): waiting here would hold that goal back for
-        # the whole timeout, or fail. The flush gets a greenlet of its own.
-        import gevent
-
-        gevent.spawn(_flush_then_terminate)
-        return
-    _flush_then_terminate()
-
-
-def _flush_then_terminate() -> None:
-    # The flush runs in a thread: this handler interrupts the main thread anywhere, possibly
-    # inside a transport's lock, which the flush would then wait for forever.
-    timeout = max((t.shutdown_timeout for t in list(_close_at_exit)), default=0.0)
-    closer = threading.Thread(target=_close_all_at_exit, name="goaltrack-sigterm", daemon=True)
-    closer.start()
-    closer.join(timeout + 1.0)
-    if closer.is_alive():
-        logger.warning(
-            "goaltrack at exit: SIGTERM: could not flush within %g s; goals still in memory are "
-            "lost; use the outbox (GOALTRACK_OUTBOX) to lose none",
-            timeout,
-        )
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def threads_are_greenlets() -> bool:
-    """True when gevent has monkey-patched ``threading``: goaltrack's threads are greenlets."""
-    monkey = sys.modules.get("gevent.monkey")
-    return monkey is not None and bool(monkey.is_module_patched("threading"))
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_close_all_at_exit)

@@ -48,6 +48,7 @@ from goaltrack.delivery import (
 )
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
+from goaltrack.process import at_fork
 from goaltrack.providers import Provider, get_provider
 from goaltrack.transports.base import Settlement, Stats, process_delivery_setup
 
@@ -177,7 +178,7 @@ def _forget_after_fork() -> None:
     _breakers.clear()
 
 
-os.register_at_fork(after_in_child=_forget_after_fork)
+at_fork(after_in_child=_forget_after_fork)
 
 
 # max_retries=None: goaltrack's own rules end a goal (time, or isolated failures), not a count.

@@ -75,17 +75,17 @@ from goaltrack.delivery import (
 )
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
-from goaltrack.redaction import key_fingerprint, redact, remember_secret
-from goaltrack.transports.background import BackgroundTransport
-from goaltrack.transports.base import (
-    Settlement,
-    Stats,
+from goaltrack.process import (
+    at_fork,
     exiting,
     forget_at_exit,
     register_for_process_events,
     report_exit,
     start_thread,
 )
+from goaltrack.redaction import key_fingerprint, redact, remember_secret
+from goaltrack.transports.background import BackgroundTransport
+from goaltrack.transports.base import Settlement, Stats
 from goaltrack.transports.outbox.store import (
     Expired,
     Identity,
@@ -987,4 +987,4 @@ def _after_fork_in_parent() -> None:
         transport._after_fork_in_parent()
 
 
-os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent)
+at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent)
