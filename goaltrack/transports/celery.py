@@ -50,7 +50,7 @@ from goaltrack.delivery import (
 )
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
-from goaltrack.providers import Provider, get_provider
+from goaltrack.providers import get_provider
 from goaltrack.transports.base import Settlement, Stats, process_delivery_setup
 
 __all__ = ["TASK_NAME", "CeleryTransport", "deliver_goal"]
@@ -91,13 +91,11 @@ class CeleryTransport:
 
     def __init__(
         self,
-        provider: Provider,
         settlement: Settlement,
         *,
         app: Celery | str | None = None,
         queue: str | None = None,
     ) -> None:
-        self._provider = provider
         self._settlement = settlement
         self._app_spec = app
         self._app: Celery | None = app if isinstance(app, Celery) else None

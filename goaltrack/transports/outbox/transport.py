@@ -237,7 +237,6 @@ class OutboxTransport:
         # may be ours twice while we learn that its first row left. Forgotten only under the
         # work lock (see _forget_gone).
         self._own_rows: Counter[int] = Counter()
-        self._last_id = 0  # the newest row this process stored
         self._wanted: frozenset[int] = frozenset()  # those a flush waits for: claimed first
         self._threads: list[threading.Thread] = []
         self._closed = False
@@ -283,7 +282,6 @@ class OutboxTransport:
             row_id = store.add(text, now)
             with self._state_lock:
                 self._own_rows[row_id] += 1
-                self._last_id = max(self._last_id, row_id)
             self._queued += 1
             self._added_since_check += 1
         except (sqlite3.Error, InvalidConfiguration) as exc:
@@ -645,7 +643,6 @@ class OutboxTransport:
             return
         with self._state_lock:
             self._own_rows.update(ids)
-            self._last_id = max(self._last_id, *ids)
             self._added_since_check += len(batch)
             self._spool_busy -= len(batch)
         with self._cond:
