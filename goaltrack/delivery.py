@@ -661,6 +661,18 @@ class CircuitBreaker:
         self._next_probe_at = now + self._jittered()
         self._announced = True
         status = result.status or 401
+        if self.refusal_give_up <= 0:  # nothing is held (sync mode): each goal fails now
+            logger.error(
+                "goaltrack: %s refused the API key (%s): %s. Goals fail with HTTP %d until it "
+                "accepts the key again (one probe request every %g s, growing to %g s)",
+                self.name,
+                redact(result.reason),
+                _REFUSED_ADVICE.get(status, _REFUSED_ADVICE[401]),
+                status,
+                self.REFUSED_FIRST_INTERVAL,
+                self.refused_interval_max,
+            )
+            return
         logger.error(
             "goaltrack: %s refused the API key (%s): %s. No goal is lost: goals are held%s and "
             "sent when a probe is accepted (one request every %g s, growing to %g s); if the key "
@@ -683,6 +695,8 @@ class CircuitBreaker:
         """The final failure of a goal held by a refusal that lasted too long."""
         last = result or self.refusal
         assert last is not None
+        if self.refusal_give_up <= 0:  # nothing was held: the refusal itself is the reason
+            return DeliveryResult(Outcome.FAILED, redact(last.reason), status=last.status)
         return DeliveryResult(
             Outcome.FAILED,
             redact(
@@ -904,16 +918,22 @@ class SharedBreaker:
 
 
 _shared_lock = threading.Lock()
-_shared: dict[tuple[str, str], SharedBreaker] = {}
+_shared: dict[tuple[str, str, float, float, float], SharedBreaker] = {}
 
 
 def shared_breaker(endpoint: Endpoint, policy: RetryPolicy) -> SharedBreaker:
-    """This process's breaker for *endpoint* (its URL and key): Celery tasks, ``sync`` calls.
+    """This process's breaker for *endpoint* (its URL and key) and *policy*'s breaker settings:
+    Celery tasks, ``sync`` calls.
 
-    Made on first use with *policy*'s intervals; a forked child starts with none (its own view
-    of the API).
+    Made on first use; a forked child starts with none (its own view of the API).
     """
-    key = (endpoint.url, endpoint.key_fp)
+    key = (
+        endpoint.url,
+        endpoint.key_fp,
+        policy.probe_interval_max,
+        policy.refused_probe_interval_max,
+        policy.refusal_give_up,
+    )
     with _shared_lock:
         shared = _shared.get(key)
         if shared is None:

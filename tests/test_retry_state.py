@@ -32,8 +32,10 @@ from goaltrack.delivery import (
     new_breaker,
     shared_breaker,
 )
+from goaltrack.goals import Goal
 from goaltrack.http_client import HttpClient
 from goaltrack.providers import get_provider
+from goaltrack.testing.server import FakeAPIServer
 from goaltrack.transports.base import Settlement
 from goaltrack.transports.inline import SyncTransport
 from goaltrack.transports.outbox.store import Identity, OutboxStore, connect
@@ -301,8 +303,6 @@ def test_sync_mode_settles_through_judge_within_its_deadline() -> None:
         http=lambda: HttpClient(timeout=1.0, target_url=url),
         clock=clock,
     )
-    from goaltrack.goals import Goal
-
     try:
         assert transport.submit(Goal(DATAFAST, "signup", "v")) is False
     finally:
@@ -314,8 +314,43 @@ def test_sync_mode_settles_through_judge_within_its_deadline() -> None:
     assert settlement.snapshot().retried >= 5
     # The outage it saw is the process's: the next sync call to that destination finds the
     # breaker open (it waits for the probe instead of sending at once).
-    shared = shared_breaker(endpoint, RetryPolicy())
+    shared = shared_breaker(endpoint, transport._retry)
     assert shared.breaker.wake_at is not None
+
+
+def test_sync_mode_holds_nothing_for_a_refused_key_and_probes_it_one_call_at_a_time(
+    fake_api: FakeAPIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    failures: list[DeliveryResult] = []
+    settlement = Settlement(on_failure=lambda goal, result: failures.append(result))
+    url = fake_api.api_url("datafast")
+    endpoint = Endpoint(DATAFAST, "df_sync_refused_key_0123456789", url, None)
+    transport = SyncTransport(
+        endpoint,
+        settlement,
+        retry=RetryPolicy(),
+        http=lambda: HttpClient(timeout=2.0, target_url=url),
+        clock=clock,
+    )
+    visitor = fake_api.add_pageview("datafast")
+    fake_api.set_faults(refuse_key_for=60)  # 401 for its first half
+    try:
+        assert transport.submit(Goal(DATAFAST, "first", visitor)) is False
+        assert transport.submit(Goal(DATAFAST, "second", visitor)) is False
+        assert len(fake_api.requests) == 1  # the second failed without a request
+        assert clock.slept == 0.0  # the call's final failure at once, nothing held
+        fake_api.clear_faults()
+        clock.advance(2.0)  # the first probe is due (2 s, jittered down)
+        assert transport.submit(Goal(DATAFAST, "third", visitor)) is True
+    finally:
+        transport.close()
+    assert [f.status for f in failures] == [401, 401]
+    assert all(f.reason.startswith("HTTP 401") for f in failures)
+    assert [g["name"] for g in fake_api.goals] == ["third"]
+    errors = [r.getMessage() for r in caplog.records if "refused the API key" in r.getMessage()]
+    assert len(errors) == 1
+    assert "Goals fail with HTTP 401 until it accepts the key again" in errors[0]
 
 
 # -- the process's breakers --------------------------------------------------------------------

@@ -5,7 +5,9 @@ left to deliver after the call returns. It blocks the caller for the request and
 (bounded by ``sync_deadline``), so never use it on an event loop. Its retries follow the same
 rules as every transport's (:func:`goaltrack.delivery.judge`), with the process's shared
 breaker for the destination: while the API is down, concurrent calls send one probe at a time
-and the others wait for it within their deadline.
+and the others wait for it within their deadline. A refused key (401/403) holds nothing here: it
+is the call's final failure, and later calls fail at once, without a request, until a probe (one
+per interval) is accepted.
 """
 
 from __future__ import annotations
@@ -54,9 +56,11 @@ class SyncTransport:
     ) -> None:
         self._endpoint = endpoint
         self._settlement = settlement
-        # The call's deadline is its time budget for transient failures (give_up_after).
+        # The call's deadline is its time budget for transient failures (give_up_after), and
+        # nothing is held for a refused key: the refusal is the call's final failure (later
+        # calls fail without a request until a probe is accepted).
         self._retry = dataclasses.replace(
-            retry, give_up_after=min(retry.give_up_after, sync_deadline)
+            retry, give_up_after=min(retry.give_up_after, sync_deadline), refusal_give_up=0.0
         )
         self._deadline = sync_deadline
         self._new_http = http

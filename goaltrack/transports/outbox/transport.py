@@ -194,7 +194,7 @@ class OutboxTransport:
         self._time = clock
         self._clock = ProcessClock(None if clock is SYSTEM_CLOCK else clock)
         self._reset_state()
-        # Creating or migrating the file may wait for other processes starting with it.
+        # Creating the file may wait for other processes starting with it.
         conn = connect(self.path)  # InvalidConfiguration if unusable
         self._req_store: OutboxStore | None = OutboxStore(conn, self.identity)
         try:
