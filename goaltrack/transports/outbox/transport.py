@@ -191,8 +191,9 @@ class OutboxTransport:
         # Longer than one attempt can take (it is bounded by ``timeout`` in all).
         self._lease = 3 * timeout + 5.0
         self.shutdown_timeout = shutdown_timeout
-        self._time = clock
-        self._clock = ProcessClock(None if clock is SYSTEM_CLOCK else clock)
+        self._clock = clock  # schedules, intervals and the breaker
+        # The file's times: wall-clock seconds, anchored once (see ProcessClock).
+        self._file_clock = ProcessClock(None if clock is SYSTEM_CLOCK else clock)
         self._reset_state()
         # Creating the file may wait for other processes starting with it.
         conn = connect(self.path)  # InvalidConfiguration if unusable
@@ -245,7 +246,7 @@ class OutboxTransport:
         self._http: HttpPoster | None = None
         self._last_full_warning = 0.0
         self._unreported_full = 0
-        now = self._time.monotonic()
+        now = self._clock.monotonic()
         self._next_age_check = now
         self._next_lease_check = now
         self._spool: deque[tuple[Goal, str, float]] = deque()
@@ -273,7 +274,7 @@ class OutboxTransport:
                 self._full(goal)
                 return False
         text = encode_goal(goal)
-        now = self._clock.now()
+        now = self._file_clock.now()
         if not self._req_lock.acquire(timeout=REQUEST_WAIT):
             return self._to_spool(goal, text, now)
         failure: Exception | None = None
@@ -303,7 +304,7 @@ class OutboxTransport:
     def _wake(self) -> None:
         if not any(thread.is_alive() for thread in self._threads):
             self._start_workers()
-        elif self._spool or self._breaker.would_admit(self._time.monotonic()):
+        elif self._spool or self._breaker.would_admit(self._clock.monotonic()):
             # (else they sleep on: nothing can be sent before the next probe is due)
             with self._cond:
                 self._cond.notify()
@@ -343,6 +344,7 @@ class OutboxTransport:
                     shutdown_timeout=self.shutdown_timeout,
                     flush_at_exit=self._flush_at_exit,
                     http=self._new_http,
+                    clock=self._clock,
                 )
             return self._fallback
 
@@ -351,7 +353,7 @@ class OutboxTransport:
         with self._state_lock:
             first = not self._degraded
             self._degraded = True
-            self._next_recovery = self._time.monotonic() + self._recovery_interval
+            self._next_recovery = self._clock.monotonic() + self._recovery_interval
             spooled = list(self._spool)
             self._spool.clear()
         if first:
@@ -460,7 +462,7 @@ class OutboxTransport:
         try:
             while waiting:
                 try:
-                    if self._degraded and self._time.monotonic() >= self._next_handover:
+                    if self._degraded and self._clock.monotonic() >= self._next_handover:
                         self._hand_over_rows()  # the file cannot be written: its rows go to memory
                     waiting = self._still_stored(waiting)
                 except (sqlite3.Error, InvalidConfiguration) as exc:
@@ -597,7 +599,7 @@ class OutboxTransport:
         """One step of a worker: housekeeping, then at most one delivery. Returns the wait."""
         if self._spool:
             self._drain_spool()
-        now = self._time.monotonic()
+        now = self._clock.monotonic()
         if self._degraded:
             if now >= self._next_recovery:
                 self._try_recovery()
@@ -650,7 +652,7 @@ class OutboxTransport:
 
     def _try_recovery(self) -> None:
         with self._state_lock:  # one worker probes; the others wait for its answer
-            now = self._time.monotonic()
+            now = self._clock.monotonic()
             if not self._degraded or now < self._next_recovery:
                 return
             self._next_recovery = now + self._recovery_interval
@@ -666,7 +668,7 @@ class OutboxTransport:
         except (sqlite3.Error, InvalidConfiguration):
             with self._state_lock:
                 self._recovery_interval = min(RECOVERY_INTERVAL_MAX, self._recovery_interval * 2)
-                self._next_recovery = self._time.monotonic() + self._recovery_interval
+                self._next_recovery = self._clock.monotonic() + self._recovery_interval
             return
         with self._state_lock:
             self._handed_over -= handed_over
@@ -677,14 +679,14 @@ class OutboxTransport:
 
     def _hand_over_rows(self) -> None:
         """The file cannot be written: deliver the rows waiting in it from memory."""
-        self._next_handover = self._time.monotonic() + POLL_INTERVAL
+        self._next_handover = self._clock.monotonic() + POLL_INTERVAL
         fallback = self._fallback_transport()
         room = self._max_memory // 2 - fallback.stats.pending
         if room <= 0:
             return
         with self._work_lock:
             store = self._work_store or self._open_work_store()
-            rows = store.peek(self._clock.now(), self._handed_over, min(room, 200))
+            rows = store.peek(self._file_clock.now(), self._handed_over, min(room, 200))
         for row_id, text in rows:
             with self._state_lock:
                 self._handed_over.add(row_id)
@@ -700,7 +702,7 @@ class OutboxTransport:
         host = socket.gethostname()
         with self._work_lock:
             store = self._work_store or self._open_work_store()
-            owners = store.leases(self._clock.now())
+            owners = store.leases(self._file_clock.now())
             with self._state_lock:
                 oldest = sorted(self._own_rows)[:_FORGET_BATCH]
             if oldest:  # our rows other processes delivered: what a flush checks stays small
@@ -714,13 +716,13 @@ class OutboxTransport:
     def _claim(self, up_to: int | None) -> tuple[_Claim | None, float]:
         """Lease the next due goal, once the breaker admits a request; else (None, wait)."""
         with self._work_lock:
-            now = self._time.monotonic()
+            now = self._clock.monotonic()
             ticket = self._breaker.admit(now)
             if ticket is None:
                 return None, (self._breaker.wake_at or now) - now
             try:
                 store = self._work_store or self._open_work_store()
-                wall = self._clock.now()
+                wall = self._file_clock.now()
                 stored, next_due = store.claim(
                     self._owner, self._lease, wall, self._horizon, up_to, self._wanted
                 )
@@ -740,7 +742,7 @@ class OutboxTransport:
             with self._work_lock:
                 self._breaker.release(ticket)
                 store.dead_letter(
-                    stored.id, 0, None, f"unreadable stored goal: {exc}", self._clock.now()
+                    stored.id, 0, None, f"unreadable stored goal: {exc}", self._file_clock.now()
                 )
             return None, 0.0
         if stored.taken_over:
@@ -759,14 +761,14 @@ class OutboxTransport:
 
     def _settle(self, claim: _Claim, result: DeliveryResult) -> None:
         with self._work_lock:
-            wall = self._clock.now()
+            wall = self._file_clock.now()
             verdict = judge(
                 self._breaker,
                 self._retry,
                 claim.state,
                 claim.ticket,
                 result,
-                now=self._time.monotonic(),
+                now=self._clock.monotonic(),
                 age=wall - claim.created_at,
                 # Another process's breaker epochs mean nothing here: the owner is in the mark.
                 mark_prefix=f"{self._owner}:",
@@ -809,7 +811,7 @@ class OutboxTransport:
     def _record(self, claim: _Claim, result: DeliveryResult, verdict: Verdict) -> None:
         """Write *verdict* on *claim* to the file: rescheduled with its state, or settled."""
         store = self._work_store or self._open_work_store()
-        wall = self._clock.now()
+        wall = self._file_clock.now()
         if verdict.api_back:
             store.due_now(wall)
         final = verdict.final
@@ -834,11 +836,11 @@ class OutboxTransport:
 
     def _expire_goals(self) -> None:
         """Dead-letter this tracker's goals past ``max_age``, with a warning."""
-        self._next_age_check = self._time.monotonic() + AGE_CHECK_INTERVAL
+        self._next_age_check = self._clock.monotonic() + AGE_CHECK_INTERVAL
         try:
             with self._work_lock:
                 store = self._work_store or self._open_work_store()
-                moved = store.expire(self._max_age, self._clock.now())
+                moved = store.expire(self._max_age, self._file_clock.now())
         except sqlite3.Error as exc:
             if not is_contention(exc):
                 self._storage_failed(exc)
