@@ -2,10 +2,11 @@
 
 - ``submit`` costs a lock and a deque append; it never touches the network and never blocks.
 - Workers start on the first goal, one per in-flight request, sharing one pool of keep-alive
-  connections. A goal that failed transiently waits in a retry heap until it is due. The workers
-  share one :class:`~goaltrack.delivery.CircuitBreaker`: while the API is down it is probed with
-  one request at a time (at most one per ``probe_interval_max``), goals wait without spending
-  retries, and the first answer puts every worker back to work at once.
+  connections. A goal that failed transiently waits in a retry heap until it is due, with the
+  :class:`~goaltrack.delivery.RetryState` that :func:`~goaltrack.delivery.judge` gave it. The
+  workers share one :class:`~goaltrack.delivery.CircuitBreaker`: while the API is down it is
+  probed with one request at a time (at most one per ``probe_interval_max``), goals wait without
+  spending retries, and the first answer puts every worker back to work at once.
 - Memory is bounded: queued + waiting-to-retry goals never exceed ``max_queue_size``; past that
   new goals are dropped, counted, reported to ``on_drop`` and logged (summarized periodically).
 - A forked child (gunicorn ``--preload``, multiprocessing) gets fresh locks, an empty queue and
