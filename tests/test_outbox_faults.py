@@ -575,11 +575,15 @@ def test_a_file_size_limit_degrades_to_memory_with_one_error_and_loses_nothing(
         deadline = time.monotonic() + 30
         while tracker._transport._degraded and time.monotonic() < deadline:
             time.sleep(0.05)
+        fallback = tracker._transport._fallback
+        to_memory = fallback.stats.queued if fallback is not None else 0
         stored = sum(
             tracker.track("disk", visitor_id=visitor, metadata={"id": str(i)})
             for i in range(500, 510)
         )
-        in_file = tracker._transport._last_id > 0 and not tracker._transport._degraded
+        in_file = not tracker._transport._degraded and to_memory == (
+            fallback.stats.queued if fallback is not None else 0
+        )
         flushed = tracker.flush(timeout=30) and flushed
         tracker.close(5)
         print(json.dumps({"accepted": accepted + stored, "flushed": flushed,
