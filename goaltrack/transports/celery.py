@@ -27,7 +27,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -58,6 +57,8 @@ __all__ = ["TASK_NAME", "CeleryTransport", "deliver_goal"]
 logger = logging.getLogger("goaltrack")
 
 TASK_NAME = "goaltrack.deliver_goal"
+#: Where the transport and the task read the time (a test may replace it).
+clock: Clock = SYSTEM_CLOCK
 
 
 def goal_message(goal: Goal) -> dict[str, Any]:
@@ -70,7 +71,7 @@ def goal_message(goal: Goal) -> dict[str, Any]:
         "metadata": dict(goal.metadata) if goal.metadata else None,
         "description": goal.description,
         "timezone": goal.timezone,
-        "tracked_at": time.time(),
+        "tracked_at": clock.wall(),
     }
 
 
@@ -145,8 +146,6 @@ class CeleryTransport:
 
 _http_lock = threading.Lock()
 _http: dict[str, HttpPoster] = {}
-#: Where the task reads the time (a test may replace it).
-clock: Clock = SYSTEM_CLOCK
 
 
 def _client(url: str, make: Callable[[], HttpPoster]) -> HttpPoster:
