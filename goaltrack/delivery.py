@@ -1,12 +1,23 @@
-"""One goal -> one HTTP request -> one outcome: delivered, retry later, or finally failed.
+"""Delivering a goal, and what becomes of it when that fails: the rules every transport shares.
 
-Every transport (background worker, sync, the outbox and Celery) delivers through
-:func:`deliver` so the failure rules are the same everywhere: 429 (unless the provider says it
-is final), 408, 5xx, timeouts and connection errors are worth retrying; 401 and 403 (a refused
-key) are an outage of the account, held by the :class:`CircuitBreaker`; other 4xx are final.
-The breaker also says, once, when the API becomes unreachable or refuses the key, and when it is
-back. Every reason built from an API answer or a network error goes through
-:func:`goaltrack.redaction.redact`.
+- One attempt: :class:`Endpoint` (URL, query, auth header; its repr hides the key),
+  :func:`deliver` (one HTTP request, never raising for anything the network or API does) and
+  :func:`classify`: 2xx delivered; 429 (unless the provider says it is final), 408, 5xx, timeouts
+  and connection errors worth retrying; 401 and 403 (a refused key) an outage of the account;
+  other 4xx and 3xx final. Every reason built from an API answer or a network error goes through
+  :func:`goaltrack.redaction.redact`.
+- What comes of it: :func:`judge` is the one place where the background, outbox, Celery and
+  ``sync`` transports settle an attempt. It tells the :class:`CircuitBreaker`, applies the
+  :class:`RetryPolicy` (a goal ends for transient reasons only by ``give_up_after`` or by
+  ``max_retries`` failures of its own while the API answered others) and returns a
+  :class:`Verdict` with the goal's next :class:`RetryState`, the small serializable value each
+  transport keeps beside its goal (memory, the outbox's ``retry`` column, Celery's ``state``
+  keyword).
+- The breakers: :func:`new_breaker` makes every one; :func:`shared_breaker` holds those a process
+  shares (Celery tasks, ``sync`` calls), forgotten in a forked child. A breaker says, once, when
+  the API becomes unreachable or refuses the key, and when it is back.
+- Time: the rules read a :class:`Clock` (monotonic and wall) passed in by the transports, so
+  that tests can drive an outage of a day in milliseconds.
 """
 
 from __future__ import annotations
@@ -19,33 +30,41 @@ import json
 import logging
 import math
 import random
+import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpError, HttpPoster, HttpResponse
+from goaltrack.process import at_fork
 from goaltrack.providers import Provider
-from goaltrack.redaction import redact, remember_secret
+from goaltrack.redaction import key_fingerprint, redact, remember_secret
 
 __all__ = [
     "REFUSED_STATUSES",
+    "SYSTEM_CLOCK",
     "BreakerState",
     "CircuitBreaker",
+    "Clock",
     "DeliveryResult",
     "Endpoint",
     "InvalidConfiguration",
     "Outcome",
-    "Retries",
     "RetryPolicy",
+    "RetryState",
+    "SharedBreaker",
+    "SystemClock",
     "Ticket",
     "Verdict",
     "backoff_delay",
     "deliver",
     "is_loopback",
     "judge",
+    "new_breaker",
     "probe",
+    "shared_breaker",
 ]
 
 logger = logging.getLogger("goaltrack")
@@ -88,13 +107,15 @@ class Endpoint:
     Holds the API key; its repr never shows it.
     """
 
-    __slots__ = ("_headers", "provider", "url")
+    __slots__ = ("_headers", "key_fp", "provider", "url")
 
     def __init__(
         self, provider: Provider, api_key: str, api_url: str | None, website_id: str | None
     ) -> None:
         remember_secret(api_key)
         self.provider = provider
+        self.key_fp = key_fingerprint(api_key)
+        """The key's fingerprint (:func:`~goaltrack.redaction.key_fingerprint`), never the key."""
         base = (api_url or provider.default_api_url).rstrip("/")
         check_api_url(base)
         url = base + provider.goals_path
@@ -274,6 +295,48 @@ def _error_message(body: bytes) -> str:
     return redact(message, limit=_MAX_REASON_CHARS)
 
 
+# -- the clock ---------------------------------------------------------------------------------
+
+
+class Clock(Protocol):
+    """Where the retry, breaker and outbox logic read the time (and sleep, in ``sync`` mode).
+
+    Production uses :data:`SYSTEM_CLOCK`; a test passes a clock it moves by hand, so that an
+    outage of a day costs it no more than a second.
+    """
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never steps: schedules, breaker intervals, deadlines."""
+        ...
+
+    def wall(self) -> float:
+        """Wall-clock seconds since the epoch: when a goal was tracked, across processes."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait *seconds* (only the ``sync`` transport sleeps between attempts)."""
+        ...
+
+
+class SystemClock:
+    """The real clocks: ``time.monotonic``, ``time.time`` and ``time.sleep``."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+SYSTEM_CLOCK: Clock = SystemClock()
+
+
+# -- the rules: policy, state, verdict ---------------------------------------------------------
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """When a goal whose delivery failed transiently is tried again, and when it is given up.
@@ -281,7 +344,8 @@ class RetryPolicy:
     Two rules end a goal for transient reasons, and nothing else does:
 
     - **time**: it is still undelivered ``give_up_after`` seconds after it was tracked (the
-      outbox uses its ``max_age``). An outage, however long, ends goals only this way.
+      outbox uses its ``max_age``, the ``sync`` transport its ``sync_deadline``). An outage,
+      however long, ends goals only this way.
     - **isolated failures**: it failed ``max_retries + 1`` times while the API was otherwise
       answering (a goal-specific 5xx). A failure counts only if the circuit breaker did not
       open before the goal's next attempt: failures that belong to an outage count nothing.
@@ -305,91 +369,95 @@ class RetryPolicy:
             return dataclasses.replace(result, retry_after=self.backoff_max)
         return result
 
-    def delay_before_retry(self, attempts_made: int, result: DeliveryResult) -> float | None:
-        """Seconds to wait before the next attempt, or None to give up.
+    def backoff(self, state: RetryState) -> float:
+        """The goal's own wait before its next attempt, after ``state.failures`` failures."""
+        return backoff_delay(state.failures, self.backoff_base, self.backoff_max)
 
-        For the ``sync`` transport (one call's retries, within ``sync_deadline``), which has no
-        circuit breaker: every failure counts.
-        """
-        if attempts_made > self.max_retries:
-            return None
-        if result.retry_after is not None:
-            return min(result.retry_after, self.backoff_max)
-        return backoff_delay(attempts_made, self.backoff_base, self.backoff_max)
-
-    def after_failure(
-        self,
-        retries: Retries,
-        result: DeliveryResult,
-        *,
-        isolated: bool,
-        mark: object,
-        age: float,
-    ) -> float | None:
-        """Record a transient failure in *retries*; seconds until the next attempt, or None.
-
-        *isolated* is the breaker's verdict on this failure (:meth:`CircuitBreaker.failed`),
-        *mark* its current :attr:`~CircuitBreaker.epoch` (or anything that changes whenever it
-        opens), *age* the seconds since the goal was tracked.
-        """
-        retries.failures += 1
-        retries.may_have_arrived = retries.may_have_arrived or result.may_have_arrived
-        if retries.strike_mark is not None and retries.strike_mark == mark:
-            retries.strikes += 1  # its previous failure was not followed by an outage
-        retries.strike_mark = mark if isolated else None
-        if isolated and retries.strikes >= self.max_retries:
-            return None
-        if age >= self.give_up_after:
-            return None
-        if result.retry_after is not None:
-            return min(result.retry_after, self.backoff_max)
-        return backoff_delay(retries.failures, self.backoff_base, self.backoff_max)
-
-    @staticmethod
-    def gave_up(attempts_made: int, last: DeliveryResult) -> DeliveryResult:
-        """The final failure of a goal whose retries ran out (transports without a breaker)."""
-        return DeliveryResult(
-            Outcome.FAILED,
-            f"gave up after {attempts_made} attempts; last: {last.reason}",
-            status=last.status,
-        )
-
-    def final_failure(self, retries: Retries, last: DeliveryResult, age: float) -> DeliveryResult:
-        """Why :meth:`after_failure` gave a goal up: out of time, or out of isolated retries."""
+    def final_failure(self, state: RetryState, last: DeliveryResult, age: float) -> DeliveryResult:
+        """Why :func:`judge` gave a goal up: out of time, or out of isolated retries."""
         if age >= self.give_up_after:
             why = f"undelivered for {age:.1f} s (give_up_after={self.give_up_after:g} s)"
         else:
             why = (
-                f"failed {retries.strikes + 1} times while the API answered other goals "
+                f"failed {state.strikes + 1} times while the API answered other goals "
                 f"(max_retries={self.max_retries})"
             )
         return DeliveryResult(
             Outcome.FAILED,
-            f"gave up after {retries.failures} attempts, {why}; last: {last.reason}",
+            f"gave up after {state.failures} attempts, {why}; last: {last.reason}",
             status=last.status,
         )
 
 
-class Retries:
-    """One goal's retry bookkeeping, kept by the transport that holds the goal."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryState:
+    """One goal's retry bookkeeping: what its earlier attempts came to.
 
-    __slots__ = ("failures", "may_have_arrived", "strike_mark", "strikes")
+    A value, made next by :func:`judge` only (the one exception: :meth:`with_lost_attempt`, for
+    an attempt whose process ended before its answer could be judged). Every transport keeps it
+    beside its goal as it is: in memory (background), in the outbox's ``retry`` column
+    (:meth:`to_json`), in the Celery task's ``state`` keyword (:meth:`to_dict`), in the ``sync``
+    transport's loop. Its field names are the keys of that JSON object.
+    """
 
-    def __init__(
-        self,
-        failures: int = 0,
-        strikes: int = 0,
-        strike_mark: object = None,
-        may_have_arrived: bool = False,
-    ) -> None:
-        self.failures = failures
-        """Transient failures so far (the backoff's exponent)."""
-        self.strikes = strikes
-        """Failures confirmed as isolated: the API answered on, no outage followed."""
-        self.strike_mark = strike_mark
-        """The breaker epoch of the latest failure if it looked isolated (not yet confirmed)."""
-        self.may_have_arrived = may_have_arrived
-        """An earlier attempt may have reached the API: delivering now may duplicate it."""
+    failures: int = 0
+    """Transient failures so far (the backoff's exponent)."""
+    strikes: int = 0
+    """Failures confirmed as isolated: the API answered on, no outage followed."""
+    strike_mark: str | None = None
+    """The breaker epoch of the latest failure if it looked isolated (not yet confirmed); None
+    when the latest failure was the outage's: the goal is due as soon as the API is back."""
+    may_have_arrived: bool = False
+    """An earlier attempt may have reached the API: delivering now may duplicate it."""
+
+    def with_lost_attempt(self) -> RetryState:
+        """An attempt was made whose answer was lost with its process (an outbox lease that
+        ran out): it may have arrived."""
+        return dataclasses.replace(self, may_have_arrived=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields that differ from a new goal's (``{}`` for a goal never tried)."""
+        return {
+            field.name: getattr(self, field.name)
+            for field in dataclasses.fields(self)
+            if getattr(self, field.name) != field.default
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> RetryState:
+        """The state :meth:`to_dict` gave. Raises ValueError for anything else."""
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a retry state is a JSON object, not {type(data).__name__}")
+        unknown = set(data) - _STATE_FIELDS
+        if unknown:
+            raise ValueError(f"unknown retry state field(s): {', '.join(sorted(unknown))}")
+        state = cls(**data)
+        if not (
+            _is_count(state.failures)
+            and _is_count(state.strikes)
+            and (state.strike_mark is None or isinstance(state.strike_mark, str))
+            and isinstance(state.may_have_arrived, bool)
+        ):
+            raise ValueError(f"not a retry state: {dict(data)!r}")
+        return state
+
+    def to_json(self) -> str:
+        """Compact JSON of :meth:`to_dict` (``{}`` for a goal never tried)."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> RetryState:
+        """The state :meth:`to_json` gave. Raises ValueError for anything else."""
+        return cls.from_dict(None if text is None else json.loads(text))
+
+
+_STATE_FIELDS = frozenset(field.name for field in dataclasses.fields(RetryState))
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class BreakerState(enum.Enum):
@@ -454,7 +522,8 @@ class CircuitBreaker:
     outage that begins within ``QUIET_AFTER_WARNING`` seconds of the last warning (a flapping
     API) is counted and mentioned in the next warning instead.
 
-    Not thread-safe: the transport's lock guards every call. Times are ``time.monotonic()``.
+    Not thread-safe: the transport's lock guards every call. Times are a :class:`Clock`'s
+    ``monotonic()``, passed in by the caller.
     """
 
     FAILURES_TO_OPEN = 3
@@ -481,7 +550,6 @@ class CircuitBreaker:
         self.state = BreakerState.CLOSED
         self.epoch = 0
         """Incremented each time the breaker opens."""
-        self.opened_at = 0.0
         self.refusal: DeliveryResult | None = None
         """The latest answer refusing the key, while the breaker is open for that reason."""
         self.refused_since: float | None = None
@@ -526,7 +594,7 @@ class CircuitBreaker:
             self.state = BreakerState.OPEN
             self._next_probe_at = 0.0
 
-    def succeeded(self, ticket: Ticket, now: float | None = None) -> bool:
+    def succeeded(self, ticket: Ticket, now: float) -> bool:
         """The API answered *ticket*'s request. True when that closed the breaker."""
         if self.state is BreakerState.CLOSED:
             # Only an answer to a request sent after the run of failures began ends it: a late
@@ -536,7 +604,7 @@ class CircuitBreaker:
             return False
         if ticket.epoch != self.epoch:
             return False  # a late answer to a request sent before it opened: says nothing now
-        self._announce_recovery(time.monotonic() if now is None else now)
+        self._announce_recovery(now)
         self.state = BreakerState.CLOSED
         self._failures_in_a_row = 0
         self._interval = 0.0
@@ -584,7 +652,6 @@ class CircuitBreaker:
             return
         if self.state is BreakerState.CLOSED:
             self.epoch += 1
-            self.opened_at = now
             self._down_since = now
         self.state = BreakerState.OPEN
         self.refusal = result
@@ -594,6 +661,18 @@ class CircuitBreaker:
         self._next_probe_at = now + self._jittered()
         self._announced = True
         status = result.status or 401
+        if self.refusal_give_up <= 0:  # nothing is held (sync mode): each goal fails now
+            logger.error(
+                "goaltrack: %s refused the API key (%s): %s. Goals fail with HTTP %d until it "
+                "accepts the key again (one probe request every %g s, growing to %g s)",
+                self.name,
+                redact(result.reason),
+                _REFUSED_ADVICE.get(status, _REFUSED_ADVICE[401]),
+                status,
+                self.REFUSED_FIRST_INTERVAL,
+                self.refused_interval_max,
+            )
+            return
         logger.error(
             "goaltrack: %s refused the API key (%s): %s. No goal is lost: goals are held%s and "
             "sent when a probe is accepted (one request every %g s, growing to %g s); if the key "
@@ -616,6 +695,8 @@ class CircuitBreaker:
         """The final failure of a goal held by a refusal that lasted too long."""
         last = result or self.refusal
         assert last is not None
+        if self.refusal_give_up <= 0:  # nothing was held: the refusal itself is the reason
+            return DeliveryResult(Outcome.FAILED, redact(last.reason), status=last.status)
         return DeliveryResult(
             Outcome.FAILED,
             redact(
@@ -635,7 +716,6 @@ class CircuitBreaker:
         if self.state is BreakerState.CLOSED:
             self.state = BreakerState.OPEN
             self.epoch += 1
-            self.opened_at = now
             if self._failures_in_a_row == 0:  # opened by a Retry-After, not by a run of failures
                 self._down_since = now
             self._interval = min(self.FIRST_INTERVAL, self.probe_interval_max)
@@ -715,6 +795,8 @@ class CircuitBreaker:
 class Verdict:
     """What one attempt's result means for its goal (from :func:`judge`)."""
 
+    state: RetryState
+    """The goal's retry state from now on: what the transport keeps with it."""
     retry_in: float | None = None
     """Seconds until the goal's next attempt; None: it is settled."""
     final: DeliveryResult | None = None
@@ -726,9 +808,9 @@ class Verdict:
 def judge(
     breaker: CircuitBreaker,
     policy: RetryPolicy,
-    retries: Retries,
-    ticket: Ticket,
-    result: DeliveryResult,
+    state: RetryState,
+    ticket: Ticket | None,
+    result: DeliveryResult | None,
     *,
     now: float,
     age: float,
@@ -736,36 +818,137 @@ def judge(
 ) -> Verdict:
     """Tell *breaker* about one attempt and decide what becomes of its goal.
 
-    The one place where every transport's workers settle a result, so that the rules (which
-    failures count, when a goal is given up, when the outage is over) cannot drift apart.
-    Updates *retries*. The caller holds the lock that guards *breaker*; *now* is
-    ``time.monotonic()``, *age* the seconds since the goal was tracked, *mark_prefix* names the
-    breaker's process where another process may retry the goal (outbox, Celery).
+    The one place where every transport settles a result, and the only one that makes a goal's
+    next :class:`RetryState`, so that the rules (which failures count, when a goal is given up,
+    when the outage is over) cannot drift apart.
+
+    *ticket* None: the breaker did not admit the attempt (*result* is ignored): the goal fails
+    if the key has been refused for ``refusal_give_up`` or it is older than ``give_up_after``,
+    else it waits for the next probe, its backoff growing without a strike.
+
+    The caller holds the lock that guards *breaker*; *now* is the clock's ``monotonic()``, *age*
+    the seconds since the goal was tracked, *mark_prefix* names the breaker's process where
+    another process may retry the goal (outbox, Celery).
     """
+    if ticket is None or result is None:
+        if breaker.refusal_expired(now):
+            return Verdict(state, final=breaker.refusal_failure())
+        if age >= policy.give_up_after:
+            return Verdict(state, final=policy.final_failure(state, _NOT_ADMITTED, age))
+        # Later, without a request and without a strike; the backoff still grows, so that a
+        # broker is not flooded with tasks that may not send.
+        state = dataclasses.replace(state, failures=state.failures + 1)
+        wait = policy.backoff(state)
+        if breaker.wake_at is not None:
+            wait = max(wait, breaker.wake_at - now)
+        return Verdict(state, retry_in=wait)
     if result.outcome is Outcome.DELIVERED:
-        return Verdict(api_back=breaker.succeeded(ticket, now))
+        return Verdict(state, api_back=breaker.succeeded(ticket, now))
     if result.outcome is Outcome.FAILED and result.status in REFUSED_STATUSES:
         # The key is refused: the account's outage, held by the breaker like any other. The
         # goal keeps its retries (the failure is not its own) and is due at the next probe.
         breaker.refused(ticket, result, now)
-        retries.strike_mark = None
+        state = dataclasses.replace(state, strike_mark=None)
         if breaker.refusal_expired(now):
-            return Verdict(final=breaker.refusal_failure(result))
-        return Verdict(retry_in=max(0.0, (breaker.wake_at or now) - now))
+            return Verdict(state, final=breaker.refusal_failure(result))
+        return Verdict(state, retry_in=max(0.0, (breaker.wake_at or now) - now))
     if result.outcome is Outcome.FAILED:  # the API answered: it is up, the goal is refused
-        return Verdict(final=result, api_back=breaker.succeeded(ticket, now))
+        return Verdict(state, final=result, api_back=breaker.succeeded(ticket, now))
     result = policy.capped(result)
     isolated = breaker.failed(ticket, result, now)
     mark = f"{mark_prefix}{breaker.epoch}"
-    delay = policy.after_failure(retries, result, isolated=isolated, mark=mark, age=age)
-    if delay is None:
-        return Verdict(final=policy.final_failure(retries, result, age))
+    strikes = state.strikes
+    if state.strike_mark is not None and state.strike_mark == mark:
+        strikes += 1  # its previous failure was not followed by an outage
+    state = RetryState(
+        failures=state.failures + 1,
+        strikes=strikes,
+        strike_mark=mark if isolated else None,
+        may_have_arrived=state.may_have_arrived or result.may_have_arrived,
+    )
+    if (isolated and strikes >= policy.max_retries) or age >= policy.give_up_after:
+        return Verdict(state, final=policy.final_failure(state, result, age))
+    if result.retry_after is not None:
+        delay = min(result.retry_after, policy.backoff_max)
+    else:
+        delay = policy.backoff(state)
     if not isolated and breaker.wake_at is not None:
         # The outage's failure: the goal is due with the next probe (a Retry-After included),
         # not after its own backoff, which grows with each failed probe and would outlast the
         # outage: a lone goal is the probe, and the breaker admits one request at a time.
         delay = max(0.0, breaker.wake_at - now)
-    return Verdict(retry_in=delay)
+    return Verdict(state, retry_in=delay)
+
+
+_NOT_ADMITTED = DeliveryResult(Outcome.RETRY, "the API was down: no attempt was admitted")
+
+
+# -- the breakers ------------------------------------------------------------------------------
+
+
+def new_breaker(
+    policy: RetryPolicy,
+    name: str,
+    *,
+    held: Callable[[], int] | None = None,
+    rng: random.Random | None = None,
+) -> CircuitBreaker:
+    """A breaker with *policy*'s probe intervals and refusal limit: how every one is made.
+
+    The background and outbox transports each keep the one they make: their own lock guards it
+    together with their queue (a wake-up depends on both), which a shared breaker's lock could
+    not. The breakers shared by a process are :func:`shared_breaker`'s.
+    """
+    return CircuitBreaker(
+        policy.probe_interval_max,
+        rng,
+        held=held,
+        refused_interval_max=policy.refused_probe_interval_max,
+        refusal_give_up=policy.refusal_give_up,
+        name=name,
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SharedBreaker:
+    """A breaker shared by a process's deliveries to one destination, and the lock guarding it."""
+
+    breaker: CircuitBreaker
+    lock: threading.Lock
+
+
+_shared_lock = threading.Lock()
+_shared: dict[tuple[str, str, float, float, float], SharedBreaker] = {}
+
+
+def shared_breaker(endpoint: Endpoint, policy: RetryPolicy) -> SharedBreaker:
+    """This process's breaker for *endpoint* (its URL and key) and *policy*'s breaker settings:
+    Celery tasks, ``sync`` calls.
+
+    Made on first use; a forked child starts with none (its own view of the API).
+    """
+    key = (
+        endpoint.url,
+        endpoint.key_fp,
+        policy.probe_interval_max,
+        policy.refused_probe_interval_max,
+        policy.refusal_give_up,
+    )
+    with _shared_lock:
+        shared = _shared.get(key)
+        if shared is None:
+            breaker = new_breaker(policy, f"the API at {endpoint.url}")
+            shared = _shared[key] = SharedBreaker(breaker, threading.Lock())
+        return shared
+
+
+def _forget_shared_breakers() -> None:
+    global _shared_lock
+    _shared_lock = threading.Lock()
+    _shared.clear()
+
+
+at_fork(after_in_child=_forget_shared_breakers)
 
 
 def probe(endpoint: Endpoint, http: HttpPoster) -> tuple[bool, str]:

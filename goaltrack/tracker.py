@@ -247,9 +247,7 @@ class GoalTracker:
         if self.mode == "celery":
             from goaltrack.transports.celery import CeleryTransport
 
-            return CeleryTransport(
-                self.provider, self._settlement, app=opts.celery_app, queue=opts.celery_queue
-            )
+            return CeleryTransport(self._settlement, app=opts.celery_app, queue=opts.celery_queue)
         if opts.outbox:
             from goaltrack.transports.outbox import OutboxTransport
 

@@ -20,12 +20,13 @@ from goaltrack.delivery import (
     DeliveryResult,
     Endpoint,
     Outcome,
-    Retries,
     RetryPolicy,
+    RetryState,
     Ticket,
     backoff_delay,
     check_api_url,
     classify,
+    judge,
     parse_retry_after,
 )
 from goaltrack.http_client import HttpResponse
@@ -115,17 +116,16 @@ def test_backoff_grows_exponentially_within_its_jitter_and_cap() -> None:
             assert ceiling / 2 <= delay <= ceiling
 
 
-def test_retry_policy_gives_up_after_max_retries_and_prefers_retry_after() -> None:
+def test_a_retry_waits_what_retry_after_asks_within_backoff_max() -> None:
+    # Updated with the single retry state: the sync transport's count-based delay_before_retry
+    # is gone; every transport's delay is judge()'s.
     policy = RetryPolicy(max_retries=2, backoff_base=0.1, backoff_max=1.0)
-    plain = DeliveryResult(Outcome.RETRY, "HTTP 503")
-    assert policy.delay_before_retry(1, plain) is not None
-    assert policy.delay_before_retry(2, plain) is not None
-    assert policy.delay_before_retry(3, plain) is None
-    asked = DeliveryResult(Outcome.RETRY, "429", retry_after=0.75)
-    assert policy.delay_before_retry(1, asked) == 0.75
-    # Never longer than backoff_max, whatever the server asks for.
-    too_long = DeliveryResult(Outcome.RETRY, "429", retry_after=4.0)
-    assert policy.delay_before_retry(1, too_long) == 1.0
+    for asked, waited in [(0.75, 0.75), (4.0, 1.0)]:  # never longer than backoff_max
+        breaker = CircuitBreaker()
+        result = DeliveryResult(Outcome.RETRY, "429", status=429, retry_after=asked)
+        verdict = judge(breaker, policy, RetryState(), admitted(breaker), result, now=0.0, age=0.0)
+        assert verdict.retry_in == pytest.approx(waited, abs=0.01)
+        assert verdict.state.failures == 1
 
 
 @pytest.mark.parametrize(
@@ -193,7 +193,7 @@ def test_a_late_success_of_an_earlier_request_does_not_end_a_run_of_failures() -
     earlier, first, second, third = (admitted(breaker) for _ in range(4))
     assert breaker.failed(first, FAILED_503, 0.0)
     assert breaker.failed(second, FAILED_503, 0.0)
-    assert not breaker.succeeded(earlier)  # sent before the failures began: stale
+    assert not breaker.succeeded(earlier, 0.0)  # sent before the failures began: stale
     assert not breaker.failed(third, FAILED_503, 0.0)  # the third failure in a row opens it
     assert breaker.state is BreakerState.OPEN
 
@@ -202,7 +202,7 @@ def test_a_late_success_of_a_request_sent_before_it_opened_does_not_close_it() -
     breaker = CircuitBreaker()
     sent_before = admitted(breaker)
     open_breaker(breaker)
-    assert not breaker.succeeded(sent_before)  # answered before the outage, processed after
+    assert not breaker.succeeded(sent_before, 0.0)  # answered before the outage, processed after
     assert breaker.state is BreakerState.OPEN
 
 
@@ -214,7 +214,7 @@ def test_breaker_admits_exactly_one_probe_and_its_success_closes_it() -> None:
     assert probe.probe
     assert breaker.state is BreakerState.HALF_OPEN
     assert breaker.admit(0.31) is None  # one probe in flight, no other request
-    assert breaker.succeeded(probe)  # closed by it
+    assert breaker.succeeded(probe, 1.0)  # closed by it
     assert breaker.state is BreakerState.CLOSED
     assert breaker.wake_at is None
     after = breaker.admit(0.32)
@@ -254,7 +254,7 @@ def test_an_unanswered_probe_lets_the_next_one_go_after_the_interval() -> None:
     before = breaker.wake_at
     assert not breaker.failed(first, FAILED_503, 5.3)  # the first probe timing out at last
     assert breaker.wake_at == before
-    assert breaker.succeeded(second)
+    assert breaker.succeeded(second, 1.0)
 
 
 def test_retry_after_opens_the_breaker_until_then_and_wins_over_the_interval() -> None:
@@ -280,48 +280,47 @@ def test_a_released_probe_ticket_lets_the_next_probe_go_at_once() -> None:
 
 
 def test_failures_of_an_outage_never_count_against_max_retries() -> None:
+    # Updated with the single retry state: through judge(), which returns the next state.
     policy = RetryPolicy(max_retries=2, backoff_base=0.1, backoff_max=1.0, give_up_after=3600)
     breaker = CircuitBreaker()
-    retries = Retries()
+    state = RetryState()
     # Goal A fails alone twice while the API answers others: tentative, then confirmed.
     for _ in range(2):
-        ticket = breaker.admit(0.0)
-        assert ticket is not None
-        isolated = breaker.failed(ticket, FAILED_503, 0.0)
-        assert policy.after_failure(
-            retries, FAILED_503, isolated=isolated, mark=breaker.epoch, age=1.0
-        )
-        other = breaker.admit(0.0)
-        assert other is not None
-        assert not breaker.succeeded(other)  # other goals delivered meanwhile
-    assert (retries.failures, retries.strikes) == (2, 1)
+        verdict = judge(breaker, policy, state, admitted(breaker), FAILED_503, now=0.0, age=1.0)
+        assert verdict.retry_in is not None
+        state = verdict.state
+        assert not breaker.succeeded(admitted(breaker), 0.0)  # others delivered meanwhile
+    assert (state.failures, state.strikes) == (2, 1)
     # Then an outage opens the breaker: A's pending strike is not confirmed, and any number
     # of failures while it is open count nothing.
     open_breaker(breaker)
     for now in range(1, 50):
-        assert policy.after_failure(
-            retries, FAILED_503, isolated=False, mark=breaker.epoch, age=float(now)
-        )
-    assert (retries.failures, retries.strikes) == (51, 1)
+        ticket = breaker.admit(float(now)) or Ticket(breaker.epoch)
+        verdict = judge(breaker, policy, state, ticket, FAILED_503, now=float(now), age=float(now))
+        assert verdict.retry_in is not None
+        state = verdict.state
+    assert (state.failures, state.strikes) == (51, 1)
     # Past the time budget the next transient failure ends it.
-    assert (
-        policy.after_failure(retries, FAILED_503, isolated=False, mark=breaker.epoch, age=3600.0)
-        is None
-    )
-    final = policy.final_failure(retries, FAILED_503, 3600.0)
-    assert final.reason.startswith("gave up after 52 attempts, undelivered for 3600.0 s")
+    verdict = judge(breaker, policy, state, Ticket(breaker.epoch), FAILED_503, now=60.0, age=3600.0)
+    assert verdict.retry_in is None
+    assert verdict.final is not None
+    assert verdict.final.reason.startswith("gave up after 52 attempts, undelivered for 3600.0 s")
 
 
 def test_a_goal_failing_alone_is_given_up_after_max_retries_isolated_failures() -> None:
     policy = RetryPolicy(max_retries=2, backoff_base=0.1, backoff_max=1.0)
-    retries = Retries()
-    delays = [
-        policy.after_failure(retries, FAILED_503, isolated=True, mark=0, age=1.0) for _ in range(3)
-    ]
-    assert delays[0] is not None
-    assert delays[1] is not None
-    assert delays[2] is None  # 3 attempts = 1 + max_retries, every one isolated
-    reason = policy.final_failure(retries, FAILED_503, 1.0).reason
+    breaker = CircuitBreaker()
+    state = RetryState()
+    verdicts = []
+    for _ in range(3):
+        verdict = judge(breaker, policy, state, admitted(breaker), FAILED_503, now=0.0, age=1.0)
+        state = verdict.state
+        verdicts.append(verdict)
+        assert not breaker.succeeded(admitted(breaker), 0.0)  # the API answers others
+    assert verdicts[0].retry_in is not None
+    assert verdicts[1].retry_in is not None
+    assert verdicts[2].final is not None  # 3 attempts = 1 + max_retries, every one isolated
+    reason = verdicts[2].final.reason
     assert reason.startswith("gave up after 3 attempts, failed 3 times while the API answered")
 
 

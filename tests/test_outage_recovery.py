@@ -25,8 +25,8 @@ from goaltrack.delivery import (
     CircuitBreaker,
     DeliveryResult,
     Outcome,
-    Retries,
     RetryPolicy,
+    RetryState,
     judge,
 )
 from tests.hostile_server import VISITOR, HostileAPI, wait_until
@@ -210,12 +210,13 @@ def test_a_goal_failing_while_the_breaker_is_open_is_due_at_the_next_probe() -> 
     """However many times it failed before, its own backoff does not outlast the outage."""
     policy = RetryPolicy()
     breaker = CircuitBreaker(policy.probe_interval_max, random.Random(7))
-    goal = Retries(failures=9)  # its own backoff would be 64-128 s, capped at 30-60 s
+    goal = RetryState(failures=9)  # its own backoff would be 64-128 s, capped at 30-60 s
     now = 100.0
     for _ in range(CircuitBreaker.FAILURES_TO_OPEN):
         ticket = breaker.admit(now)
         assert ticket is not None
         verdict = judge(breaker, policy, goal, ticket, REFUSED, now=now, age=10.0)
+        goal = verdict.state
     assert breaker.wake_at is not None
     assert verdict.retry_in == pytest.approx(breaker.wake_at - now)
     strikes = goal.strikes  # its second failure confirmed its first as its own: the API was up
@@ -225,6 +226,7 @@ def test_a_goal_failing_while_the_breaker_is_open_is_due_at_the_next_probe() -> 
         assert ticket is not None
         assert ticket.probe
         verdict = judge(breaker, policy, goal, ticket, REFUSED, now=now, age=10.0)
+        goal = verdict.state
         assert verdict.retry_in is not None
         assert verdict.retry_in == pytest.approx(breaker.wake_at - now)
         assert 0.0 < verdict.retry_in <= policy.probe_interval_max
@@ -238,14 +240,14 @@ def test_a_retry_after_still_delays_the_goal_up_to_backoff_max() -> None:
     ticket = breaker.admit(0.0)
     assert ticket is not None
     asked = dataclasses.replace(RETRY_503, retry_after=600.0)
-    verdict = judge(breaker, policy, Retries(), ticket, asked, now=0.0, age=0.0)
+    verdict = judge(breaker, policy, RetryState(), ticket, asked, now=0.0, age=0.0)
     assert verdict.retry_in == pytest.approx(30.0)
 
 
 def test_an_isolated_failure_keeps_the_goals_own_backoff() -> None:
     policy = RetryPolicy()
     breaker = CircuitBreaker(policy.probe_interval_max, random.Random(7))
-    goal = Retries(failures=5)
+    goal = RetryState(failures=5)
     ticket = breaker.admit(0.0)
     assert ticket is not None
     verdict = judge(breaker, policy, goal, ticket, RETRY_503, now=0.0, age=0.0)
@@ -308,7 +310,7 @@ def test_a_goal_that_probed_a_long_outage_still_gets_a_backoff() -> None:
     passed 1024, where ``2.0 ** failures`` overflows; its backoff stays capped instead."""
     policy = RetryPolicy()
     breaker = CircuitBreaker(policy.probe_interval_max, random.Random(7))
-    goal = Retries(failures=5000)
+    goal = RetryState(failures=5000)
     ticket = breaker.admit(0.0)
     assert ticket is not None
     verdict = judge(breaker, policy, goal, ticket, RETRY_503, now=0.0, age=1000.0)

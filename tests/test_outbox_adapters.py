@@ -15,6 +15,7 @@ from flask import Flask
 from goaltrack.asgi import GoalTrackMiddleware
 from goaltrack.django.conf import goaltrack_settings
 from goaltrack.flask import GoalTrack
+from goaltrack.redaction import key_fingerprint
 from goaltrack.testing.server import FakeAPIServer
 from goaltrack.transports.outbox import OutboxTransport
 
@@ -30,8 +31,10 @@ def dead_letter(path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.execute(
             "INSERT INTO dead_letters (target, goal, created_at, failed_at, attempts, status,"
-            " reason) VALUES ('t', '[\"datafast\",\"signup\",null,null,null,null,null]', 0, 0,"
-            " 1, 404, 'HTTP 404: visitor has no pageviews')"
+            " reason, provider, key_fp) VALUES ('t',"
+            ' \'["datafast","signup",null,null,null,null,null]\', 0, 0, 1, 404,'
+            " 'HTTP 404: visitor has no pageviews', 'datafast', ?)",
+            (key_fingerprint(KEY),),
         )
 
 

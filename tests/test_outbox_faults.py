@@ -109,7 +109,7 @@ def waiting_on(tracker: GoalTracker) -> str:
     mine = sorted(outbox._own_rows)
     with sqlite3.connect(outbox.path) as conn:
         rows = conn.execute(
-            "SELECT id, lease_owner, lease_until - ?, due_at - ?, attempts FROM goals"
+            "SELECT id, lease_owner, lease_until - ?, due_at - ?, retry FROM goals"
             " WHERE id IN (SELECT value FROM json_each(?))",
             (time.time(), time.time(), json.dumps(mine)),
         ).fetchall()
@@ -421,43 +421,55 @@ CREATE TABLE dead_letters (id INTEGER PRIMARY KEY, target TEXT NOT NULL, goal TE
 """
 
 
-def test_a_schema_1_file_is_migrated_and_its_rows_adopted_by_the_matching_tracker_only(
-    fake_api: FakeAPIServer,
-    make_tracker: Callable[..., GoalTracker],
-    outbox_path: str,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    visitor = fake_api.add_pageview("datafast")
-    target = f"{fake_api.api_url('datafast')}/api/v1/goals"
-    other = "https://staging.example.com/api/v1/goals"
-    with sqlite3.connect(outbox_path) as conn:
+# Updated with the single retry state (schema 3): a file of a pre-release layout is no longer
+# migrated; the tests below replace the one that checked the migration and the adoption of its
+# rows.
+
+
+def _schema_1_file(path: str, goals: int) -> None:
+    with sqlite3.connect(path) as conn:
         conn.executescript(_SCHEMA_1)
-        for i, where in enumerate([target, target, target, other, other]):
-            goal = json.dumps(["datafast", "old", visitor, None, {"id": f"old{i}"}, None, None])
+        for i in range(goals):
+            goal = json.dumps(["datafast", "old", "v", None, {"id": f"old{i}"}, None, None])
             conn.execute(
-                "INSERT INTO goals (target, goal, created_at, due_at) VALUES (?, ?, ?, ?)",
-                (where, goal, time.time(), time.time()),
+                "INSERT INTO goals (target, goal, created_at, due_at) VALUES ('t', ?, 0, 0)",
+                (goal,),
             )
-    with caplog.at_level(logging.WARNING, logger="goaltrack"):
-        tracker = make_tracker()
-        wait_until(lambda: len(fake_api.goals) == 3)
-        assert tracker.flush(timeout=10)
 
-        def adopted_rows_left() -> int:  # a row leaves the file just after its answer
-            with Outbox(outbox_path) as admin:
-                return sum(admin.status().by_identity.values()) - 2
 
-        wait_until(lambda: adopted_rows_left() == 0)
-    adopted = [r for r in caplog.records if "stored by an older goaltrack" in r.getMessage()]
-    assert len(adopted) == 1
-    assert "3 goal(s)" in adopted[0].getMessage()
-    assert ids_delivered(fake_api) == Counter({"old0": 1, "old1": 1, "old2": 1})
+def test_an_empty_file_of_a_pre_release_schema_is_made_afresh(
+    fake_api: FakeAPIServer, make_tracker: Callable[..., GoalTracker], outbox_path: str
+) -> None:
+    _schema_1_file(outbox_path, goals=0)
+    tracker = make_tracker()
+    visitor = fake_api.add_pageview("datafast")
+    tracker.track("new", visitor_id=visitor)
+    assert tracker.flush(timeout=10)
+    assert [g["name"] for g in fake_api.goals] == ["new"]
     with sqlite3.connect(outbox_path) as conn:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(goals)")}
     assert version == store.SCHEMA_VERSION
-    with Outbox(outbox_path) as admin:
-        status = admin.status()
-    assert status.by_identity == {store.Identity("datafast", other, "-"): 2}
+    assert "retry" in columns
+    assert not {"attempts", "strikes", "strike_mark", "may_have_arrived"} & columns
+
+
+def test_a_file_of_a_pre_release_schema_holding_goals_is_refused_and_left_untouched(
+    outbox_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _schema_1_file(outbox_path, goals=3)
+    with pytest.raises(InvalidConfiguration) as raised:
+        GoalTracker(KEY, outbox=outbox_path, flush_at_exit=False)
+    message = str(raised.value)
+    assert outbox_path in message
+    assert "written by a pre-release goaltrack (schema version 0" in message
+    assert "holds 3 row(s)" in message
+    assert cli_main(["outbox", "status", "--path", outbox_path]) == 2
+    assert "pre-release goaltrack" in capsys.readouterr().err
+    with sqlite3.connect(outbox_path) as conn:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        (left,) = conn.execute("SELECT count(*) FROM goals").fetchone()
+    assert (version, left) == (0, 3)  # nothing was changed or lost
 
 
 # -- a held write lock, and 200 threads -------------------------------------------------------
@@ -563,11 +575,15 @@ def test_a_file_size_limit_degrades_to_memory_with_one_error_and_loses_nothing(
         deadline = time.monotonic() + 30
         while tracker._transport._degraded and time.monotonic() < deadline:
             time.sleep(0.05)
+        fallback = tracker._transport._fallback
+        to_memory = fallback.stats.queued if fallback is not None else 0
         stored = sum(
             tracker.track("disk", visitor_id=visitor, metadata={"id": str(i)})
             for i in range(500, 510)
         )
-        in_file = tracker._transport._last_id > 0 and not tracker._transport._degraded
+        in_file = not tracker._transport._degraded and to_memory == (
+            fallback.stats.queued if fallback is not None else 0
+        )
         flushed = tracker.flush(timeout=30) and flushed
         tracker.close(5)
         print(json.dumps({"accepted": accepted + stored, "flushed": flushed,
@@ -604,7 +620,8 @@ def _truncated(path: Path) -> None:
     with sqlite3.connect(path) as conn:
         goal = json.dumps(["datafast", "x", "v", None, {"pad": "y" * 200}, None, None])
         conn.executemany(
-            "INSERT INTO goals (target, goal, created_at, due_at) VALUES ('t', ?, 0, 0)",
+            "INSERT INTO goals (provider, target, key_fp, goal, created_at, due_at)"
+            " VALUES ('datafast', 't', 'k', ?, 0, 0)",
             [(goal,)] * 3000,
         )
     size = path.stat().st_size
@@ -622,8 +639,9 @@ def _newer_version(path: Path) -> None:
 def _newer_column(path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.executescript(
-            _SCHEMA_1.replace("strike_mark TEXT);", "strike_mark TEXT, tenant TEXT NOT NULL);", 1)
+            store._SCHEMA.replace("last_error TEXT\n", "last_error TEXT,\n tenant TEXT NOT NULL\n")
         )
+        conn.execute(f"PRAGMA user_version = {store.SCHEMA_VERSION}")
 
 
 @pytest.mark.parametrize(

@@ -2,10 +2,11 @@
 
 - ``submit`` costs a lock and a deque append; it never touches the network and never blocks.
 - Workers start on the first goal, one per in-flight request, sharing one pool of keep-alive
-  connections. A goal that failed transiently waits in a retry heap until it is due. The workers
-  share one :class:`~goaltrack.delivery.CircuitBreaker`: while the API is down it is probed with
-  one request at a time (at most one per ``probe_interval_max``), goals wait without spending
-  retries, and the first answer puts every worker back to work at once.
+  connections. A goal that failed transiently waits in a retry heap until it is due, with the
+  :class:`~goaltrack.delivery.RetryState` that :func:`~goaltrack.delivery.judge` gave it. The
+  workers share one :class:`~goaltrack.delivery.CircuitBreaker`: while the API is down it is
+  probed with one request at a time (at most one per ``probe_interval_max``), goals wait without
+  spending retries, and the first answer puts every worker back to work at once.
 - Memory is bounded: queued + waiting-to-retry goals never exceed ``max_queue_size``; past that
   new goals are dropped, counted, reported to ``on_drop`` and logged (summarized periodically).
 - A forked child (gunicorn ``--preload``, multiprocessing) gets fresh locks, an empty queue and
@@ -30,15 +31,17 @@ from collections import deque
 from collections.abc import Callable
 
 from goaltrack.delivery import (
-    CircuitBreaker,
+    SYSTEM_CLOCK,
+    Clock,
     DeliveryResult,
     Endpoint,
     Outcome,
-    Retries,
     RetryPolicy,
+    RetryState,
     Ticket,
     deliver,
     judge,
+    new_breaker,
 )
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
@@ -61,8 +64,10 @@ __all__ = ["BackgroundTransport"]
 logger = logging.getLogger("goaltrack")
 
 
-class _Item(Retries):
-    __slots__ = ("created", "due", "goal", "seq", "ticket")
+class _Item:
+    """A goal held in memory, with its retry state (which only ``judge`` changes)."""
+
+    __slots__ = ("created", "due", "goal", "seq", "state", "ticket")
 
     def __init__(self, seq: int, goal: Goal, created: float) -> None:
         self.seq = seq
@@ -70,9 +75,7 @@ class _Item(Retries):
         self.created = created
         self.due = 0.0
         self.ticket: Ticket | None = None
-        self.failures = self.strikes = 0
-        self.strike_mark = None
-        self.may_have_arrived = False
+        self.state = RetryState()
 
     def __lt__(self, other: _Item) -> bool:
         return (self.due, self.seq) < (other.due, other.seq)
@@ -92,8 +95,10 @@ class BackgroundTransport:
         shutdown_timeout: float = 3.0,
         flush_at_exit: bool = True,
         http: Callable[[], HttpPoster],
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._endpoint = endpoint
+        self._clock = clock
         self._settlement = settlement
         self._retry = retry
         self._max_queue_size = max_queue_size
@@ -120,12 +125,9 @@ class BackgroundTransport:
         self._idle_workers = 0
         self._flush_waiters = 0
         self._in_flight = 0
-        self._breaker = CircuitBreaker(
-            self._retry.probe_interval_max,
-            held=lambda: self._pending,
-            refused_interval_max=self._retry.refused_probe_interval_max,
-            refusal_give_up=self._retry.refusal_give_up,
-            name=f"the API at {self._endpoint.url}",
+        # This transport's own breaker: its lock guards the breaker and the queue together.
+        self._breaker = new_breaker(
+            self._retry, f"the API at {self._endpoint.url}", held=lambda: self._pending
         )
         self._closed = False
         self.undelivered_at_close = 0
@@ -141,13 +143,13 @@ class BackgroundTransport:
                 drop_reason = f"the queue is full ({self._max_queue_size} goals waiting)"
             else:
                 drop_reason = ""
-                self._queue.append(_Item(self._next_seq, goal, time.monotonic()))
+                self._queue.append(_Item(self._next_seq, goal, self._clock.monotonic()))
                 self._next_seq += 1
                 self._pending += 1
                 self._queued += 1  # counted here, under the lock already held
                 # While the API is down the idle workers sleep until the next probe is due:
                 # waking one per goal would only steal the GIL from the request.
-                if self._idle_workers and self._breaker.would_admit(time.monotonic()):
+                if self._idle_workers and self._breaker.would_admit(self._clock.monotonic()):
                     self._cond.notify()
             start_workers = not self._threads and not drop_reason
         if drop_reason:
@@ -174,6 +176,7 @@ class BackgroundTransport:
                     "deadlock: flush from your own code instead"
                 )
             return False
+        # Timeouts are the caller's real seconds, whatever clock the schedules read.
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             target = self._next_seq - 1
@@ -315,7 +318,7 @@ class BackgroundTransport:
             settled = item.seq < self._lowest_unsettled or item.seq in self._settled_above_lowest
             if settled or self._closed or any(w is item for w in self._retries):
                 return
-            item.due = time.monotonic() + 1.0
+            item.due = self._clock.monotonic() + 1.0
             heapq.heappush(self._retries, item)
 
     def _take(self, *, block: bool, deadline: float | None) -> _Item | None:
@@ -324,7 +327,7 @@ class BackgroundTransport:
             while True:
                 if self._closed:
                     return None
-                now = time.monotonic()
+                now = self._clock.monotonic()
                 retry_due = bool(self._retries) and self._retries[0].due <= now
                 if retry_due or self._queue:
                     ticket = self._breaker.admit(now)
@@ -345,10 +348,11 @@ class BackgroundTransport:
                 if not block:
                     return None
                 wait_until = wake_at
-                if deadline is not None:
-                    if deadline <= now or (wake_at is not None and wake_at > deadline):
+                if deadline is not None:  # real seconds (see flush), unlike now and wake_at
+                    left = deadline - time.monotonic()
+                    if left <= 0 or (wake_at is not None and wake_at - now > left):
                         return None  # nothing can be attempted before the deadline
-                    wait_until = deadline if wake_at is None else wake_at
+                    wait_until = now + left if wake_at is None else wake_at
                 self._idle_workers += 1
                 try:
                     # Bounded: whatever a due time says, a wait can neither overflow nor last.
@@ -360,10 +364,11 @@ class BackgroundTransport:
 
     def _attempt(self, item: _Item, deadline: float | None = None) -> None:
         if item.ticket is None:  # held by a refused key for longer than refusal_give_up
-            with self._cond:
-                self._in_flight -= 1
-            self._settlement.failed(item.goal, self._breaker.refusal_failure())
-            self._mark_settled(item)
+            try:
+                self._settle(item, None)
+            finally:
+                with self._cond:
+                    self._in_flight -= 1
             return
         http = self._http
         try:
@@ -379,14 +384,19 @@ class BackgroundTransport:
             with self._cond:
                 self._in_flight -= 1
 
-    def _settle(self, item: _Item, result: DeliveryResult) -> None:
-        ticket = item.ticket
-        assert ticket is not None
+    def _settle(self, item: _Item, result: DeliveryResult | None) -> None:
         with self._cond:
-            now = time.monotonic()
+            now = self._clock.monotonic()
             verdict = judge(
-                self._breaker, self._retry, item, ticket, result, now=now, age=now - item.created
+                self._breaker,
+                self._retry,
+                item.state,
+                item.ticket,
+                result,
+                now=now,
+                age=now - item.created,
             )
+            item.state = verdict.state
             if verdict.api_back:
                 self._resume_after_outage()
             kept = verdict.retry_in is not None and not self._closed
@@ -396,21 +406,25 @@ class BackgroundTransport:
                 if self._breaker.would_admit(now):
                     self._cond.notify()
         if kept:
-            self._settlement.retrying(item.goal, result, verdict.retry_in or 0.0)
+            if result is not None:  # else it was not sent: the key's refusal ended meanwhile
+                self._settlement.retrying(item.goal, result, verdict.retry_in or 0.0)
             return
         if verdict.retry_in is not None:
             self._settlement.dropped(item.goal, "the tracker closed before it was delivered")
         elif verdict.final is not None:
             self._settlement.failed(item.goal, verdict.final)
         else:
-            self._settlement.delivered(item.goal, result, maybe_duplicate=item.may_have_arrived)
+            assert result is not None
+            self._settlement.delivered(
+                item.goal, result, maybe_duplicate=item.state.may_have_arrived
+            )
         self._mark_settled(item)
 
     def _resume_after_outage(self) -> None:
         """The API is back: goals held by the outage are due now, and every worker wakes."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         for waiting in self._retries:
-            if waiting.strike_mark is None:  # its last failure was the outage's, not its own
+            if waiting.state.strike_mark is None:  # its last failure was the outage's, not its own
                 waiting.due = now
         heapq.heapify(self._retries)
         self._cond.notify_all()

@@ -5,11 +5,13 @@ path publishes one small task message (the validated goal's fields, never the AP
 Celery worker runs :func:`deliver_goal` with the same contract and failure rules as every other
 transport (:func:`goaltrack.delivery.deliver`): delivered, or a transient failure retried with
 Celery's ``retry`` and goaltrack's backoff (``Retry-After`` honoured), or a final failure that is
-logged and not retried. Each worker process shares one
-:class:`~goaltrack.delivery.CircuitBreaker` between its tasks: while the API is down a task that
-may not send is retried later without a request and without spending a retry, and transient
-failures end a goal only by time (``give_up_after`` from the moment it was tracked) or by
-``max_retries`` failures of its own while the API answered others — as in every transport.
+logged and not retried. Each worker process shares one breaker per destination between its tasks
+(:func:`goaltrack.delivery.shared_breaker`): while the API is down a task that may not send is
+retried later without a request and without spending a retry, and transient failures end a goal
+only by time (``give_up_after`` from the moment it was tracked) or by ``max_retries`` failures of
+its own while the API answered others — as in every transport, since every verdict is
+:func:`goaltrack.delivery.judge`'s. The goal's :class:`~goaltrack.delivery.RetryState` travels
+with the retried task in one keyword, ``state``.
 
 The worker needs the account, not the message: it uses the process-wide tracker
 (:func:`goaltrack.get_tracker`), so configure it in the worker as in the web app
@@ -25,7 +27,6 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,19 +38,19 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     ) from exc
 
 from goaltrack.delivery import (
-    CircuitBreaker,
+    SYSTEM_CLOCK,
+    Clock,
     DeliveryResult,
     Outcome,
-    Retries,
-    RetryPolicy,
-    backoff_delay,
+    RetryState,
     deliver,
     judge,
+    shared_breaker,
 )
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
 from goaltrack.process import at_fork
-from goaltrack.providers import Provider, get_provider
+from goaltrack.providers import get_provider
 from goaltrack.transports.base import Settlement, Stats, process_delivery_setup
 
 __all__ = ["TASK_NAME", "CeleryTransport", "deliver_goal"]
@@ -57,6 +58,8 @@ __all__ = ["TASK_NAME", "CeleryTransport", "deliver_goal"]
 logger = logging.getLogger("goaltrack")
 
 TASK_NAME = "goaltrack.deliver_goal"
+#: Where the transport and the task read the time (a test may replace it).
+clock: Clock = SYSTEM_CLOCK
 
 
 def goal_message(goal: Goal) -> dict[str, Any]:
@@ -69,7 +72,7 @@ def goal_message(goal: Goal) -> dict[str, Any]:
         "metadata": dict(goal.metadata) if goal.metadata else None,
         "description": goal.description,
         "timezone": goal.timezone,
-        "tracked_at": time.time(),
+        "tracked_at": clock.wall(),
     }
 
 
@@ -90,13 +93,11 @@ class CeleryTransport:
 
     def __init__(
         self,
-        provider: Provider,
         settlement: Settlement,
         *,
         app: Celery | str | None = None,
         queue: str | None = None,
     ) -> None:
-        self._provider = provider
         self._settlement = settlement
         self._app_spec = app
         self._app: Celery | None = app if isinstance(app, Celery) else None
@@ -146,7 +147,6 @@ class CeleryTransport:
 
 _http_lock = threading.Lock()
 _http: dict[str, HttpPoster] = {}
-_breakers: dict[str, CircuitBreaker] = {}
 
 
 def _client(url: str, make: Callable[[], HttpPoster]) -> HttpPoster:
@@ -157,25 +157,12 @@ def _client(url: str, make: Callable[[], HttpPoster]) -> HttpPoster:
         return http
 
 
-def _breaker(url: str, policy: RetryPolicy) -> CircuitBreaker:
-    with _http_lock:
-        breaker = _breakers.get(url)
-        if breaker is None:
-            breaker = _breakers[url] = CircuitBreaker(
-                policy.probe_interval_max,
-                refused_interval_max=policy.refused_probe_interval_max,
-                refusal_give_up=policy.refusal_give_up,
-                name=f"the API at {url}",
-            )
-        return breaker
-
-
 def _forget_after_fork() -> None:
-    # A prefork pool's child starts with its own connections and its own view of the API.
+    # A prefork pool's child starts with its own connections (and, through shared_breaker,
+    # its own view of the API).
     global _http_lock
     _http_lock = threading.Lock()
     _http.clear()
-    _breakers.clear()
 
 
 at_fork(after_in_child=_forget_after_fork)
@@ -183,15 +170,12 @@ at_fork(after_in_child=_forget_after_fork)
 
 # max_retries=None: goaltrack's own rules end a goal (time, or isolated failures), not a count.
 @shared_task(bind=True, name=TASK_NAME, ignore_result=True, acks_late=True, max_retries=None)  # type: ignore[untyped-decorator]
-def deliver_goal(
-    self: Any,
-    message: dict[str, Any],
-    may_have_arrived: bool = False,
-    failures: int = 0,
-    strikes: int = 0,
-    strike_mark: str | None = None,
-) -> str:
-    """Deliver one goal from the worker; retried by Celery while the failure is transient."""
+def deliver_goal(self: Any, message: dict[str, Any], state: dict[str, Any] | None = None) -> str:
+    """Deliver one goal from the worker; retried by Celery while the failure is transient.
+
+    *state* is the goal's :class:`~goaltrack.delivery.RetryState` (``to_dict()``), given to the
+    task's retries.
+    """
     setup = process_delivery_setup()
     endpoint = setup.endpoint
     goal = goal_from_message(message)
@@ -211,56 +195,51 @@ def deliver_goal(
         )
         return "failed"
     policy, settlement = setup.retry, setup.settlement
-    retries = Retries(failures, strikes, strike_mark, may_have_arrived)
-    breaker = _breaker(endpoint.url, policy)
-    with _http_lock:
-        ticket = breaker.admit(time.monotonic())
-    if ticket is None:
-        # The API is down and this process probes it already: later, without a request and
-        # without spending a retry (the backoff still grows, so the broker is not flooded).
-        retries.failures += 1
-        delay = backoff_delay(retries.failures, policy.backoff_base, policy.backoff_max)
-        raise _retry(self, message, retries, delay)
     try:
-        assert setup.http is not None  # there is an endpoint
-        http = _client(endpoint.url, setup.http)
-        result = deliver(goal, endpoint, http)
-    except Exception as exc:  # a bug of ours: retried like a transient failure
-        logger.exception("goaltrack: unexpected error delivering %r", goal.name)
-        result = DeliveryResult(Outcome.RETRY, f"unexpected error: {type(exc).__name__}")
-    age = time.time() - float(message.get("tracked_at") or time.time())
-    with _http_lock:
+        retry_state = RetryState.from_dict(state)
+    except (TypeError, ValueError):
+        logger.warning("goaltrack: goal %r came with an unreadable retry state", goal.name)
+        retry_state = RetryState()
+    shared = shared_breaker(endpoint, policy)
+    with shared.lock:
+        ticket = shared.breaker.admit(clock.monotonic())
+    result = None
+    if ticket is not None:  # else the API is down and this process probes it already
+        try:
+            assert setup.http is not None  # there is an endpoint
+            http = _client(endpoint.url, setup.http)
+            result = deliver(goal, endpoint, http)
+        except Exception as exc:  # a bug of ours: retried like a transient failure
+            logger.exception("goaltrack: unexpected error delivering %r", goal.name)
+            result = DeliveryResult(Outcome.RETRY, f"unexpected error: {type(exc).__name__}")
+    wall = clock.wall()
+    age = wall - float(message.get("tracked_at") or wall)
+    with shared.lock:
         verdict = judge(
-            breaker,
+            shared.breaker,
             policy,
-            retries,
+            retry_state,
             ticket,
             result,
-            now=time.monotonic(),
+            now=clock.monotonic(),
             age=age,
             # A retried task may run in another worker process: the mark names this one.
             mark_prefix=f"{socket.gethostname()}:{os.getpid()}:",
         )
     if verdict.retry_in is not None:
-        settlement.retrying(goal, result, verdict.retry_in)
-        raise _retry(self, message, retries, verdict.retry_in)
+        if result is not None:
+            settlement.retrying(goal, result, verdict.retry_in)
+        raise _retry(self, message, verdict.state, verdict.retry_in)
     if verdict.final is not None:
         settlement.failed(goal, verdict.final)
         return "failed"
-    settlement.delivered(goal, result, maybe_duplicate=retries.may_have_arrived)
+    assert result is not None
+    settlement.delivered(goal, result, maybe_duplicate=verdict.state.may_have_arrived)
     return "delivered"
 
 
-def _retry(task: Any, message: dict[str, Any], retries: Retries, delay: float) -> Exception:
-    mark = retries.strike_mark
+def _retry(task: Any, message: dict[str, Any], state: RetryState, delay: float) -> Exception:
     exception: Exception = task.retry(
-        args=(message,),
-        kwargs={
-            "may_have_arrived": retries.may_have_arrived,
-            "failures": retries.failures,
-            "strikes": retries.strikes,
-            "strike_mark": None if mark is None else str(mark),
-        },
-        countdown=delay,
+        args=(message,), kwargs={"state": state.to_dict()}, countdown=delay
     )
     return exception

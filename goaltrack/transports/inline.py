@@ -2,17 +2,33 @@
 
 ``sync`` is for scripts, management commands and serverless functions, where there is no process
 left to deliver after the call returns. It blocks the caller for the request and its retries
-(bounded by ``sync_deadline``), so never use it on an event loop.
+(bounded by ``sync_deadline``), so never use it on an event loop. Its retries follow the same
+rules as every transport's (:func:`goaltrack.delivery.judge`), with the process's shared
+breaker for the destination: while the API is down, concurrent calls send one probe at a time
+and the others wait for it within their deadline. A refused key (401/403) holds nothing here: it
+is the call's final failure, and later calls fail at once, without a request, until a probe (one
+per interval) is accepted.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
-import time
 from collections.abc import Callable
 
-from goaltrack.delivery import Endpoint, Outcome, RetryPolicy, deliver
+from goaltrack.delivery import (
+    SYSTEM_CLOCK,
+    Clock,
+    DeliveryResult,
+    Endpoint,
+    Outcome,
+    RetryPolicy,
+    RetryState,
+    deliver,
+    judge,
+    shared_breaker,
+)
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
 from goaltrack.transports.base import Settlement, Stats
@@ -36,37 +52,74 @@ class SyncTransport:
         retry: RetryPolicy,
         sync_deadline: float = 10.0,
         http: Callable[[], HttpPoster],
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._endpoint = endpoint
         self._settlement = settlement
-        self._retry = retry
+        # The call's deadline is its time budget for transient failures (give_up_after), and
+        # nothing is held for a refused key: the refusal is the call's final failure (later
+        # calls fail without a request until a probe is accepted).
+        self._retry = dataclasses.replace(
+            retry, give_up_after=min(retry.give_up_after, sync_deadline), refusal_give_up=0.0
+        )
         self._deadline = sync_deadline
         self._new_http = http
+        self._clock = clock
         self._http: HttpPoster | None = None
         self._lock = threading.Lock()
 
     def submit(self, goal: Goal) -> bool:
         self._settlement.count("queued")
-        deadline = time.monotonic() + self._deadline
+        clock = self._clock
+        started = clock.monotonic()
+        deadline = started + self._deadline
+        shared = shared_breaker(self._endpoint, self._retry)
         http = self._client()
+        state = RetryState()
+        last: DeliveryResult | None = None
         attempts = 0
-        may_have_arrived = False
         while True:
-            result = deliver(goal, self._endpoint, http)
-            attempts += 1
-            if result.outcome is Outcome.DELIVERED:
-                self._settlement.delivered(goal, result, maybe_duplicate=may_have_arrived)
+            with shared.lock:
+                ticket = shared.breaker.admit(clock.monotonic())
+            result = None
+            if ticket is not None:
+                result = deliver(goal, self._endpoint, http)
+                last = result
+                attempts += 1
+            with shared.lock:
+                now = clock.monotonic()
+                verdict = judge(
+                    shared.breaker, self._retry, state, ticket, result, now=now, age=now - started
+                )
+            state = verdict.state
+            if verdict.retry_in is None:
+                if verdict.final is not None:
+                    self._settlement.failed(goal, verdict.final)
+                    return False
+                assert result is not None
+                self._settlement.delivered(goal, result, maybe_duplicate=state.may_have_arrived)
                 return True
-            if result.outcome is Outcome.RETRY:
-                delay = self._retry.delay_before_retry(attempts, result)
-                if delay is not None and time.monotonic() + delay < deadline:
-                    self._settlement.retrying(goal, result, delay)
-                    may_have_arrived = may_have_arrived or result.may_have_arrived
-                    time.sleep(delay)  # backoff between attempts: this mode blocks by design
-                    continue
-                result = self._retry.gave_up(attempts, result)
-            self._settlement.failed(goal, result)
-            return False
+            if now + verdict.retry_in >= deadline:
+                self._settlement.failed(goal, self._out_of_time(attempts, last))
+                return False
+            if result is not None:
+                self._settlement.retrying(goal, result, verdict.retry_in)
+            clock.sleep(verdict.retry_in)  # between attempts: this mode blocks by design
+
+    def _out_of_time(self, attempts: int, last: DeliveryResult | None) -> DeliveryResult:
+        """The final failure of a goal whose next attempt would come after ``sync_deadline``."""
+        if last is None:
+            return DeliveryResult(
+                Outcome.FAILED,
+                f"not sent within sync_deadline ({self._deadline:g} s): the API is down and "
+                "another call probes it",
+            )
+        return DeliveryResult(
+            Outcome.FAILED,
+            f"gave up after {attempts} attempts, not delivered within sync_deadline "
+            f"({self._deadline:g} s); last: {last.reason}",
+            status=last.status,
+        )
 
     def _client(self) -> HttpPoster:
         with self._lock:

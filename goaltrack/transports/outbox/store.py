@@ -11,14 +11,20 @@ to one destination, its :class:`Identity`: the provider, the goals URL it was tr
 key). A tracker claims only its own identity's rows, so two sites (or staging and production)
 sharing one file never send each other's goals; ``status`` shows the others.
 
-Files of schema 1 (no ``key_fp`` column, ``PRAGMA user_version`` 0) are migrated in place; their
-rows have no fingerprint yet and are adopted by the first tracker of the same provider and goals
-URL (with a warning). A file of a newer schema is refused, as is one that is not an outbox, is
-truncated or cannot be written: :class:`~goaltrack.delivery.InvalidConfiguration` names the path.
+A goal's retry bookkeeping is one column, ``retry``: its
+:class:`~goaltrack.delivery.RetryState` as JSON (``{}`` until it failed), which only
+:func:`~goaltrack.delivery.judge` changes; this module reads one of its keys, ``strike_mark``
+(whether an outage held the goal back), and ``failures`` for the dead letters' attempt count.
 
-Times in the file are wall-clock seconds read through :func:`wall_time` (replaceable in tests);
-a transport reads them from a :class:`ProcessClock`, anchored once per process and advanced by the
-monotonic clock, so a wall-clock step while it runs changes none of its schedules or ages.
+A file of another schema version is not migrated: one written by a pre-release layout is
+re-created if it holds nothing, else refused, as is a file of a newer schema, one that is not an
+outbox, is truncated or cannot be written: :class:`~goaltrack.delivery.InvalidConfiguration` names
+the path and the cause.
+
+Times in the file are wall-clock seconds. A transport reads them from a :class:`ProcessClock`,
+anchored once per process on its :class:`~goaltrack.delivery.Clock` and advanced by its monotonic
+clock, so a wall-clock step while it runs changes none of its schedules or ages; the
+administration reads :func:`wall_time` (replaceable in tests).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from goaltrack.delivery import InvalidConfiguration
+from goaltrack.delivery import Clock, InvalidConfiguration, RetryState
 from goaltrack.goals import Goal
 from goaltrack.providers import get_provider
 from goaltrack.redaction import redact
@@ -56,32 +62,29 @@ __all__ = [
     "wall_time",
 ]
 
-#: The layout this goaltrack writes (``PRAGMA user_version``); 0 is the first release's.
-SCHEMA_VERSION = 2
+#: The layout this goaltrack reads and writes (``PRAGMA user_version``).
+SCHEMA_VERSION = 3
 #: How long an administration command waits for another process's write transaction.
 ADMIN_BUSY_TIMEOUT = 5.0
 _NO_LIMIT = 2**62
 _REASON_CHARS = 300
 
-#: The wall clock. Replaced in tests to step it; everything else reads it through a ProcessClock.
+#: The wall clock of the administration and of a transport given no clock (tests step it).
 wall_time = time.time
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS goals (
     id INTEGER PRIMARY KEY,
+    provider TEXT NOT NULL,
     target TEXT NOT NULL,
+    key_fp TEXT NOT NULL,
     goal TEXT NOT NULL,
     created_at REAL NOT NULL,
     due_at REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
+    retry TEXT NOT NULL DEFAULT '{}',
     lease_owner TEXT,
     lease_until REAL NOT NULL DEFAULT 0,
-    may_have_arrived INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    strikes INTEGER NOT NULL DEFAULT 0,
-    strike_mark TEXT,
-    provider TEXT,
-    key_fp TEXT
+    last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS goals_claim ON goals (key_fp, target, due_at);
 CREATE INDEX IF NOT EXISTS goals_leased ON goals (lease_until) WHERE lease_owner IS NOT NULL;
@@ -94,36 +97,23 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     attempts INTEGER NOT NULL,
     status INTEGER,
     reason TEXT NOT NULL,
-    provider TEXT,
-    key_fp TEXT
+    provider TEXT NOT NULL,
+    key_fp TEXT NOT NULL
 );
 """
 
 _GOAL_COLUMNS = {
     "id",
+    "provider",
     "target",
+    "key_fp",
     "goal",
     "created_at",
     "due_at",
-    "attempts",
+    "retry",
     "lease_owner",
     "lease_until",
-    "may_have_arrived",
     "last_error",
-    "strikes",
-    "strike_mark",
-    "provider",
-    "key_fp",
-}
-#: Columns added since the first release, for files an older goaltrack created.
-_ADDED_COLUMNS = {
-    "goals": {
-        "strikes": "INTEGER NOT NULL DEFAULT 0",
-        "strike_mark": "TEXT",
-        "provider": "TEXT",
-        "key_fp": "TEXT",
-    },
-    "dead_letters": {"provider": "TEXT", "key_fp": "TEXT"},
 }
 
 
@@ -140,18 +130,20 @@ class Identity:
 
 
 class ProcessClock:
-    """Wall-clock seconds for the file, anchored once and advanced by ``time.monotonic()``.
+    """Wall-clock seconds for the file, anchored once and advanced by the monotonic clock.
 
     A wall-clock step (NTP, a VM resumed) after the anchor moves nothing this process schedules;
-    only ages across restarts (a new anchor) see it.
+    only ages across restarts (a new anchor) see it. Without *clock*: :func:`wall_time` and
+    ``time.monotonic()``.
     """
 
-    def __init__(self) -> None:
-        self._wall0 = wall_time()
-        self._mono0 = time.monotonic()
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._monotonic = time.monotonic if clock is None else clock.monotonic
+        self._wall0 = wall_time() if clock is None else clock.wall()
+        self._mono0 = self._monotonic()
 
     def now(self) -> float:
-        return self._wall0 + (time.monotonic() - self._mono0)
+        return self._wall0 + (self._monotonic() - self._mono0)
 
 
 def encode_goal(goal: Goal) -> str:
@@ -310,23 +302,24 @@ def _prepare(conn: sqlite3.Connection, path: str) -> None:
         (version,) = conn.execute("PRAGMA user_version").fetchone()  # another process won?
         if version == SCHEMA_VERSION:
             return
-        for table, added in _ADDED_COLUMNS.items():
-            columns = _columns(conn, table)
-            if columns:
-                for name, kind in added.items():
-                    if name not in columns:
-                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
-        conn.execute("DROP INDEX IF EXISTS goals_by_due")  # claims no longer by target alone
-        conn.execute("DROP INDEX IF EXISTS goals_due")  # claims by identity: goals_claim
+        held = 0
+        for table in ("goals", "dead_letters"):
+            if _columns(conn, table):
+                (rows,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+                held += int(rows)
+        if held:
+            raise _unusable(
+                path,
+                f"it was written by a pre-release goaltrack (schema version {version}; this one "
+                f"reads {SCHEMA_VERSION}) and holds {held} row(s) it cannot read; deliver them "
+                "with the goaltrack that wrote it, or move the file away",
+            )
+        # Empty (new, or an empty file of a pre-release layout): made afresh.
+        conn.execute("DROP TABLE IF EXISTS goals")
+        conn.execute("DROP TABLE IF EXISTS dead_letters")
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
-        _check_columns(conn, path)
-        for table in ("goals", "dead_letters"):
-            conn.execute(
-                f"UPDATE {table} SET provider = json_extract(goal, '$[0]')"  # noqa: S608
-                " WHERE provider IS NULL"
-            )
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -365,10 +358,11 @@ class StoredGoal:
     id: int
     text: str
     created_at: float
-    attempts: int
-    strikes: int
-    strike_mark: str | None
-    may_have_arrived: bool
+    retry: str
+    """Its :class:`~goaltrack.delivery.RetryState`, as JSON."""
+    taken_over: bool
+    """It was leased before, and that lease ended without a verdict (its process died
+    mid-attempt, maybe after sending it)."""
 
 
 @dataclass(frozen=True)
@@ -444,27 +438,6 @@ class OutboxStore:
             )
         }
 
-    def has_unowned(self) -> bool:
-        """Whether rows of a schema-1 file wait for this identity to adopt them."""
-        ident = self.identity
-        row = self.conn.execute(
-            "SELECT 1 FROM goals WHERE key_fp IS NULL AND target = ? AND provider = ? LIMIT 1",
-            (ident.target, ident.provider),
-        ).fetchone()
-        return row is not None
-
-    def adopt_unowned(self) -> int:
-        """Rows of a schema-1 file (no fingerprint) for this provider and URL become ours."""
-        ident = self.identity
-        with _write(self.conn) as conn:
-            return int(
-                conn.execute(
-                    "UPDATE goals SET key_fp = ? WHERE key_fp IS NULL AND target = ?"
-                    " AND provider = ?",
-                    (ident.key_fp, ident.target, ident.provider),
-                ).rowcount
-            )
-
     def claim(
         self,
         owner: str,
@@ -479,7 +452,7 @@ class OutboxStore:
         Due goals among the rows *prefer* (those a flush of this process waits for) come first,
         then the others in due order. A goal due more than *horizon* seconds ahead counts as due
         (its time was written by a process whose wall clock was ahead of this one's). A goal
-        whose lease had ended (its process died mid-attempt) is marked as possibly delivered.
+        whose lease had ended (its process died mid-attempt) comes ``taken_over``.
         """
         conn = self.conn
         preferred = sorted(prefer)
@@ -490,11 +463,7 @@ class OutboxStore:
             if row is None:
                 row = self._lease_next(owner, lease, now, horizon, up_to, None)
             if row is not None:
-                row_id, text, created_at, attempts, strikes, strike_mark, arrived = row
-                stored = StoredGoal(
-                    row_id, text, created_at, attempts, strikes, strike_mark, bool(arrived)
-                )
-                return stored, None
+                return row, None
             (next_due,) = conn.execute(
                 "SELECT min(due_at) FROM goals WHERE key_fp = ? AND target = ? AND provider = ?"
                 " AND due_at > ?",
@@ -510,19 +479,18 @@ class OutboxStore:
         horizon: float,
         up_to: int | None,
         among: list[int] | None,
-    ) -> tuple[int, str, float, int, int, str | None, int] | None:
-        """Lease the first due, unleased goal of ours (of the rows *among*, if given)."""
+    ) -> StoredGoal | None:
+        """Lease the first due, unleased goal of ours (of the rows *among*, if given).
+
+        Within the caller's write transaction: the read and the lease are one step.
+        """
         only = "" if among is None else " AND id IN (SELECT value FROM json_each(?))"
-        row: tuple[int, str, float, int, int, str | None, int] | None = self.conn.execute(
-            "UPDATE goals SET lease_owner = ?, lease_until = ?,"  # noqa: S608
-            " may_have_arrived = may_have_arrived OR lease_owner IS NOT NULL"
-            " WHERE id = (SELECT id FROM goals WHERE key_fp = ? AND target = ?"
-            " AND provider = ? AND (due_at <= ? OR due_at > ?) AND lease_until <= ?"
-            f" AND id <= ?{only} ORDER BY due_at, id LIMIT 1)"
-            " RETURNING id, goal, created_at, attempts, strikes, strike_mark, may_have_arrived",
+        row = self.conn.execute(
+            "SELECT id, goal, created_at, retry, lease_owner IS NOT NULL FROM goals"  # noqa: S608
+            " WHERE key_fp = ? AND target = ? AND provider = ?"
+            " AND (due_at <= ? OR due_at > ?) AND lease_until <= ?"
+            f" AND id <= ?{only} ORDER BY due_at, id LIMIT 1",
             (
-                owner,
-                now + lease,
                 *self._mine,
                 now,
                 now + horizon,
@@ -531,7 +499,14 @@ class OutboxStore:
                 *(() if among is None else (json.dumps(among),)),
             ),
         ).fetchone()
-        return row
+        if row is None:
+            return None
+        row_id, text, created_at, retry, taken_over = row
+        self.conn.execute(
+            "UPDATE goals SET lease_owner = ?, lease_until = ? WHERE id = ?",
+            (owner, now + lease, row_id),
+        )
+        return StoredGoal(int(row_id), str(text), created_at, str(retry), bool(taken_over))
 
     def peek(self, now: float, skip: set[int], limit: int) -> list[tuple[int, str]]:
         """Unleased rows of ours not in *skip*, read only (for a file that cannot be written)."""
@@ -560,27 +535,15 @@ class OutboxStore:
         owner: str,
         *,
         due_at: float,
-        attempts: int,
-        strikes: int,
-        strike_mark: str | None,
-        may_have_arrived: bool,
+        state: RetryState,
         error: str,
     ) -> None:
-        """Release *owner*'s lease on a goal that failed transiently, due again at *due_at*."""
+        """Release *owner*'s lease on a goal that failed transiently, due again at *due_at*
+        with its retry *state*."""
         self.conn.execute(
-            "UPDATE goals SET due_at = ?, attempts = ?, strikes = ?, strike_mark = ?,"
-            " may_have_arrived = ?, last_error = ?, lease_owner = NULL, lease_until = 0"
-            " WHERE id = ? AND lease_owner = ?",
-            (
-                due_at,
-                attempts,
-                strikes,
-                strike_mark,
-                may_have_arrived,
-                redact(error, _REASON_CHARS),
-                row_id,
-                owner,
-            ),
+            "UPDATE goals SET due_at = ?, retry = ?, last_error = ?, lease_owner = NULL,"
+            " lease_until = 0 WHERE id = ? AND lease_owner = ?",
+            (due_at, state.to_json(), redact(error, _REASON_CHARS), row_id, owner),
         )
 
     def dead_letter(
@@ -601,7 +564,8 @@ class OutboxStore:
         return int(
             self.conn.execute(
                 "UPDATE goals SET due_at = ? WHERE key_fp = ? AND target = ? AND provider = ?"
-                " AND due_at > ? AND strike_mark IS NULL AND lease_until <= ?",
+                " AND due_at > ? AND json_extract(retry, '$.strike_mark') IS NULL"
+                " AND lease_until <= ?",
                 (now, *self._mine, now, now),
             ).rowcount
         )
@@ -616,7 +580,8 @@ class OutboxStore:
             rows = conn.execute(
                 "DELETE FROM goals WHERE key_fp = ? AND target = ? AND provider = ?"
                 " AND lease_until <= ? AND created_at < ?"
-                " RETURNING target, goal, created_at, attempts",
+                " RETURNING target, goal, created_at,"
+                " coalesce(json_extract(retry, '$.failures'), 0)",
                 (*self._mine, now, now - max_age),
             ).fetchall()
             conn.executemany(
@@ -670,8 +635,7 @@ class OutboxStatus:
     by_destination: dict[str, int]
     """Waiting goals by the provider and URL they were tracked for (``"datafast https://…"``)."""
     by_identity: dict[Identity, int]
-    """Waiting goals by identity; ``key_fp`` is ``"-"`` for rows of a schema-1 file, not yet
-    adopted by a tracker. Only a tracker of that identity delivers them."""
+    """Waiting goals by identity. Only a tracker of that identity delivers them."""
 
 
 @dataclass(frozen=True)
@@ -704,14 +668,13 @@ class Outbox:
     def status(self) -> OutboxStatus:
         now = wall_time()
         waiting, leased, retrying, oldest = self._conn.execute(
-            "SELECT count(*), sum(lease_until > ?), sum(attempts > 0 AND lease_until <= ?),"
+            "SELECT count(*), sum(lease_until > ?), sum(retry <> '{}' AND lease_until <= ?),"
             " min(created_at) FROM goals",
             (now, now),
         ).fetchone()
         (dead,) = self._conn.execute("SELECT count(*) FROM dead_letters").fetchone()
         identities = self._conn.execute(
-            "SELECT coalesce(provider, json_extract(goal, '$[0]')), target,"
-            " coalesce(key_fp, '-'), count(*) FROM goals GROUP BY 1, 2, 3 ORDER BY 4 DESC"
+            "SELECT provider, target, key_fp, count(*) FROM goals GROUP BY 1, 2, 3 ORDER BY 4 DESC"
         ).fetchall()
         by_identity = {
             Identity(str(provider), str(target), str(fp)): int(count)

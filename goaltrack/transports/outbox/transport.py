@@ -2,9 +2,9 @@
 
 ``submit`` commits the goal to the outbox (stdlib ``sqlite3``, WAL) before it returns, so a goal
 whose ``track()`` returned survives a crash, ``kill -9``, a deploy or an outage of any length.
-Worker threads deliver from the file through :func:`goaltrack.delivery.deliver`, with the same
-:class:`~goaltrack.delivery.RetryPolicy` and :class:`~goaltrack.delivery.CircuitBreaker` as the
-in-memory transport:
+Worker threads deliver from the file through :func:`goaltrack.delivery.deliver`, and settle each
+attempt with :func:`goaltrack.delivery.judge` like every transport; a goal's
+:class:`~goaltrack.delivery.RetryState` waits with it in the file (one column):
 
 - rows belong to a destination (:class:`~goaltrack.transports.outbox.store.Identity`: provider,
   goals URL, key fingerprint): a tracker claims only its own, whatever else shares the file;
@@ -31,7 +31,9 @@ goals already in the file are delivered from memory too, and one INFO line says 
 succeed again.
 
 Schedules use a :class:`~goaltrack.transports.outbox.store.ProcessClock` (monotonic within the
-process): a wall-clock step neither stalls delivery nor expires goals early.
+process): a wall-clock step neither stalls delivery nor expires goals early. Every time it reads
+(schedules, leases, ages, the breaker's intervals) comes from its
+:class:`~goaltrack.delivery.Clock`, which a test may drive.
 
 Across ``fork()``: no thread may be inside SQLite when the process forks (the hook below waits for
 the transport's locks), and the child keeps nothing of the parent's: it drops the parent's
@@ -62,16 +64,19 @@ from collections import Counter, deque
 from collections.abc import Callable
 
 from goaltrack.delivery import (
-    CircuitBreaker,
+    SYSTEM_CLOCK,
+    Clock,
     DeliveryResult,
     Endpoint,
     InvalidConfiguration,
     Outcome,
-    Retries,
     RetryPolicy,
+    RetryState,
     Ticket,
+    Verdict,
     deliver,
     judge,
+    new_breaker,
 )
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
@@ -83,7 +88,7 @@ from goaltrack.process import (
     report_exit,
     start_thread,
 )
-from goaltrack.redaction import key_fingerprint, redact, remember_secret
+from goaltrack.redaction import redact
 from goaltrack.transports.background import BackgroundTransport
 from goaltrack.transports.base import Settlement, Stats
 from goaltrack.transports.outbox.store import (
@@ -91,7 +96,6 @@ from goaltrack.transports.outbox.store import (
     Identity,
     OutboxStore,
     ProcessClock,
-    StoredGoal,
     connect,
     decode_goal,
     encode_goal,
@@ -113,7 +117,7 @@ REQUEST_WAIT = 0.01
 WORKER_BUSY_TIMEOUT = 0.25
 #: How often an idle worker looks for goals other processes left (expired leases, restarts).
 POLL_INTERVAL = 0.5
-#: How often leases of ended local processes are looked for (and old-format rows adopted).
+#: How often leases of ended local processes are looked for.
 LEASE_CHECK_INTERVAL = 1.0
 #: How often the age limit runs over the file.
 AGE_CHECK_INTERVAL = 60.0
@@ -128,24 +132,20 @@ _SPOOL_BATCH = 500
 _FORGET_BATCH = 1000
 
 
-class _Claim(Retries):
-    __slots__ = ("created_at", "goal", "id", "ticket")
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Claim:
+    """A goal leased from the file for one attempt, with its retry state."""
 
-    def __init__(self, stored: StoredGoal, goal: Goal, ticket: Ticket) -> None:
-        super().__init__(
-            stored.attempts, stored.strikes, stored.strike_mark, stored.may_have_arrived
-        )
-        self.id = stored.id
-        self.goal = goal
-        self.created_at = stored.created_at
-        self.ticket = ticket
+    id: int
+    goal: Goal
+    created_at: float
+    state: RetryState
+    ticket: Ticket
 
 
 def identity_of(endpoint: Endpoint) -> Identity:
     """The destination whose rows a tracker with *endpoint* delivers (the key only hashed)."""
-    scheme, _, key = endpoint._headers.get("Authorization", "").partition(" ")
-    remember_secret(key)  # an API that echoes the request: its answers are redacted
-    return Identity(endpoint.provider.name, endpoint.url, key_fingerprint(key or scheme))
+    return Identity(endpoint.provider.name, endpoint.url, endpoint.key_fp)
 
 
 class OutboxTransport:
@@ -169,8 +169,8 @@ class OutboxTransport:
         http: Callable[[], HttpPoster],
         max_goals: int = DEFAULT_MAX_GOALS,
         max_age: float = DEFAULT_MAX_AGE,
-        lease: float | None = None,
         max_memory: int = DEFAULT_MAX_MEMORY,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.path = os.fspath(path)
         self._endpoint = endpoint
@@ -189,17 +189,19 @@ class OutboxTransport:
         self._max_memory = max_memory
         self._flush_at_exit = flush_at_exit
         # Longer than one attempt can take (it is bounded by ``timeout`` in all).
-        self._lease = lease if lease is not None else 3 * timeout + 5.0
+        self._lease = 3 * timeout + 5.0
         self.shutdown_timeout = shutdown_timeout
-        self._clock = ProcessClock()
+        self._clock = clock  # schedules, intervals and the breaker
+        # The file's times: wall-clock seconds, anchored once (see ProcessClock).
+        self._file_clock = ProcessClock(None if clock is SYSTEM_CLOCK else clock)
         self._reset_state()
-        # Creating or migrating the file may wait for other processes starting with it.
+        # Creating the file may wait for other processes starting with it.
         conn = connect(self.path)  # InvalidConfiguration if unusable
         self._req_store: OutboxStore | None = OutboxStore(conn, self.identity)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(REQUEST_WAIT * 1000)}")  # the request path
             self._check_writable(conn)
-            left = self._req_store.has_goals() or self._req_store.has_unowned()
+            left = self._req_store.has_goals()
         except sqlite3.Error as exc:
             conn.close()
             raise unusable(self.path, exc) from exc
@@ -236,18 +238,17 @@ class OutboxTransport:
         # may be ours twice while we learn that its first row left. Forgotten only under the
         # work lock (see _forget_gone).
         self._own_rows: Counter[int] = Counter()
-        self._last_id = 0  # the newest row this process stored
         self._wanted: frozenset[int] = frozenset()  # those a flush waits for: claimed first
         self._threads: list[threading.Thread] = []
         self._closed = False
-        self._breaker = CircuitBreaker(self._retry.probe_interval_max)
+        # This transport's own breaker, guarded by its work lock with the file's claims.
+        self._breaker = new_breaker(self._retry, f"the API at {self._endpoint.url}")
         self._http: HttpPoster | None = None
         self._last_full_warning = 0.0
         self._unreported_full = 0
-        now = time.monotonic()
+        now = self._clock.monotonic()
         self._next_age_check = now
         self._next_lease_check = now
-        self._adopted = False
         self._spool: deque[tuple[Goal, str, float]] = deque()
         self._spool_busy = 0  # goals taken from the spool and being written
         self._fallback: BackgroundTransport | None = None
@@ -273,7 +274,7 @@ class OutboxTransport:
                 self._full(goal)
                 return False
         text = encode_goal(goal)
-        now = self._clock.now()
+        now = self._file_clock.now()
         if not self._req_lock.acquire(timeout=REQUEST_WAIT):
             return self._to_spool(goal, text, now)
         failure: Exception | None = None
@@ -282,7 +283,6 @@ class OutboxTransport:
             row_id = store.add(text, now)
             with self._state_lock:
                 self._own_rows[row_id] += 1
-                self._last_id = max(self._last_id, row_id)
             self._queued += 1
             self._added_since_check += 1
         except (sqlite3.Error, InvalidConfiguration) as exc:
@@ -304,7 +304,8 @@ class OutboxTransport:
     def _wake(self) -> None:
         if not any(thread.is_alive() for thread in self._threads):
             self._start_workers()
-        elif self._spool or self._breaker.would_admit(time.monotonic()):  # else let them sleep
+        elif self._spool or self._breaker.would_admit(self._clock.monotonic()):
+            # (else they sleep on: nothing can be sent before the next probe is due)
             with self._cond:
                 self._cond.notify()
 
@@ -343,6 +344,7 @@ class OutboxTransport:
                     shutdown_timeout=self.shutdown_timeout,
                     flush_at_exit=self._flush_at_exit,
                     http=self._new_http,
+                    clock=self._clock,
                 )
             return self._fallback
 
@@ -351,7 +353,7 @@ class OutboxTransport:
         with self._state_lock:
             first = not self._degraded
             self._degraded = True
-            self._next_recovery = time.monotonic() + self._recovery_interval
+            self._next_recovery = self._clock.monotonic() + self._recovery_interval
             spooled = list(self._spool)
             self._spool.clear()
         if first:
@@ -460,7 +462,7 @@ class OutboxTransport:
         try:
             while waiting:
                 try:
-                    if self._degraded and time.monotonic() >= self._next_handover:
+                    if self._degraded and self._clock.monotonic() >= self._next_handover:
                         self._hand_over_rows()  # the file cannot be written: its rows go to memory
                     waiting = self._still_stored(waiting)
                 except (sqlite3.Error, InvalidConfiguration) as exc:
@@ -597,7 +599,7 @@ class OutboxTransport:
         """One step of a worker: housekeeping, then at most one delivery. Returns the wait."""
         if self._spool:
             self._drain_spool()
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if self._degraded:
             if now >= self._next_recovery:
                 self._try_recovery()
@@ -643,7 +645,6 @@ class OutboxTransport:
             return
         with self._state_lock:
             self._own_rows.update(ids)
-            self._last_id = max(self._last_id, *ids)
             self._added_since_check += len(batch)
             self._spool_busy -= len(batch)
         with self._cond:
@@ -651,7 +652,7 @@ class OutboxTransport:
 
     def _try_recovery(self) -> None:
         with self._state_lock:  # one worker probes; the others wait for its answer
-            now = time.monotonic()
+            now = self._clock.monotonic()
             if not self._degraded or now < self._next_recovery:
                 return
             self._next_recovery = now + self._recovery_interval
@@ -667,7 +668,7 @@ class OutboxTransport:
         except (sqlite3.Error, InvalidConfiguration):
             with self._state_lock:
                 self._recovery_interval = min(RECOVERY_INTERVAL_MAX, self._recovery_interval * 2)
-                self._next_recovery = time.monotonic() + self._recovery_interval
+                self._next_recovery = self._clock.monotonic() + self._recovery_interval
             return
         with self._state_lock:
             self._handed_over -= handed_over
@@ -678,14 +679,14 @@ class OutboxTransport:
 
     def _hand_over_rows(self) -> None:
         """The file cannot be written: deliver the rows waiting in it from memory."""
-        self._next_handover = time.monotonic() + POLL_INTERVAL
+        self._next_handover = self._clock.monotonic() + POLL_INTERVAL
         fallback = self._fallback_transport()
         room = self._max_memory // 2 - fallback.stats.pending
         if room <= 0:
             return
         with self._work_lock:
             store = self._work_store or self._open_work_store()
-            rows = store.peek(self._clock.now(), self._handed_over, min(room, 200))
+            rows = store.peek(self._file_clock.now(), self._handed_over, min(room, 200))
         for row_id, text in rows:
             with self._state_lock:
                 self._handed_over.add(row_id)
@@ -696,12 +697,12 @@ class OutboxTransport:
             fallback.submit(goal)
 
     def _housekeeping(self, now: float) -> None:
-        """Release leases of ended local processes; adopt rows of a schema-1 file."""
+        """Release leases of ended local processes; forget our rows others delivered."""
         self._next_lease_check = now + LEASE_CHECK_INTERVAL
         host = socket.gethostname()
         with self._work_lock:
             store = self._work_store or self._open_work_store()
-            owners = store.leases(self._clock.now())
+            owners = store.leases(self._file_clock.now())
             with self._state_lock:
                 oldest = sorted(self._own_rows)[:_FORGET_BATCH]
             if oldest:  # our rows other processes delivered: what a flush checks stays small
@@ -711,30 +712,17 @@ class OutboxTransport:
             with self._work_lock:
                 store.release(dead)
             logger.info("goaltrack: re-delivering goals left by %d ended process(es)", len(dead))
-        if not self._adopted:
-            with self._work_lock:
-                adopted = store.adopt_unowned()
-            self._adopted = True
-            if adopted:
-                logger.warning(
-                    "goaltrack: %d goal(s) in the outbox %s were stored by an older goaltrack "
-                    "(no key fingerprint) for %s %s: this tracker sends them with its key",
-                    adopted,
-                    self.path,
-                    self.identity.provider,
-                    self.identity.target,
-                )
 
     def _claim(self, up_to: int | None) -> tuple[_Claim | None, float]:
         """Lease the next due goal, once the breaker admits a request; else (None, wait)."""
         with self._work_lock:
-            now = time.monotonic()
+            now = self._clock.monotonic()
             ticket = self._breaker.admit(now)
             if ticket is None:
                 return None, (self._breaker.wake_at or now) - now
             try:
                 store = self._work_store or self._open_work_store()
-                wall = self._clock.now()
+                wall = self._file_clock.now()
                 stored, next_due = store.claim(
                     self._owner, self._lease, wall, self._horizon, up_to, self._wanted
                 )
@@ -748,19 +736,18 @@ class OutboxTransport:
             return None, min(POLL_INTERVAL, wait)
         try:
             goal = decode_goal(stored.text)
-            stored = dataclasses.replace(stored, created_at=float(stored.created_at))
+            state = RetryState.from_json(stored.retry)
+            created_at = float(stored.created_at)
         except (ValueError, TypeError, KeyError) as exc:
             with self._work_lock:
                 self._breaker.release(ticket)
                 store.dead_letter(
-                    stored.id,
-                    stored.attempts,
-                    None,
-                    f"unreadable stored goal: {exc}",
-                    self._clock.now(),
+                    stored.id, 0, None, f"unreadable stored goal: {exc}", self._file_clock.now()
                 )
             return None, 0.0
-        return _Claim(stored, goal, ticket), 0.0
+        if stored.taken_over:
+            state = state.with_lost_attempt()
+        return _Claim(stored.id, goal, created_at, state, ticket), 0.0
 
     def _attempt(self, claim: _Claim) -> None:
         try:
@@ -774,14 +761,14 @@ class OutboxTransport:
 
     def _settle(self, claim: _Claim, result: DeliveryResult) -> None:
         with self._work_lock:
-            wall = self._clock.now()
+            wall = self._file_clock.now()
             verdict = judge(
                 self._breaker,
                 self._retry,
-                claim,
+                claim.state,
                 claim.ticket,
                 result,
-                now=time.monotonic(),
+                now=self._clock.monotonic(),
                 age=wall - claim.created_at,
                 # Another process's breaker epochs mean nothing here: the owner is in the mark.
                 mark_prefix=f"{self._owner}:",
@@ -790,7 +777,7 @@ class OutboxTransport:
         while True:
             try:
                 with self._work_lock:
-                    self._record(claim, result, verdict.retry_in, verdict.final, verdict.api_back)
+                    self._record(claim, result, verdict)
                 break
             except (sqlite3.Error, InvalidConfiguration) as exc:
                 if isinstance(exc, sqlite3.Error) and is_contention(exc):
@@ -815,31 +802,25 @@ class OutboxTransport:
         if verdict.retry_in is not None:
             self._settlement.retrying(claim.goal, _redacted(result), verdict.retry_in)
         elif verdict.final is None:
-            self._settlement.delivered(claim.goal, result, maybe_duplicate=claim.may_have_arrived)
+            self._settlement.delivered(
+                claim.goal, result, maybe_duplicate=verdict.state.may_have_arrived
+            )
         else:
             self._settlement.failed(claim.goal, _redacted(verdict.final))
 
-    def _record(
-        self,
-        claim: _Claim,
-        result: DeliveryResult,
-        retry_in: float | None,
-        final: DeliveryResult | None,
-        api_back: bool,
-    ) -> None:
+    def _record(self, claim: _Claim, result: DeliveryResult, verdict: Verdict) -> None:
+        """Write *verdict* on *claim* to the file: rescheduled with its state, or settled."""
         store = self._work_store or self._open_work_store()
-        wall = self._clock.now()
-        if api_back:
+        wall = self._file_clock.now()
+        if verdict.api_back:
             store.due_now(wall)
-        if retry_in is not None:
+        final = verdict.final
+        if verdict.retry_in is not None:
             store.reschedule(
                 claim.id,
                 self._owner,
-                due_at=wall + retry_in,
-                attempts=claim.failures,
-                strikes=claim.strikes,
-                strike_mark=None if claim.strike_mark is None else str(claim.strike_mark),
-                may_have_arrived=claim.may_have_arrived,
+                due_at=wall + verdict.retry_in,
+                state=verdict.state,
                 error=result.reason,
             )
         else:
@@ -850,16 +831,16 @@ class OutboxTransport:
             if final is None:
                 store.delivered(claim.id)
             else:
-                attempts = claim.failures + (result.outcome is not Outcome.RETRY)
+                attempts = verdict.state.failures + (result.outcome is not Outcome.RETRY)
                 store.dead_letter(claim.id, attempts, final.status, final.reason, wall)
 
     def _expire_goals(self) -> None:
         """Dead-letter this tracker's goals past ``max_age``, with a warning."""
-        self._next_age_check = time.monotonic() + AGE_CHECK_INTERVAL
+        self._next_age_check = self._clock.monotonic() + AGE_CHECK_INTERVAL
         try:
             with self._work_lock:
                 store = self._work_store or self._open_work_store()
-                moved = store.expire(self._max_age, self._clock.now())
+                moved = store.expire(self._max_age, self._file_clock.now())
         except sqlite3.Error as exc:
             if not is_contention(exc):
                 self._storage_failed(exc)
@@ -948,13 +929,9 @@ def _owner_name() -> str:
 def _is_dead_local_owner(owner: str, host: str) -> bool:
     """True when *owner* names a process of this host that ended (or whose pid was reused)."""
     parts = owner.rsplit(":", 3)
-    if len(parts) == 4:
-        owner_host, pid_text, token, _ = parts
-    else:  # written by an older goaltrack: host:pid:uuid
-        parts = owner.rsplit(":", 2)
-        if len(parts) != 3:
-            return False
-        owner_host, pid_text, token = parts[0], parts[1], ""
+    if len(parts) != 4:
+        return False
+    owner_host, pid_text, token, _ = parts
     if owner_host != host or not pid_text.isdigit():
         return False
     pid = int(pid_text)
