@@ -29,7 +29,7 @@ _URL_LINE = re.compile(r"listening on (http://\S+)")
 
 
 class FakeAPIProcess:
-    """``python -m goaltrack.fakeapi --port 0`` as a child process, stopped on exit.
+    """``python -m goaltrack.testing --port 0`` as a child process, stopped on exit.
 
     ``quiet=True`` keeps the child's stderr (uvicorn's logging) in a temporary file, shown only
     if the benchmark fails: for benchmarks that abandon requests in flight on purpose, which
@@ -45,7 +45,7 @@ class FakeAPIProcess:
 
     def __enter__(self) -> FakeAPIProcess:
         process = subprocess.Popen(
-            [sys.executable, "-m", "goaltrack.fakeapi", "--port", "0"],
+            [sys.executable, "-m", "goaltrack.testing", "--port", "0"],
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             text=True,

@@ -36,7 +36,9 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 def make_app(*, with_extension: bool) -> Flask:
     """The same app twice, routes included (routing cost grows with the rules)."""
-    app = Flask("bench")
+    # Not Flask("bench"): with the repository on sys.path "bench" is a namespace package, whose
+    # location Flask cannot find (StopIteration at Flask()).
+    app = Flask(__name__)
     if with_extension:
         # Disabled: validates and sends nothing, so only the extension's own work counts.
         app.config["GOALTRACK_MODE"] = "disabled"

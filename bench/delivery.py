@@ -1,6 +1,6 @@
 """Delivery throughput and CPU per delivered goal, against a naive httpx loop, in one run.
 
-The fake API runs in a child process (``python -m goaltrack.fakeapi --port 0``), so its
+The fake API runs in a child process (``python -m goaltrack.testing --port 0``), so its
 uvicorn/Starlette work neither shares our GIL nor counts in our CPU. For 0 ms and 20 ms of
 injected latency, every round runs, in a rotating order:
 

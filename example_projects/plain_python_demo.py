@@ -19,7 +19,7 @@ import goaltrack
 
 def start_fake_api() -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "goaltrack.fakeapi", "--port", "0"],
+        [sys.executable, "-m", "goaltrack.testing", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )

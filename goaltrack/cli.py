@@ -15,11 +15,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from goaltrack import __version__, commands, fakeapi
+from goaltrack import __version__, commands
 from goaltrack.commands import CHECK_FLAGS, OUTBOX_FLAGS, SEND_FLAGS, CommandFailed
 from goaltrack.options import DEFAULT_PROVIDER, names
 from goaltrack.providers import PROVIDERS
 from goaltrack.startup import OPTION_PROBLEM, Configuration, read_configuration
+from goaltrack.testing import cli as fake_api_cli
 
 __all__ = ["main"]
 
@@ -65,8 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     outbox.set_defaults(command=_outbox)
 
     fake = subcommands.add_parser("fake-api", help="run the bundled fake API on 127.0.0.1")
-    fakeapi.add_arguments(fake)
-    fake.set_defaults(command=fakeapi.run)
+    fake_api_cli.add_arguments(fake)
+    fake.set_defaults(command=fake_api_cli.run)
     return parser
 
 

@@ -285,12 +285,13 @@ class RequestGoals(VisitorSource):
     def send(self, goal: Goal, name: str, metadata: Metadata | None) -> bool:
         """Hand a goal from :meth:`prepare` to the tracker; ``goal_tracked`` (with the *name*
         and *metadata* as given) if it was taken."""
-        sent = self.adapter.tracker.submit(goal)
+        tracker = self.adapter.tracker
+        sent = tracker.submit(goal)
         if sent:
             self.tracked += 1
             signals = self.adapter.signals
             if signals.signals["tracked"].receivers:
-                signals.tracked(name, self._visitor, metadata, self.request)
+                signals.tracked(tracker, name, self._visitor, metadata, self.request)
         return sent
 
     def _send_at_commit(self, goal: Goal, name: str, metadata: Metadata | None) -> None:

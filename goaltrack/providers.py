@@ -47,16 +47,13 @@ class Provider:
     key_prefixes: tuple[str, ...]
     """Keys start with one of these (the API answers 401 otherwise); empty: any key."""
     website_query_param: str
-    success_statuses: frozenset[int]
     final_statuses: frozenset[int]
     """Statuses after which retrying cannot help: the goal has finally failed."""
-    requires_pageview: bool
 
 
 METADATA_MAX_KEYS = 10
 METADATA_KEY_PATTERN = re.compile(r"[a-z0-9_-]{1,64}")
 METADATA_VALUE_MAX_CHARS = 255
-NAME_MAX_CHARS = 64
 
 DATAFAST = Provider(
     name="datafast",
@@ -78,9 +75,7 @@ DATAFAST = Provider(
     website_token_prefixes=("dft_",),
     key_prefixes=("df_", "dft_"),
     website_query_param="websiteId",
-    success_statuses=frozenset({200, 201}),
     final_statuses=frozenset({400, 401, 403, 404, 422}),
-    requires_pageview=True,
 )
 
 FAURYA = Provider(
@@ -103,10 +98,8 @@ FAURYA = Provider(
     website_token_prefixes=(),
     key_prefixes=(),
     website_query_param="websiteId",
-    success_statuses=frozenset({200, 201}),
     # Faurya's 429 means the account's event quota is used up: retrying cannot help.
     final_statuses=frozenset({400, 401, 403, 404, 422, 429}),
-    requires_pageview=True,
 )
 
 FLOWSERY = Provider(
@@ -129,9 +122,7 @@ FLOWSERY = Provider(
     website_token_prefixes=("flow_ws_",),
     key_prefixes=("flow_",),
     website_query_param="websiteId",
-    success_statuses=frozenset({200, 201}),
     final_statuses=frozenset({400, 401, 403, 404, 422}),
-    requires_pageview=False,
 )
 
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (DATAFAST, FAURYA, FLOWSERY)}

@@ -27,6 +27,7 @@ from goaltrack.config import configuration_problems
 from goaltrack.cookies import Visitor
 from goaltrack.delivery import Endpoint, InvalidConfiguration, RetryPolicy, probe
 from goaltrack.goals import Goal, InvalidGoal, MetadataValue, overlong_keys
+from goaltrack.hooks import signalled_hooks
 from goaltrack.http_client import HttpClient, HttpPoster
 from goaltrack.httpx_client import HttpxPoster, is_httpx_client
 from goaltrack.options import (
@@ -207,9 +208,12 @@ class GoalTracker:
         if self._debug:
             show_debug_log()
         self._settlement = Settlement(
-            on_delivery=self.options.on_delivery,
-            on_failure=self.options.on_failure,
-            on_drop=self.options.on_drop,
+            **signalled_hooks(
+                self,
+                on_delivery=self.options.on_delivery,
+                on_failure=self.options.on_failure,
+                on_drop=self.options.on_drop,
+            ),
             debug=self._debug,
         )
         opts = self.options

@@ -14,10 +14,10 @@ from django.db.models.signals import post_save
 from django.dispatch import Signal
 from django.test import Client, RequestFactory
 
-from goaltrack import DeliveryResult, Goal, GoalTracker, InvalidGoal, Visitor, get_tracker
+from goaltrack import DeliveryResult, Goal, InvalidGoal, Visitor, get_tracker
+from goaltrack.context import bind_visitor, unbind_visitor
 from goaltrack.django import connect_goal
 from goaltrack.django.signals import goal_delivered, goal_dropped, goal_failed, goal_tracked
-from goaltrack.integrations import bind_visitor, unbind_visitor
 from goaltrack.testing.server import FakeAPIServer
 from tests.django_app.models import Signup
 from tests.django_app.support import BROWSER_UA, goaltrack_setting
@@ -82,7 +82,7 @@ def test_goal_tracked_and_delivered(
 ) -> None:
     browser.get("/helper/?plan=pro")
     [tracked] = received["tracked"].calls
-    assert tracked["sender"] is GoalTracker
+    assert tracked["sender"] is get_tracker()  # the tracker, as in every adapter
     assert tracked["thread"] is threading.current_thread()
     assert (tracked["name"], tracked["visitor"], tracked["metadata"]) == (
         "signup",
@@ -123,7 +123,7 @@ def test_goal_dropped_when_the_queue_is_full(
         tracker.track("signup", visitor_id=visitor_id)
     assert received["dropped"].done.wait(10)
     dropped = received["dropped"].calls[0]
-    assert dropped["sender"] is GoalTracker
+    assert dropped["sender"] is tracker
     assert dropped["goal"].name == "signup"
     assert "full" in dropped["reason"]
     assert tracker.flush(10)

@@ -24,7 +24,7 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from goaltrack import fakeapi
+from goaltrack.testing import cli as fake_api_cli
 from goaltrack.testing.fake_api import PROVIDERS, FakeAPIState, create_app
 from goaltrack.testing.fake_api.app import quick_help
 from goaltrack.testing.server import FakeAPIServer
@@ -1263,7 +1263,7 @@ def test_server_start_fails_clearly_on_a_busy_port(fake_api: FakeAPIServer) -> N
 
 
 def test_cli_provider_choices_match_the_fake() -> None:
-    assert tuple(PROVIDERS) == fakeapi.PROVIDER_CHOICES
+    assert tuple(PROVIDERS) == fake_api_cli.PROVIDER_CHOICES
 
 
 @pytest.mark.parametrize(
@@ -1271,11 +1271,10 @@ def test_cli_provider_choices_match_the_fake() -> None:
     [
         ("goaltrack.testing", signal.SIGTERM),
         ("goaltrack.testing", signal.SIGINT),
-        ("goaltrack.fakeapi", signal.SIGTERM),  # the alias kept for existing scripts
     ],
 )
 def test_cli_serves_until_signalled(module: str, stop_signal: signal.Signals) -> None:
-    repo = Path(fakeapi.__file__).resolve().parents[1]
+    repo = Path(fake_api_cli.__file__).resolve().parents[2]
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
@@ -1428,7 +1427,7 @@ def test_the_html_page_shows_the_same_help(fake_api: FakeAPIServer, client: http
 
 
 def test_cli_refuses_non_loopback_host(capsys: pytest.CaptureFixture[str]) -> None:
-    assert fakeapi.main(["--host", "0.0.0.0", "--port", "0"]) == 2
+    assert fake_api_cli.main(["--host", "0.0.0.0", "--port", "0"]) == 2
     assert "--allow-non-loopback" in capsys.readouterr().err
 
 

@@ -14,8 +14,8 @@ from flask.testing import FlaskClient
 from flask.views import MethodView
 
 import goaltrack
+from goaltrack.context import bind_visitor, current_visitor, unbind_visitor
 from goaltrack.flask import GoalTrack, connect_goal, get_tracker, goal_tracked, track_goal
-from goaltrack.integrations import bind_visitor, current_visitor, unbind_visitor
 from goaltrack.testing.server import FakeAPIServer
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"}
@@ -441,20 +441,25 @@ def test_app_factory_with_blueprints_and_one_extension_for_two_apps(
 # -- signals ----------------------------------------------------------------------------------
 
 
-def test_goal_signals_have_the_app_as_sender(make_app: AppFactory, fake_api: FakeAPIServer) -> None:
+def test_goal_signals_have_the_apps_tracker_as_sender(
+    make_app: AppFactory, fake_api: FakeAPIServer
+) -> None:
     from goaltrack.flask import goal_delivered, goal_failed
 
     app = make_app()
     other_app = make_app("flowsery")
+    tracker, other_tracker = get_tracker(app), get_tracker(other_app)
     tracked: list[tuple[object, str]] = []
     delivered: list[tuple[object, str, str | None, bool]] = []
     failed: list[tuple[object, str, str]] = []
     settled = threading.Semaphore(0)
 
-    def on_tracked(sender: Flask, name: str, **kwargs: object) -> None:
+    def on_tracked(sender: goaltrack.GoalTracker, name: str, **kwargs: object) -> None:
         tracked.append((sender, name))
 
-    def on_delivered(sender: Flask, goal: goaltrack.Goal, result: goaltrack.DeliveryResult) -> None:
+    def on_delivered(
+        sender: goaltrack.GoalTracker, goal: goaltrack.Goal, result: goaltrack.DeliveryResult
+    ) -> None:
         delivered.append(
             (
                 sender,
@@ -465,7 +470,9 @@ def test_goal_signals_have_the_app_as_sender(make_app: AppFactory, fake_api: Fak
         )
         settled.release()
 
-    def on_failed(sender: Flask, goal: goaltrack.Goal, reason: str, **kwargs: object) -> None:
+    def on_failed(
+        sender: goaltrack.GoalTracker, goal: goaltrack.Goal, reason: str, **kwargs: object
+    ) -> None:
         failed.append((sender, goal.name, reason))
         settled.release()
 
@@ -481,10 +488,10 @@ def test_goal_signals_have_the_app_as_sender(make_app: AppFactory, fake_api: Fak
         return "ok"
 
     with (
-        goal_tracked.connected_to(on_tracked, app),
-        goal_delivered.connected_to(on_delivered, app),
-        goal_failed.connected_to(on_failed, app),
-        goal_delivered.connected_to(on_delivered, other_app),
+        goal_tracked.connected_to(on_tracked, tracker),
+        goal_delivered.connected_to(on_delivered, tracker),
+        goal_failed.connected_to(on_failed, tracker),
+        goal_delivered.connected_to(on_delivered, other_tracker),
     ):
         visitor_client(app, fake_api).post("/signup", headers=BROWSER)
         stranger = app.test_client()
@@ -493,14 +500,13 @@ def test_goal_signals_have_the_app_as_sender(make_app: AppFactory, fake_api: Fak
         assert settled.acquire(timeout=10)
         assert settled.acquire(timeout=10)
 
-    assert tracked == [(app, "signup"), (app, "orphan")]
+    assert tracked == [(tracker, "signup"), (tracker, "orphan")]
     [(sender, name, event_id, in_main_thread)] = delivered
-    assert (sender, name, in_main_thread) == (app, "signup", False)
+    assert (sender, name, in_main_thread) == (tracker, "signup", False)
     assert event_id
     [(sender, name, reason)] = failed
-    assert (sender, name) == (app, "orphan")
+    assert (sender, name) == (tracker, "orphan")
     assert "404" in reason or "pageview" in reason.lower()
-    assert type(sender) is Flask  # the real app, not the current_app proxy
 
 
 def test_connect_goal_turns_a_signal_into_a_goal(

@@ -18,8 +18,10 @@ Which tracker the middleware uses:
   ``website_id``, hooks, options): a tracker of its own, built from those arguments with the
   ``GOALTRACK_*`` environment variables filling in what is not given;
 - else (``GoalTrackMiddleware(app)``): the process-wide tracker of ``goaltrack.configure()`` /
-  ``GOALTRACK_*``, looked up per request so that ``configure()`` may run after the app is built
-  (it sends the delivery signals when configured with ``**signal_hooks()``).
+  ``GOALTRACK_*``, looked up per request so that ``configure()`` may run after the app is built.
+
+Every tracker sends the delivery signals, with no wiring; :func:`get_tracker` is the one the
+current request's goals go through (the signals' sender).
 """
 
 from __future__ import annotations
@@ -33,11 +35,11 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from goaltrack.asgi.middleware import GoalTrackMiddleware, RequestGoals
 from goaltrack.asgi.signals import (
+    get_tracker,
     goal_delivered,
     goal_dropped,
     goal_failed,
     goal_tracked,
-    signal_hooks,
 )
 from goaltrack.asgi.tracking import connect_goal, goal_tracker, track_goal
 from goaltrack.context import current_goals, current_visitor
@@ -52,12 +54,12 @@ __all__ = [
     "connect_goal",
     "current_goals",
     "current_visitor",
+    "get_tracker",
     "goal_delivered",
     "goal_dropped",
     "goal_failed",
     "goal_tracked",
     "goal_tracker",
-    "signal_hooks",
     "track_goal",
 ]
 

@@ -162,7 +162,6 @@ class GoalTrackMiddleware:
                 development=self.debug,
                 source=source,
                 check_command="goaltrack check",
-                hooks=signals.tracker_hooks,
             )
             tracker, settings, problems = setup.tracker, setup.settings, setup.problems
         else:

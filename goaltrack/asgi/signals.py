@@ -1,44 +1,46 @@
-"""The blinker signals goaltrack sends from ASGI apps, and the hooks that send them.
+"""The blinker signals goaltrack sends for ASGI apps (Starlette, FastAPI, any other).
 
-The same four signals, with the same arguments, as every goaltrack adapter (see
-:mod:`goaltrack.hooks`), sent with ``sender=GoalTracker`` (the class: the tracker is the
-middleware's or the process's). The delivery signals come from goaltrack's worker thread.
+The same four signals, names, sender and arguments as every goaltrack adapter (see
+:mod:`goaltrack.hooks`): ``goal_tracked``, ``goal_delivered``, ``goal_failed`` and
+``goal_dropped``, named ``goaltrack.goal-tracked`` ... in blinker, sent with the
+:class:`~goaltrack.GoalTracker` the goal went through as sender (the middleware's own, or the
+process-wide one). Every tracker sends the delivery signals, with no wiring, from goaltrack's
+worker thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from blinker import Namespace
 
 from goaltrack.adapter import Adapter
-from goaltrack.hooks import SignalSet, send_robust_blinker
+from goaltrack.context import current_goals
+from goaltrack.hooks import BLINKER_NAMES, SignalSet, register, send_robust_blinker
 from goaltrack.tracker import GoalTracker
 
-__all__ = ["goal_delivered", "goal_dropped", "goal_failed", "goal_tracked", "signal_hooks"]
+__all__ = ["get_tracker", "goal_delivered", "goal_dropped", "goal_failed", "goal_tracked"]
 
 _namespace = Namespace()
-# Arguments and threads as in every adapter (goaltrack.hooks); the sender is GoalTracker.
-goal_tracked = _namespace.signal("goaltrack.goal-tracked")
-goal_delivered = _namespace.signal("goaltrack.goal-delivered")
-goal_failed = _namespace.signal("goaltrack.goal-failed")
-goal_dropped = _namespace.signal("goaltrack.goal-dropped")
-signals = SignalSet(
-    {
-        "tracked": goal_tracked,
-        "delivered": goal_delivered,
-        "failed": goal_failed,
-        "dropped": goal_dropped,
-    },
-    sender=GoalTracker,
-    send_robust=send_robust_blinker,
+goal_tracked = _namespace.signal(BLINKER_NAMES["tracked"], doc="A goal was queued for delivery.")
+goal_delivered = _namespace.signal(BLINKER_NAMES["delivered"], doc="The provider stored a goal.")
+goal_failed = _namespace.signal(BLINKER_NAMES["failed"], doc="A goal will never be stored.")
+goal_dropped = _namespace.signal(BLINKER_NAMES["dropped"], doc="A goal was never sent.")
+signals = register(
+    SignalSet(
+        {
+            "tracked": goal_tracked,
+            "delivered": goal_delivered,
+            "failed": goal_failed,
+            "dropped": goal_dropped,
+        },
+        send_robust=send_robust_blinker,
+    )
 )
-#: For signals sent outside a request, and goals of requests no middleware saw: the process's.
+#: For goals tracked outside a request, and in requests no middleware saw: the process's tracker.
 process_adapter = Adapter(signals)
 
 
-def signal_hooks(**user_hooks: Callable[..., object] | None) -> dict[str, Callable[..., object]]:
-    """Tracker hooks calling the given ``on_delivery`` / ``on_failure`` / ``on_drop``, then the
-    signals. The middleware installs them on the trackers it builds; for the process-wide one:
-    ``goaltrack.configure(**signal_hooks())``."""
-    return signals.tracker_hooks(user_hooks)
+def get_tracker() -> GoalTracker:
+    """The tracker goals tracked here go through, and the sender of their signals: the current
+    request's middleware's, else (outside a request) the process-wide one."""
+    goals = current_goals()
+    return goals.adapter.tracker if goals is not None else process_adapter.tracker

@@ -13,6 +13,24 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without Django installed
     raise ImportError("goaltrack.django needs Django: pip install 'goaltrack[django]'") from exc
 
+from goaltrack import tracker as _tracker
 from goaltrack.django.helpers import RequestGoals, connect_goal, current_visitor, track_goal
+from goaltrack.django.signals import goal_delivered, goal_dropped, goal_failed, goal_tracked
 
-__all__ = ["RequestGoals", "connect_goal", "current_visitor", "track_goal"]
+__all__ = [
+    "RequestGoals",
+    "connect_goal",
+    "current_visitor",
+    "get_tracker",
+    "goal_delivered",
+    "goal_dropped",
+    "goal_failed",
+    "goal_tracked",
+    "track_goal",
+]
+
+
+def get_tracker() -> _tracker.GoalTracker:
+    """The tracker goals tracked in this project go through, and the sender of the signals: the
+    process's, built from the ``GOALTRACK`` setting."""
+    return _tracker.get_tracker()

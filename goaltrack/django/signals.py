@@ -1,8 +1,10 @@
 """The signals goaltrack sends, for receivers that log, count or alert on goals.
 
-The same four signals, with the same arguments, as every goaltrack adapter (see
-:mod:`goaltrack.hooks`); here each is sent with ``sender=GoalTracker`` (the class: Django's
-tracker is the process's) and keyword arguments:
+The same four signals, with the same sender and arguments, as every goaltrack adapter (see
+:mod:`goaltrack.hooks`): each is sent with the :class:`~goaltrack.GoalTracker` the goal went
+through as sender (the process's, :func:`goaltrack.django.get_tracker`; it is built again when the
+``GOALTRACK`` setting changes, so connect without a sender to hear every goal) and keyword
+arguments:
 
 - ``goal_tracked``: a goal was queued for delivery, in the thread that tracked it (the request
   thread). Kwargs: ``name``, ``visitor`` (a :class:`goaltrack.Visitor` or None), ``metadata``,
@@ -14,11 +16,11 @@ tracker is the process's) and keyword arguments:
 - ``goal_dropped``: the goal was never sent (queue full, tracker closed). Kwargs: ``goal``,
   ``reason``.
 
-``goal_delivered``, ``goal_failed`` and ``goal_dropped`` are sent from goaltrack's worker thread,
-not from the request that tracked the goal: receivers must be thread-safe, quick, and must not
-expect the request, the current visitor or a request-scoped database transaction. A receiver
-that raises is logged with the goal's name; the other receivers, the request and delivery carry
-on.
+``goal_delivered``, ``goal_failed`` and ``goal_dropped`` are sent by every tracker, with no
+wiring, from goaltrack's worker thread, not from the request that tracked the goal: receivers
+must be thread-safe, quick, and must not expect the request, the current visitor or a
+request-scoped database transaction. A receiver that raises is logged with the goal's name; the
+other receivers, the request and delivery carry on.
 """
 
 from __future__ import annotations
@@ -28,8 +30,7 @@ from typing import Any
 
 from django.dispatch import Signal
 
-from goaltrack.hooks import SignalSet
-from goaltrack.tracker import GoalTracker
+from goaltrack.hooks import SignalSet, register
 
 __all__ = ["goal_delivered", "goal_dropped", "goal_failed", "goal_tracked"]
 
@@ -45,13 +46,14 @@ def _send_robust(
     return signal.send_robust(sender, **kwargs)  # type: ignore[no-any-return]
 
 
-signals = SignalSet(
-    {
-        "tracked": goal_tracked,
-        "delivered": goal_delivered,
-        "failed": goal_failed,
-        "dropped": goal_dropped,
-    },
-    sender=GoalTracker,
-    send_robust=_send_robust,
+signals = register(
+    SignalSet(
+        {
+            "tracked": goal_tracked,
+            "delivered": goal_delivered,
+            "failed": goal_failed,
+            "dropped": goal_dropped,
+        },
+        send_robust=_send_robust,
+    )
 )

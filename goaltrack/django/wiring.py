@@ -1,8 +1,8 @@
 """The process-wide tracker built from the ``GOALTRACK`` setting, and the opt-in auth goals.
 
 :func:`configure_from_settings` runs when the app is ready and again whenever the setting
-changes (``override_settings``). The tracker's hooks call the user's ``ON_DELIVERY`` /
-``ON_FAILURE`` / ``ON_DROP``, then send the signals of :mod:`goaltrack.django.signals`.
+changes (``override_settings``). Its hooks are the user's ``ON_DELIVERY`` / ``ON_FAILURE`` /
+``ON_DROP``; every tracker sends the signals of :mod:`goaltrack.django.signals` after them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from django.conf import settings
 from goaltrack.config import Problem
 from goaltrack.django.conf import goaltrack_settings
 from goaltrack.django.helpers import connect_goal
-from goaltrack.django.signals import signals
 from goaltrack.goals import InvalidGoal
 from goaltrack.startup import OUTBOX_PROBLEM, build_tracker
 from goaltrack.tracker import GoalTracker, use_as_process_tracker
@@ -41,7 +40,6 @@ def configure_from_settings() -> GoalTracker:
         source="the GOALTRACK setting",
         check_command="manage.py goaltrack_check",
         label=str.upper,
-        hooks=signals.tracker_hooks,
     )
     global _outbox_problems
     _outbox_problems = tuple(p for p in setup.problems if p.id == OUTBOX_PROBLEM)

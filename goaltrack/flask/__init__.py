@@ -93,7 +93,6 @@ class GoalTrack:
         values = read_values(app, self.options)
         for_command = loading_for_goaltrack_command()
         development = (app.debug or app.testing) and not for_command
-        app_signals = signals.with_sender(app)
         setup = build_tracker(
             values,
             development=development,
@@ -101,7 +100,6 @@ class GoalTrack:
             check_command="flask goaltrack check",
             label=config_key,
             environment=False,  # read above, under the same names
-            hooks=app_signals.tracker_hooks,
             log=not for_command,  # the command reports it
         )
         if development and setup.error is not None:
@@ -114,7 +112,7 @@ class GoalTrack:
         tracker = setup.tracker
         app.extensions[EXTENSION_KEY] = tracker
         app.extensions[ADAPTER_KEY] = adapter.Adapter(
-            app_signals,
+            signals,
             tracker,
             skip_bots=settings.skip_bots,
             flush_at_request_end=settings.flush_at_request_end,
@@ -131,5 +129,6 @@ class GoalTrack:
 
 
 def get_tracker(app: Flask | None = None) -> GoalTracker:
-    """*app*'s tracker (the current app's by default), with a clear error if there is none."""
+    """The tracker goals tracked for *app* (the current app by default) go through, and the
+    sender of its signals; a clear error if goaltrack is not registered on it."""
     return adapter_of(app).tracker

@@ -3,8 +3,8 @@
 This module owns only argument parsing and the foreground run: it prints a line with the URL
 and a few with how to get a visitor id and see the goals by hand (``quick_help``), then serves
 until SIGINT or SIGTERM and exits 0. The project CLI reuses ``add_arguments`` and
-``run`` for ``goaltrack fake-api``; ``python -m goaltrack.fakeapi`` is an alias kept for
-existing scripts. The server itself is :class:`goaltrack.testing.FakeAPIServer`.
+``run`` for ``goaltrack fake-api``. The server itself is
+:class:`goaltrack.testing.FakeAPIServer`.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m goaltrack.testing") -> int:
-    """Entry point of ``python -m goaltrack.testing`` (and of its alias ``goaltrack.fakeapi``)."""
+    """Entry point of ``python -m goaltrack.testing``."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Run goaltrack's fake DataFast / Faurya / Flowsery API in the foreground.",

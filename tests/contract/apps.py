@@ -47,12 +47,15 @@ class Served:
     url: str
     signals: ModuleType
     """The module with the adapter's goal_tracked / goal_delivered / goal_failed / goal_dropped."""
-    sender: object
-    """The documented sender of those signals."""
     tracker_of: Callable[[], GoalTracker]
 
     @property
     def tracker(self) -> GoalTracker:
+        return self.tracker_of()
+
+    @property
+    def sender(self) -> GoalTracker:
+        """The documented sender of those signals: the tracker the goals went through."""
         return self.tracker_of()
 
 
@@ -73,7 +76,7 @@ def serve_django(options: Mapping[str, Any]) -> Iterator[Served]:
     ):
         tracker = get_tracker()
         try:
-            yield Served("django", url, signals, GoalTracker, get_tracker)
+            yield Served("django", url, signals, get_tracker)
         finally:
             tracker.close(5)
 
@@ -173,7 +176,7 @@ def serve_flask(options: Mapping[str, Any]) -> Iterator[Served]:
     app = flask_app(options)
     try:
         with serve_wsgi(app) as url:
-            yield Served("flask", url, flask_adapter, app, lambda: app_tracker(app))
+            yield Served("flask", url, flask_adapter, lambda: app_tracker(app))
     finally:
         app_tracker(app).close(5)
 
@@ -323,7 +326,7 @@ def serve_asgi_adapter(adapter: str, options: Mapping[str, Any]) -> Iterator[Ser
     app = GoalTrackMiddleware(fastapi_app() if adapter == "fastapi" else starlette_app(), **options)
     try:
         with serve_asgi(app) as url:
-            yield Served(adapter, url, asgi, GoalTracker, lambda: app.tracker)
+            yield Served(adapter, url, asgi, lambda: app.tracker)
     finally:
         app.tracker.close(5)
 

@@ -255,7 +255,7 @@ def test_each_signal_with_the_documented_sender(contract: Serve, fake_api: FakeA
     stranger = {"datafast_visitor_id": "0b7a4c36-3f7e-4c1e-9a4e-5d1c8a3b2f10"}  # no pageview
     tracked, delivered, failed = Received(), Received(), Received()
     with contract() as app:
-        signals = app.signals
+        signals, sender = app.signals, app.sender
         with (
             receiving(signals.goal_tracked, tracked),
             receiving(signals.goal_delivered, delivered),
@@ -267,7 +267,7 @@ def test_each_signal_with_the_documented_sender(contract: Serve, fake_api: FakeA
                 assert client.post("/track", params={"name": "orphan"}).json() == {"queued": True}
             assert delivered.called.wait(10)
             assert failed.called.wait(10)
-    assert [call["sender"] for call in tracked.calls] == [app.sender, app.sender]
+    assert [call["sender"] for call in tracked.calls] == [sender, sender]
     first = tracked.calls[0]
     assert (first["name"], first["visitor"], first["metadata"]) == (
         "signup",
@@ -277,13 +277,13 @@ def test_each_signal_with_the_documented_sender(contract: Serve, fake_api: FakeA
     assert first["request"] is not None
     [ok] = delivered.calls
     assert (ok["sender"], ok["goal"].name, bool(ok["result"].event_id)) == (
-        app.sender,
+        sender,
         "signup",
         True,
     )
     [refused] = failed.calls
     assert (refused["sender"], refused["goal"].name, refused["result"].status) == (
-        app.sender,
+        sender,
         "orphan",
         404,
     )
@@ -294,6 +294,7 @@ def test_goal_dropped_when_the_queue_is_full(contract: Serve, fake_api: FakeAPIS
     _, cookies = visitor_cookie(fake_api)
     dropped, failed = Received(), Received()
     with contract(max_queue_size=1, max_in_flight=1) as app, browser(app, cookies) as client:
+        sender = app.sender
         fake_api.set_faults(latency_ms=300)  # the only worker is busy while the queue fills
         with (
             receiving(app.signals.goal_dropped, dropped),
@@ -306,7 +307,7 @@ def test_goal_dropped_when_the_queue_is_full(contract: Serve, fake_api: FakeAPIS
             assert app.tracker.flush(10)
     call = dropped.calls[0]
     assert (call["sender"], call["goal"].name[:5], "full" in call["reason"]) == (
-        app.sender,
+        sender,
         "goal_",
         True,
     )

@@ -1,6 +1,6 @@
 """Settings of the example shop.
 
-Goals go to the bundled fake API by default: start it with ``python -m goaltrack.fakeapi``
+Goals go to the bundled fake API by default: start it with ``python -m goaltrack.testing``
 (it listens on http://127.0.0.1:8765) and see them at http://127.0.0.1:8765/_fake/. Point the
 shop at a real account with ``GOALTRACK_API_KEY`` / ``GOALTRACK_API_URL`` / ``GOALTRACK_PROVIDER``.
 """

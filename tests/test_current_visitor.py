@@ -1,9 +1,9 @@
-"""goaltrack.integrations: the current visitor, bound directly or through a lazy source."""
+"""The adapters' current visitor (goaltrack.adapter), bound directly or through a lazy source."""
 
 from __future__ import annotations
 
 from goaltrack import Visitor
-from goaltrack.integrations import VisitorSource, bind_visitor, current_visitor, unbind_visitor
+from goaltrack.context import VisitorSource, bind_visitor, current_visitor, unbind_visitor
 
 VISITOR = Visitor("0b8a4b55-6c2f-4c47-9a4e-0f6f7a3f9d21", None)
 
