@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from goaltrack.testing.server import FakeAPIServer
-from tests.django_app.support import BROWSER_UA
-from tests.servers import free_port, python_command, serve, server_env
+from tests.support.django_app.support import BROWSER_UA
+from tests.support.servers import free_port, python_command, serve, server_env
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +23,7 @@ def test_litestar_app_tracks_and_flushes_at_sigterm(
     fake_api: FakeAPIServer, tmp_path: Path
 ) -> None:
     port = free_port()
-    command = python_command("uvicorn", "tests.servers.litestar_app:application")
+    command = python_command("uvicorn", "tests.support.apps.litestar_app:application")
     command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
     visitor_id = fake_api.add_pageview("datafast")
     with serve(command, server_env(fake_api), tmp_path / "log", port=port) as app:

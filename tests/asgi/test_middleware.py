@@ -41,7 +41,7 @@ from goaltrack.asgi import (
 )
 from goaltrack.integrations import current_visitor
 from goaltrack.testing.server import FakeAPIServer
-from tests.threaded_servers import serve_asgi as serve
+from tests.support.threaded import serve_asgi as serve
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"

@@ -18,7 +18,7 @@ import goaltrack
 from goaltrack import Goal, GoalTracker, InvalidGoal
 from goaltrack.testing import capture_goals
 from goaltrack.testing.server import FakeAPIServer
-from tests.hooks_for_tests import without_email
+from tests.support.hooks import without_email
 
 KEY = "df_secret_before_send_key_1"
 
@@ -108,17 +108,17 @@ def test_the_option_from_each_adapters_settings(fake_api: FakeAPIServer, setting
 
     import goaltrack.flask as goaltrack_flask
     from goaltrack.asgi import GoalTrackMiddleware
-    from tests.django_app.support import goaltrack_setting
+    from tests.support.django_app.support import goaltrack_setting
 
     settings.GOALTRACK = goaltrack_setting(
-        fake_api, BEFORE_SEND="tests.hooks_for_tests:without_email"
+        fake_api, BEFORE_SEND="tests.support.hooks:without_email"
     )
     django_tracker = goaltrack.get_tracker()
     app = Flask(__name__)
     app.config.update(
         GOALTRACK_API_KEY=KEY,
         GOALTRACK_API_URL=fake_api.api_url("datafast"),
-        GOALTRACK_BEFORE_SEND="tests.hooks_for_tests.without_email",
+        GOALTRACK_BEFORE_SEND="tests.support.hooks.without_email",
         GOALTRACK_FLUSH_AT_EXIT=False,
     )
     goaltrack_flask.GoalTrack(app)

@@ -17,7 +17,7 @@ from django.db.models.signals import post_save
 from django.test import Client
 
 from goaltrack.testing.server import FakeAPIServer
-from tests.django_app.support import BROWSER_UA, goaltrack_setting
+from tests.support.django_app.support import BROWSER_UA, goaltrack_setting
 
 
 @pytest.fixture
@@ -165,7 +165,7 @@ def test_a_fastapi_endpoint_without_a_request_parameter_still_gives_request_by_n
 
     from goaltrack.asgi import GoalTrackMiddleware
     from goaltrack.asgi import track_goal as asgi_track_goal
-    from tests.threaded_servers import serve_asgi
+    from tests.support.threaded import serve_asgi
 
     api = FastAPI()
 

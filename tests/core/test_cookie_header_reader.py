@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from goaltrack.cookies import _parsed, header_reader, visitor_from_cookies
 from goaltrack.providers import PROVIDERS
-from tests.test_fuzz_inputs import FUZZ, HEADER_EXAMPLES, cookie_headers
+from tests.core.test_fuzz_inputs import FUZZ, HEADER_EXAMPLES, cookie_headers
 
 CASES = [
     b"datafast_visitor_id=0b8a4b55-6c2f-4c47-9a4e-0f6f7a3f9d21",

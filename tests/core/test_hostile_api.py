@@ -1,6 +1,6 @@
 """Nothing from the network can stop delivery or leak the key.
 
-Over real HTTP against a loopback API (:mod:`tests.hostile_server`) that sends absurd
+Over real HTTP against a loopback API (:mod:`tests.support.hostile_api`) that sends absurd
 ``Retry-After`` values or echoes the request's ``Authorization`` header into its error bodies;
 plus what a worker thread dying, ``flush()`` from a hook, too many trackers and look-alike
 loopback names do.
@@ -25,7 +25,7 @@ from goaltrack.providers import get_provider
 from goaltrack.testing.fake_api.faults import check_faults
 from goaltrack.testing.server import FakeAPIServer
 from goaltrack.transports import background
-from tests.hostile_server import VISITOR, HostileAPI, Seen, error
+from tests.support.hostile_api import VISITOR, HostileAPI, Seen, error
 
 KEY = "df_hostile_api_key_0123456789"
 

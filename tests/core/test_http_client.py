@@ -20,8 +20,8 @@ from goaltrack import GoalTracker, InvalidConfiguration
 from goaltrack.http_client import MAX_RESPONSE_BYTES, HttpError
 from goaltrack.httpx_client import HttpxPoster
 from goaltrack.testing.server import FakeAPIServer
-from tests import hooks_for_tests
-from tests.example_servers import free_port
+from tests.support import hooks
+from tests.support.examples import free_port
 
 KEY = "df_secret_http_client_key_1"
 
@@ -31,9 +31,9 @@ CLIENT_MODULES = [httpx, httpx2]
 
 @pytest.fixture(autouse=True)
 def _forget_sent() -> Iterator[None]:
-    hooks_for_tests.SENT.clear()
+    hooks.SENT.clear()
     yield
-    hooks_for_tests.SENT.clear()
+    hooks.SENT.clear()
 
 
 @pytest.mark.parametrize("module", CLIENT_MODULES, ids=lambda m: m.__name__)
@@ -58,7 +58,7 @@ def test_a_factory_makes_the_client_and_closing_the_tracker_closes_it(
     made: list[httpx.Client] = []
 
     def factory() -> httpx.Client:
-        made.append(hooks_for_tests.recording_client())
+        made.append(hooks.recording_client())
         return made[-1]
 
     visitor = fake_api.add_pageview("datafast")
@@ -68,7 +68,7 @@ def test_a_factory_makes_the_client_and_closing_the_tracker_closes_it(
     tracker.close(2)
     assert len(made) == 1
     assert made[0].is_closed
-    assert [method for method, _ in hooks_for_tests.SENT] == ["POST"]
+    assert [method for method, _ in hooks.SENT] == ["POST"]
 
 
 @pytest.mark.parametrize("module", CLIENT_MODULES, ids=lambda m: m.__name__)
@@ -129,7 +129,7 @@ def test_a_refused_connection_through_the_users_client_is_retried_until_the_api_
         tracker = GoalTracker(
             KEY,
             api_url=fake_api.api_url("datafast"),
-            http_client=hooks_for_tests.recording_client,
+            http_client=hooks.recording_client,
             flush_at_exit=False,
         )
         tracker.track("signup", visitor_id=visitor)
@@ -157,15 +157,15 @@ def test_bad_http_client_values_are_refused_at_once() -> None:
 def test_django_http_client_setting_is_a_dotted_path_to_a_factory(
     fake_api: FakeAPIServer, settings: Any
 ) -> None:
-    from tests.django_app.support import goaltrack_setting
+    from tests.support.django_app.support import goaltrack_setting
 
     settings.GOALTRACK = goaltrack_setting(
-        fake_api, HTTP_CLIENT="tests.hooks_for_tests.recording_client"
+        fake_api, HTTP_CLIENT="tests.support.hooks.recording_client"
     )
     tracker = importlib.import_module("goaltrack").get_tracker()
     tracker.track("signup", visitor_id=fake_api.add_pageview("datafast"))
     assert tracker.flush(10)
-    sent = hooks_for_tests.SENT
+    sent = hooks.SENT
     assert sent == [("POST", fake_api.api_url("datafast") + "/api/v1/goals")]
 
 
@@ -181,7 +181,7 @@ def test_flask_and_asgi_take_the_option_too(fake_api: FakeAPIServer) -> None:
     app.config.update(
         GOALTRACK_API_KEY=KEY,
         GOALTRACK_API_URL=fake_api.api_url("datafast"),
-        GOALTRACK_HTTP_CLIENT="tests.hooks_for_tests:recording_client",
+        GOALTRACK_HTTP_CLIENT="tests.support.hooks:recording_client",
         GOALTRACK_FLUSH_AT_EXIT=False,
     )
     GoalTrack(app)
@@ -191,7 +191,7 @@ def test_flask_and_asgi_take_the_option_too(fake_api: FakeAPIServer) -> None:
         Starlette(),
         api_key=KEY,
         api_url=fake_api.api_url("datafast"),
-        http_client=hooks_for_tests.recording_client,
+        http_client=hooks.recording_client,
         flush_at_exit=False,
     )
     visitor = fake_api.add_pageview("datafast")
@@ -199,5 +199,5 @@ def test_flask_and_asgi_take_the_option_too(fake_api: FakeAPIServer) -> None:
         tracker.track("signup", visitor_id=visitor)
         assert tracker.flush(10)
         tracker.close(2)
-    assert len(hooks_for_tests.SENT) == 2
+    assert len(hooks.SENT) == 2
     assert len(fake_api.goals) == 2

@@ -216,7 +216,7 @@ def test_django_on_commit_repairs_once_and_sends_at_commit(
     from django.test import RequestFactory
 
     from goaltrack.django import track_goal
-    from tests.django_app.support import goaltrack_setting
+    from tests.support.django_app.support import goaltrack_setting
 
     settings.GOALTRACK = goaltrack_setting(fake_api, STRICT=False)
     visitor_id = fake_api.add_pageview("datafast")

@@ -1,6 +1,6 @@
 """A refused key (401/403) is an outage of the account, not a fault of each goal.
 
-Over real HTTP against a loopback API (:mod:`tests.hostile_server`) that refuses the key for a
+Over real HTTP against a loopback API (:mod:`tests.support.hostile_api`) that refuses the key for a
 while (401, then 403), while goals keep being tracked: the circuit breaker opens, about one
 request per probe interval reaches the API, one ERROR says what to check, no goal is lost, and
 delivery resumes once a probe is accepted. 400 and 404 stay final per goal.
@@ -17,7 +17,7 @@ import pytest
 from goaltrack import GoalTracker
 from goaltrack.delivery import CircuitBreaker
 from goaltrack.testing.server import FakeAPIServer
-from tests.hostile_server import VISITOR, HostileAPI, Seen, error, refuse_key_for
+from tests.support.hostile_api import VISITOR, HostileAPI, Seen, error, refuse_key_for
 
 KEY = "df_refused_key_test_0123456789"
 

@@ -32,7 +32,7 @@ from goaltrack import (
     visitor_from_cookies,
 )
 from goaltrack.testing.server import FakeAPIServer
-from tests.example_servers import EXAMPLES, REPO, free_port
+from tests.support.examples import EXAMPLES, REPO, free_port
 
 SECRET = "df_SECRETsecret0123456789abcdef"
 SECRET_TAIL = SECRET[3:]  # the key without its well-known prefix must not show either

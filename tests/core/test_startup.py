@@ -5,7 +5,7 @@ filling in, conversions, every problem with its id, never an exception), :func:`
 in production (logged once, a disabled stand-in; an unusable outbox: memory delivery) and in
 development (the stand-in raises at tracking calls), the process-wide ``get_tracker()``, the
 ASGI middleware's constructor and Django's tracker. Over real servers:
-``tests/contract/test_setup_errors.py``; Flask: ``tests/test_setup_flask.py``.
+``tests/contract/test_setup_errors.py``; Flask: ``tests/flask/test_config.py``.
 """
 
 from __future__ import annotations

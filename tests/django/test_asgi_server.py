@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from goaltrack.testing.server import FakeAPIServer
-from tests.django_app.support import BOT_UA, BROWSER_UA, serve_test_project
+from tests.support.django_app.support import BOT_UA, BROWSER_UA, serve_test_project
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from django.test import Client, override_settings
 from goaltrack import get_tracker
 from goaltrack.django.checks import check_settings
 from goaltrack.testing.server import FakeAPIServer
-from tests.django_app.support import BROWSER_UA, goaltrack_setting
+from tests.support.django_app.support import BROWSER_UA, goaltrack_setting
 
 
 @pytest.fixture(autouse=True)

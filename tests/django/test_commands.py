@@ -11,7 +11,7 @@ from django.core.management.base import CommandError
 from django.test import override_settings
 
 from goaltrack.testing.server import FakeAPIServer
-from tests.django_app.support import DATAFAST_KEY, goaltrack_setting
+from tests.support.django_app.support import DATAFAST_KEY, goaltrack_setting
 
 
 @pytest.fixture(autouse=True)

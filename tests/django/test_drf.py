@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from goaltrack.testing.server import FakeAPIServer
-from tests.django_app.support import BOT_UA, BROWSER_UA
-from tests.servers import serve_django_apis
+from tests.support.django_app.support import BOT_UA, BROWSER_UA
+from tests.support.servers import serve_django_apis
 
 
 @pytest.fixture(scope="module", params=["gunicorn", "uvicorn"])

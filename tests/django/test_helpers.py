@@ -16,7 +16,7 @@ from django.test import AsyncClient, Client
 from goaltrack import InvalidGoal, get_tracker
 from goaltrack.django import track_goal
 from goaltrack.testing.server import FakeAPIServer
-from tests.django_app.support import BROWSER_UA, goaltrack_setting
+from tests.support.django_app.support import BROWSER_UA, goaltrack_setting
 
 
 @pytest.fixture(autouse=True)

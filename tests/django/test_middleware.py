@@ -13,7 +13,7 @@ from goaltrack import Visitor, get_tracker
 from goaltrack.django import RequestGoals, current_visitor
 from goaltrack.django.middleware import GoalTrackMiddleware
 from goaltrack.testing.server import FakeAPIServer
-from tests.django_app.support import BOT_UA, BROWSER_UA, goaltrack_setting
+from tests.support.django_app.support import BOT_UA, BROWSER_UA, goaltrack_setting
 
 WITHOUT_GOALTRACK = [
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -19,8 +19,8 @@ from goaltrack.django import connect_goal
 from goaltrack.django.signals import goal_delivered, goal_dropped, goal_failed, goal_tracked
 from goaltrack.integrations import bind_visitor, unbind_visitor
 from goaltrack.testing.server import FakeAPIServer
-from tests.django_app.models import Signup
-from tests.django_app.support import BROWSER_UA, goaltrack_setting
+from tests.support.django_app.models import Signup
+from tests.support.django_app.support import BROWSER_UA, goaltrack_setting
 
 
 @pytest.fixture(autouse=True)

@@ -42,9 +42,9 @@ import pytest
 from pytest_examples import CodeExample, EvalExample, find_examples
 
 from goaltrack.testing.server import FakeAPIServer
-from tests.example_servers import BROWSER_UA, free_port
+from tests.support.examples import BROWSER_UA, free_port
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 DOCUMENTS = [REPO / "README.md", REPO / "docs"]
 KINDS = ("script", "django", "flask", "asgi", "pytest", "skip")
 KEY = "df_readme_snippets_key"

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "example_projects"
+from tests.support.paths import EXAMPLES, REPO
+
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
 KEYS = {

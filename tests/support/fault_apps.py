@@ -4,8 +4,8 @@
   ``id`` on the process-wide tracker (configured from ``GOALTRACK_*``, outbox included) and
   answers 200 only once ``track()`` returned.
 - ``asgi``: the same for uvicorn.
-- ``python -m tests.fault_apps produce N RATE OPTIONS_JSON [BURST]``: tracks N tagged goals (the
-  first BURST at once, the rest at RATE goals/s) in a process of its own (so the fake API's
+- ``python -m tests.support.fault_apps produce N RATE OPTIONS_JSON [BURST]``: tracks N tagged goals
+  (the first BURST at once, the rest at RATE goals/s) in a process of its own (so the fake API's
   server never shares its GIL), then flushes and prints the tracker's stats as one JSON line.
 """
 

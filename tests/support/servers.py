@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 
 from goaltrack.testing.server import FakeAPIServer
-from tests.example_servers import free_port
+from tests.support.examples import free_port
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent.parent
 KEY = "df_secret_servers_key_123"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
@@ -141,14 +141,14 @@ __all__ = [
 
 @contextlib.contextmanager
 def serve_django_apis(fake_api: FakeAPIServer, server: str, log: Path) -> Iterator[Running]:
-    """The DRF and django-ninja project (``tests.servers.django_apis``) under *server*."""
+    """The DRF and django-ninja project (``tests.support.apps.django_apis``) under *server*."""
     port = free_port()
     if server == "gunicorn":
         command = python_command("gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1")
-        command.append("tests.servers.django_apis.wsgi:application")
+        command.append("tests.support.apps.django_apis.wsgi:application")
     else:
-        command = python_command("uvicorn", "tests.servers.django_apis.asgi:application")
+        command = python_command("uvicorn", "tests.support.apps.django_apis.asgi:application")
         command += ["--host", "127.0.0.1", "--port", str(port), "--lifespan", "off"]
-    env = server_env(fake_api, DJANGO_SETTINGS_MODULE="tests.servers.django_apis.settings")
+    env = server_env(fake_api, DJANGO_SETTINGS_MODULE="tests.support.apps.django_apis.settings")
     with serve(command, env, log, port=port) as running:
         yield running

@@ -26,9 +26,9 @@ from django.urls import path
 
 from goaltrack.asgi import GoalTrackMiddleware, track_goal
 from goaltrack.testing.server import FakeAPIServer
+from tests.support.paths import EXAMPLES, REPO
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "example_projects"
+ROOT = REPO
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 DATAFAST_KEY = "df_process_test_key_0123456789"
 FLOWSERY_KEY = "flow_process_test_key_0123456789"

@@ -5,15 +5,15 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 
 import httpx
 import pytest
 
 from goaltrack.testing.server import FakeAPIServer
+from tests.support.paths import EXAMPLES
 
-DEMO_PATH = Path(__file__).resolve().parent.parent / "example_projects" / "django_shop" / "demo.py"
+DEMO_PATH = EXAMPLES / "django_shop" / "demo.py"
 BOT_UA = "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)"
 
 

@@ -33,9 +33,9 @@ import httpx
 import pytest
 
 from goaltrack.testing.server import FakeAPIServer
-from tests.example_servers import free_port
+from tests.support.examples import free_port
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 KEY = "df_secret_fault_key_123"
 GOALS = 10_000
 RATE = 1_500.0  # goals/s the producer tracks at
@@ -87,7 +87,7 @@ def start_producer(
     arguments = json.dumps(options)
     command = ["produce", str(count), str(rate), arguments, str(burst)]
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.fault_apps", *command],
+        [sys.executable, "-m", "tests.support.fault_apps", *command],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -210,7 +210,7 @@ def gunicorn_outbox(fake_api: FakeAPIServer, tmp_path: Path) -> Iterator[tuple[A
     port = free_port()
     env = app_env(fake_api, GOALTRACK_OUTBOX=str(tmp_path / "goals.sqlite3"))
     command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1"]
-    command += ["--graceful-timeout", "10", "tests.fault_apps:wsgi"]
+    command += ["--graceful-timeout", "10", "tests.support.fault_apps:wsgi"]
     process = serve(command, env, port, tmp_path / "gunicorn.log")
     try:
         yield process, port
@@ -255,9 +255,9 @@ def test_preforked_servers_deliver_everything_and_exit_cleanly(
     if server.startswith("gunicorn"):
         command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}"]
         command += ["--workers", "4", "--preload", "--graceful-timeout", "10"]
-        command += ["tests.fault_apps:wsgi"]
+        command += ["tests.support.fault_apps:wsgi"]
     else:
-        command = [sys.executable, "-m", "uvicorn", "tests.fault_apps:asgi", "--host"]
+        command = [sys.executable, "-m", "uvicorn", "tests.support.fault_apps:asgi", "--host"]
         command += ["127.0.0.1", "--port", str(port), "--workers", "2", "--no-access-log"]
     fake_api.set_faults(latency_ms=20)
     process = serve(command, app_env(fake_api), port, tmp_path / "server.log")

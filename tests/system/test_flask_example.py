@@ -9,14 +9,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from goaltrack.testing.server import FakeAPIServer
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 BROWSER = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.5 Safari/605"
 )

@@ -23,7 +23,7 @@ import pytest
 
 from goaltrack.testing.fake_api import GoalRecord
 from goaltrack.testing.server import FakeAPIServer
-from tests.example_servers import BROWSER_UA, KEYS, RunningExample, serve_example
+from tests.support.examples import BROWSER_UA, KEYS, RunningExample, serve_example
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:

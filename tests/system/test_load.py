@@ -11,7 +11,7 @@ import pytest
 
 from bench.load import run_load
 from goaltrack.testing.server import FakeAPIServer
-from tests.example_servers import EXAMPLE_NAMES
+from tests.support.examples import EXAMPLE_NAMES
 
 SMOKE_SECONDS = 3.0
 MAX_QUEUE_SIZE = 10_000

@@ -1,6 +1,6 @@
 """What goaltrack says about an outage, about drops and at exit: once, with counts that add up.
 
-Over real HTTP against a loopback API (:mod:`tests.hostile_server`) whose listening socket (and
+Over real HTTP against a loopback API (:mod:`tests.support.hostile_api`) whose listening socket (and
 open connections) is closed for a while: connections are refused.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 from goaltrack import GoalTracker
 from goaltrack.transports.base import SUMMARY_INTERVAL
-from tests.hostile_server import VISITOR, HostileAPI, error, wait_until
+from tests.support.hostile_api import VISITOR, HostileAPI, error, wait_until
 
 KEY = "df_outage_log_key_0123456789"
 

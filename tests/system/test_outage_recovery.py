@@ -1,6 +1,6 @@
 """How soon goals held by an outage arrive once the API is back, and what is said about it.
 
-Over real HTTP against a loopback API (:mod:`tests.hostile_server`) whose listening socket is
+Over real HTTP against a loopback API (:mod:`tests.support.hostile_api`) whose listening socket is
 closed for 6 s (connections are refused), then opened again on the same port. Each attempt is
 seen in the tracker's own debug log (a refused connection never reaches the server): once the
 circuit breaker is open, attempts go one at a time and at most ``probe_interval_max`` apart
@@ -29,7 +29,7 @@ from goaltrack.delivery import (
     RetryPolicy,
     judge,
 )
-from tests.hostile_server import VISITOR, HostileAPI, wait_until
+from tests.support.hostile_api import VISITOR, HostileAPI, wait_until
 
 KEY = "df_outage_recovery_key_0123456789"
 DOWN_FOR = 6.0

@@ -31,9 +31,9 @@ import pytest
 from goaltrack import GoalTracker
 from goaltrack.testing.server import FakeAPIServer
 from goaltrack.transports.outbox import Outbox
+from tests.support.paths import REPO
 
 KEY = "df_secret_outage_key_123"
-REPO = Path(__file__).resolve().parent.parent
 
 BARE_PROCESS = """
 import json, os, sys, time, goaltrack

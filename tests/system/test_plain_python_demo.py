@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from pathlib import Path
 
-DEMO = Path(__file__).resolve().parent.parent / "example_projects" / "plain_python_demo.py"
+from tests.support.paths import EXAMPLES
+
+DEMO = EXAMPLES / "plain_python_demo.py"
 
 
 def test_plain_python_demo_prints_the_goals_the_api_received() -> None:

@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 from goaltrack.testing.server import FakeAPIServer
-from tests.servers import (
+from tests.support.servers import (
     REPO,
     free_port,
     python_command,
@@ -61,7 +61,7 @@ def wsgi_command(server: str, port: int) -> list[str]:
     if server.startswith("gunicorn"):
         options = server.split()[1:]
         command = python_command("gunicorn", *options, "--bind", bind, "--workers", "1")
-        return [*command, "--graceful-timeout", "10", "tests.servers.wsgi_app:application"]
+        return [*command, "--graceful-timeout", "10", "tests.support.apps.wsgi_app:application"]
     assert UWSGI is not None
     return [
         UWSGI,
@@ -69,7 +69,7 @@ def wsgi_command(server: str, port: int) -> list[str]:
         "--http-socket",
         bind,
         "--module",
-        "tests.servers.wsgi_app:application",
+        "tests.support.apps.wsgi_app:application",
         "--home",
         sys.prefix,  # the virtual environment, with goaltrack and its dependencies
         "--master",
@@ -152,7 +152,7 @@ def test_uwsgi_app_delivering_while_it_loads_in_the_master(
 
 def gevent_script(fake_api: FakeAPIServer, *arguments: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        python_command("tests.servers.gevent_script", *arguments),
+        python_command("tests.support.apps.gevent_script", *arguments),
         cwd=REPO,
         env=server_env(fake_api),
         stdout=subprocess.PIPE,
@@ -220,7 +220,7 @@ def test_gevent_process_forks_without_resending_the_parents_goals(
 
 
 def asgi_command(server: str, port: int) -> list[str]:
-    app = "tests.servers.asgi_app:application"
+    app = "tests.support.apps.asgi_app:application"
     if server == "hypercorn":
         return python_command("hypercorn", "--bind", f"127.0.0.1:{port}", app)
     return python_command("daphne", "--bind", "127.0.0.1", "--port", str(port), app)

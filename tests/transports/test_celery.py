@@ -16,19 +16,19 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+
+from tests.support.paths import REPO
 
 pytest.importorskip("celery", reason="pip install 'goaltrack[celery]'")
 redis = pytest.importorskip("redis", reason="pip install redis")
 
 from goaltrack import GoalTracker  # noqa: E402
 from goaltrack.testing.server import FakeAPIServer  # noqa: E402
-from tests.example_servers import free_port  # noqa: E402
+from tests.support.examples import free_port  # noqa: E402
 
 KEY = "df_secret_celery_key_123"
-REPO = Path(__file__).resolve().parent.parent
 QUEUE = "goaltrack-tests"
 NO_DISK = ("--save", "", "--appendonly", "no")
 WORKER = ("--pool=solo", "-Q", QUEUE, "--without-gossip", "--without-mingle", "--without-heartbeat")
@@ -76,7 +76,7 @@ def worker(redis_url: str, fake_api_server: FakeAPIServer) -> Iterator[subproces
     }
     env.pop("GOALTRACK_MODE", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tests.celery_test_app", "worker", *WORKER],
+        [sys.executable, "-m", "celery", "-A", "tests.support.celery_app", "worker", *WORKER],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -99,7 +99,7 @@ def worker(redis_url: str, fake_api_server: FakeAPIServer) -> Iterator[subproces
 @pytest.fixture
 def celery_app(redis_url: str) -> object:
     os.environ["GOALTRACK_TEST_BROKER"] = redis_url
-    from tests.celery_test_app import app
+    from tests.support.celery_app import app
 
     app.conf.broker_url = redis_url
     return app

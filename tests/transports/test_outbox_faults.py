@@ -37,10 +37,11 @@ from goaltrack.redaction import key_fingerprint
 from goaltrack.testing.fake_api.rules import key_hint
 from goaltrack.testing.server import FakeAPIServer
 from goaltrack.transports.outbox import Outbox, store, transport
+from tests.support.paths import REPO
 
 KEY = "df_secret_faults_key_A123"
 KEY_B = "df_secret_faults_key_B456"
-ROOT = str(Path(__file__).resolve().parent.parent)
+ROOT = str(REPO)
 
 
 @pytest.fixture

@@ -1,15 +1,15 @@
 """A bare process under ``gevent.monkey.patch_all()``: goaltrack's threads are greenlets.
 
-``python -m tests.servers.gevent_script sigterm N``: tracks N goals, prints ``tracked``, then
+``python -m tests.support.apps.gevent_script sigterm N``: tracks N goals, prints ``tracked``, then
 sleeps (in the hub) until a SIGTERM, which goaltrack's own handler turns into a flush.
 
-``python -m tests.servers.gevent_script deadline``: tracks one goal with a 0.5 s request
+``python -m tests.support.apps.gevent_script deadline``: tracks one goal with a 0.5 s request
 timeout against an API whose answers trickle, flushes, and prints the flush's result, the
 seconds it took and the tracker's stats as JSON.
 
-``python -m tests.servers.gevent_script fork N``: tracks N goals (``parent-i``), forks while they
-are being delivered; the child tracks N (``child-i``) and flushes; the parent waits for it, then
-flushes. Prints both flushes' results as JSON.
+``python -m tests.support.apps.gevent_script fork N``: tracks N goals (``parent-i``), forks while
+they are being delivered; the child tracks N (``child-i``) and flushes; the parent waits for it,
+then flushes. Prints both flushes' results as JSON.
 """
 
 from gevent import monkey

@@ -6,5 +6,5 @@ import os
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_app.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.support.django_app.settings")
 application = get_asgi_application()

@@ -12,7 +12,7 @@ SECRET_KEY = "goaltrack-tests-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 USE_TZ = True
-ROOT_URLCONF = "tests.django_app.urls"
+ROOT_URLCONF = "tests.support.django_app.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
 INSTALLED_APPS = [
@@ -20,7 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "goaltrack.django",
-    "tests.django_app",
+    "tests.support.django_app",
 ]
 
 MIDDLEWARE = [

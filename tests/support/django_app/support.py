@@ -10,14 +10,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from goaltrack.testing.server import FakeAPIServer
-
-REPOSITORY = Path(__file__).resolve().parent.parent.parent
+from tests.support.paths import REPO as REPOSITORY
 
 BROWSER_UA = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -55,10 +53,15 @@ def serve_test_project(fake_api: FakeAPIServer, server: str = "uvicorn") -> Iter
     """Serve this test project under uvicorn (ASGI) or gunicorn (WSGI); yield its base URL."""
     port = free_port()
     if server == "uvicorn":
-        command = ["uvicorn", "tests.django_app.asgi:application", "--port", str(port)]
+        command = ["uvicorn", "tests.support.django_app.asgi:application", "--port", str(port)]
         command += ["--host", "127.0.0.1", "--lifespan", "off"]
     else:
-        command = ["gunicorn", "tests.django_app.wsgi:application", "-b", f"127.0.0.1:{port}"]
+        command = [
+            "gunicorn",
+            "tests.support.django_app.wsgi:application",
+            "-b",
+            f"127.0.0.1:{port}",
+        ]
     env = {
         **os.environ,
         "GOALTRACK_TEST_API_URL": fake_api.api_url("datafast"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from tests.django_app import views
+from tests.support.django_app import views
 
 urlpatterns = [
     path("helper/", views.helper),

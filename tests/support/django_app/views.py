@@ -13,7 +13,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from goaltrack.django import current_visitor, track_goal
-from tests.django_app.models import Signup
+from tests.support.django_app.models import Signup
 
 
 def _status(request: HttpRequest) -> int:

@@ -6,5 +6,5 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django_app.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.support.django_app.settings")
 application = get_wsgi_application()

@@ -6,7 +6,7 @@ SECRET_KEY = "goaltrack-api-tests-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 USE_TZ = True
-ROOT_URLCONF = "tests.servers.django_apis.urls"
+ROOT_URLCONF = "tests.support.apps.django_apis.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
 INSTALLED_APPS = [

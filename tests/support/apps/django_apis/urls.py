@@ -6,8 +6,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from tests.servers.django_apis import drf
-from tests.servers.django_apis.ninja_api import api
+from tests.support.apps.django_apis import drf
+from tests.support.apps.django_apis.ninja_api import api
 
 router = SimpleRouter()
 router.register("accounts", drf.AccountViewSet, basename="account")

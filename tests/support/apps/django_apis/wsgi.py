@@ -6,5 +6,5 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.servers.django_apis.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.support.apps.django_apis.settings")
 application = get_wsgi_application()
