@@ -1,4 +1,9 @@
-"""Fixtures shared by every test module: the fake API over real HTTP on 127.0.0.1."""
+"""Fixtures shared by every test module: the fake API over real HTTP on 127.0.0.1, and the
+tests' own misbehaving API.
+
+Each pytest-xdist worker is a process of its own: it starts its own fake API (session scope),
+so tests in different workers never see each other's goals, faults or keys.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from goaltrack.testing.server import FakeAPIServer
+from tests.support.hostile_api import HostileAPI
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +27,14 @@ def fake_api(fake_api_server: FakeAPIServer) -> Iterator[FakeAPIServer]:
     fake_api_server.reset()
     yield fake_api_server
     fake_api_server.reset()
+
+
+@pytest.fixture
+def api() -> Iterator[HostileAPI]:
+    """A loopback API of the tests' own (:mod:`tests.support.hostile_api`), closed after the test.
+
+    (In ``tests/django`` ``api`` is the fake API the Django settings point at.)
+    """
+    server = HostileAPI()
+    yield server
+    server.close()

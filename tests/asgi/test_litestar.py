@@ -14,7 +14,8 @@ import pytest
 
 from goaltrack.testing.server import FakeAPIServer
 from tests.support.django_app.support import BROWSER_UA
-from tests.support.servers import free_port, python_command, serve, server_env
+from tests.support.ports import free_port
+from tests.support.servers import python_command, serve, server_env
 
 pytestmark = pytest.mark.slow
 

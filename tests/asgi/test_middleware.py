@@ -41,12 +41,11 @@ from goaltrack.asgi import (
 )
 from goaltrack.integrations import current_visitor
 from goaltrack.testing.server import FakeAPIServer
+from tests.support.keys import DATAFAST_KEY, FLOWSERY_KEY
 from tests.support.threaded import serve_asgi as serve
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 GOOGLEBOT = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
-DATAFAST_KEY = "df_test_key_0123456789abcdef"
-FLOWSERY_KEY = "flow_test_key_0123456789abcdef"
 
 
 def headers(cookie: str | None = None, user_agent: str = BROWSER) -> dict[str, str]:

@@ -33,13 +33,13 @@ import pytest
 
 from goaltrack.testing.server import FakeAPIServer
 from tests.contract.apps import ADAPTERS
-from tests.support.servers import REPO, Running, free_port, python_command, serve, server_env
+from tests.support.ports import free_port
+from tests.support.servers import REPO, Running, python_command, serve, server_env
 
 pytestmark = pytest.mark.slow
 
 #: A Flowsery key given to a tracker for DataFast: goaltrack.E005.
 WRONG_PROVIDER_KEY = "flow_setup_errors_key_0123456789"
-RIGHT_KEY = "df_setup_errors_key_0123456789"
 START_DEADLINE_S = 30.0
 
 

@@ -19,8 +19,7 @@ from goaltrack import Goal, GoalTracker, InvalidGoal
 from goaltrack.testing import capture_goals
 from goaltrack.testing.server import FakeAPIServer
 from tests.support.hooks import without_email
-
-KEY = "df_secret_before_send_key_1"
+from tests.support.keys import DATAFAST_KEY as KEY
 
 
 def tracker_for(fake_api: FakeAPIServer, **options: Any) -> GoalTracker:

@@ -11,8 +11,7 @@ import pytest
 
 import goaltrack
 from goaltrack.testing.server import FakeAPIServer
-
-KEY = "df_cli_secret_key"
+from tests.support.keys import DATAFAST_KEY as KEY
 
 
 def goaltrack_cli(

@@ -22,8 +22,8 @@ from goaltrack import GoalTracker, InvalidConfiguration
 from goaltrack.asgi import GoalTrackMiddleware
 from goaltrack.flask import GoalTrack
 from goaltrack.testing.server import FakeAPIServer
+from tests.support.keys import DATAFAST_KEY as KEY
 
-KEY = "df_debug_secret_key_0451"
 UNKNOWN_VISITOR = "e3ab2331-989f-4cfa-91c6-2461c9e3c6bd"  # no pageview: the API answers 404
 
 

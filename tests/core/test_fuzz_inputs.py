@@ -28,8 +28,8 @@ from goaltrack.goals import Goal
 from goaltrack.providers import PROVIDERS
 from goaltrack.testing import capture_goals
 from goaltrack.testing.server import FakeAPIServer
+from tests.support.keys import KEYS
 
-KEYS = {"datafast": "df_fuzz_key_0123456789", "flowsery": "flow_fuzz_key_0123456789"}
 GOAL_EXAMPLES = 400
 HEADER_EXAMPLES = 200
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"

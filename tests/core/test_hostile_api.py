@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -26,20 +25,8 @@ from goaltrack.testing.fake_api.faults import check_faults
 from goaltrack.testing.server import FakeAPIServer
 from goaltrack.transports import background
 from tests.support.hostile_api import VISITOR, HostileAPI, Seen, error
-
-KEY = "df_hostile_api_key_0123456789"
-
-
-@pytest.fixture
-def api() -> Iterator[HostileAPI]:
-    server = HostileAPI()
-    yield server
-    server.close()
-
-
-def make(api: HostileAPI, **options: object) -> GoalTracker:
-    options.setdefault("flush_at_exit", False)
-    return GoalTracker(KEY, api_url=api.url, **options)  # type: ignore[arg-type]
+from tests.support.hostile_api import make_tracker as make
+from tests.support.keys import DATAFAST_KEY as KEY
 
 
 def _a_day_ahead() -> str:

@@ -21,9 +21,8 @@ from goaltrack.http_client import MAX_RESPONSE_BYTES, HttpError
 from goaltrack.httpx_client import HttpxPoster
 from goaltrack.testing.server import FakeAPIServer
 from tests.support import hooks
-from tests.support.examples import free_port
-
-KEY = "df_secret_http_client_key_1"
+from tests.support.keys import DATAFAST_KEY as KEY
+from tests.support.ports import free_port
 
 httpx2 = pytest.importorskip("httpx2")
 CLIENT_MODULES = [httpx, httpx2]

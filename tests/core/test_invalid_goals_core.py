@@ -15,8 +15,7 @@ import pytest
 
 from goaltrack import Goal, GoalTracker, InvalidGoal
 from goaltrack.testing.server import FakeAPIServer
-
-KEY = "df_invalid_goals_core_key"
+from tests.support.keys import DATAFAST_KEY as KEY
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,20 +17,8 @@ from goaltrack import GoalTracker
 from goaltrack.delivery import CircuitBreaker
 from goaltrack.testing.server import FakeAPIServer
 from tests.support.hostile_api import VISITOR, HostileAPI, Seen, error, refuse_key_for
-
-KEY = "df_refused_key_test_0123456789"
-
-
-@pytest.fixture
-def api() -> Iterator[HostileAPI]:
-    server = HostileAPI()
-    yield server
-    server.close()
-
-
-def make(api: HostileAPI, **options: object) -> GoalTracker:
-    options.setdefault("flush_at_exit", False)
-    return GoalTracker(KEY, api_url=api.url, **options)  # type: ignore[arg-type]
+from tests.support.hostile_api import make_tracker as make
+from tests.support.keys import DATAFAST_KEY as KEY
 
 
 @pytest.mark.slow

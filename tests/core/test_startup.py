@@ -30,9 +30,9 @@ from goaltrack.startup import (
     tracker_from_env,
 )
 from goaltrack.testing.server import FakeAPIServer
+from tests.support.keys import DATAFAST_KEY as KEY
 
 WRONG_PROVIDER_KEY = "flow_startup_tests_key_0123456789"
-KEY = "df_startup_tests_key_0123456789"
 VISITOR = "b3ab2331-989f-4cfa-91c6-2461c9e3c6bd"
 
 

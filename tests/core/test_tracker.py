@@ -25,16 +25,8 @@ import pytest
 import goaltrack
 from goaltrack import DeliveryResult, Goal, GoalTracker, InvalidConfiguration, InvalidGoal
 from goaltrack.testing.server import FakeAPIServer
-
-KEY = "df_secret_website_key_123"
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
+from tests.support.keys import DATAFAST_KEY as KEY
+from tests.support.waiting import wait_until
 
 
 class Recorder:

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from goaltrack.testing.server import FakeAPIServer
+from tests.support.browser import http_browser as client
 from tests.support.django_app.support import BOT_UA, BROWSER_UA, serve_test_project
 
 
@@ -15,13 +16,6 @@ from tests.support.django_app.support import BOT_UA, BROWSER_UA, serve_test_proj
 def asgi_server(fake_api_server: FakeAPIServer) -> Iterator[str]:
     with serve_test_project(fake_api_server, "uvicorn") as base_url:
         yield base_url
-
-
-def client(base_url: str, visitor_id: str | None, user_agent: str = BROWSER_UA) -> httpx.Client:
-    cookies = {"datafast_visitor_id": visitor_id} if visitor_id else {}
-    return httpx.Client(
-        base_url=base_url, headers={"User-Agent": user_agent}, cookies=cookies, timeout=10
-    )
 
 
 def test_async_views_track(asgi_server: str, fake_api: FakeAPIServer) -> None:

@@ -9,32 +9,9 @@ URL's ``pk``), on an ``@api_view`` function and on an ``APIView`` class. The vie
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import httpx
-import pytest
-
 from goaltrack.testing.server import FakeAPIServer
-from tests.support.django_app.support import BOT_UA, BROWSER_UA
-from tests.support.servers import serve_django_apis
-
-
-@pytest.fixture(scope="module", params=["gunicorn", "uvicorn"])
-def api_url(
-    request: pytest.FixtureRequest,
-    fake_api_server: FakeAPIServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[str]:
-    log = tmp_path_factory.mktemp(request.param) / "server.log"
-    with serve_django_apis(fake_api_server, request.param, log) as running:
-        yield running.url
-
-
-def client(base_url: str, visitor_id: str | None, user_agent: str = BROWSER_UA) -> httpx.Client:
-    cookies = {"datafast_visitor_id": visitor_id} if visitor_id else {}
-    return httpx.Client(
-        base_url=base_url, headers={"User-Agent": user_agent}, cookies=cookies, timeout=10
-    )
+from tests.support.browser import http_browser as client
+from tests.support.django_app.support import BOT_UA
 
 
 def test_track_goal_takes_drfs_request(api_url: str, fake_api: FakeAPIServer) -> None:

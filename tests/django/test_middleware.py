@@ -13,6 +13,7 @@ from goaltrack import Visitor, get_tracker
 from goaltrack.django import RequestGoals, current_visitor
 from goaltrack.django.middleware import GoalTrackMiddleware
 from goaltrack.testing.server import FakeAPIServer
+from tests.support.browser import django_browser as browser
 from tests.support.django_app.support import BOT_UA, BROWSER_UA, goaltrack_setting
 
 WITHOUT_GOALTRACK = [
@@ -22,22 +23,8 @@ WITHOUT_GOALTRACK = [
 SESSION_ID = "s0b8a4b55-6c2f-4c47-9a4e-0f6f7a3f9d21"
 
 
-@pytest.fixture(autouse=True)
-def api(fake_api: FakeAPIServer, settings: Any) -> FakeAPIServer:
-    settings.GOALTRACK = goaltrack_setting(fake_api)
-    return fake_api
-
-
-@pytest.fixture
-def visitor_id(api: FakeAPIServer) -> str:
-    return api.add_pageview("datafast")
-
-
-def browser(visitor_id: str | None, user_agent: str = BROWSER_UA) -> Client:
-    client = Client(HTTP_USER_AGENT=user_agent)
-    if visitor_id:
-        client.cookies["datafast_visitor_id"] = visitor_id
-    return client
+# settings.GOALTRACK points at the fake API for every test here
+pytestmark = pytest.mark.usefixtures("api")
 
 
 def test_binds_the_visitor_for_the_request(visitor_id: str) -> None:

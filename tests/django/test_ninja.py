@@ -9,34 +9,8 @@ nothing. ``track_goal(request, ...)`` inside an operation. The operations are in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import httpx
-import pytest
-
 from goaltrack.testing.server import FakeAPIServer
-from tests.support.django_app.support import BROWSER_UA
-from tests.support.servers import serve_django_apis
-
-
-@pytest.fixture(scope="module", params=["gunicorn", "uvicorn"])
-def api_url(
-    request: pytest.FixtureRequest,
-    fake_api_server: FakeAPIServer,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[str]:
-    log = tmp_path_factory.mktemp(request.param) / "server.log"
-    with serve_django_apis(fake_api_server, request.param, log) as running:
-        yield running.url
-
-
-def client(base_url: str, visitor_id: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=base_url,
-        headers={"User-Agent": BROWSER_UA},
-        cookies={"datafast_visitor_id": visitor_id},
-        timeout=10,
-    )
+from tests.support.browser import http_browser as client
 
 
 def test_operations_track_with_their_arguments(api_url: str, fake_api: FakeAPIServer) -> None:

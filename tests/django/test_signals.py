@@ -22,23 +22,8 @@ from goaltrack.testing.server import FakeAPIServer
 from tests.support.django_app.models import Signup
 from tests.support.django_app.support import BROWSER_UA, goaltrack_setting
 
-
-@pytest.fixture(autouse=True)
-def api(fake_api: FakeAPIServer, settings: Any) -> FakeAPIServer:
-    settings.GOALTRACK = goaltrack_setting(fake_api)
-    return fake_api
-
-
-@pytest.fixture
-def visitor_id(api: FakeAPIServer) -> str:
-    return api.add_pageview("datafast")
-
-
-@pytest.fixture
-def browser(visitor_id: str) -> Client:
-    client = Client(HTTP_USER_AGENT=BROWSER_UA)
-    client.cookies["datafast_visitor_id"] = visitor_id
-    return client
+# settings.GOALTRACK points at the fake API for every test here
+pytestmark = pytest.mark.usefixtures("api")
 
 
 class Received:

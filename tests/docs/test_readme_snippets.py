@@ -42,12 +42,13 @@ import pytest
 from pytest_examples import CodeExample, EvalExample, find_examples
 
 from goaltrack.testing.server import FakeAPIServer
-from tests.support.examples import BROWSER_UA, free_port
+from tests.support.browser import BROWSER_UA
+from tests.support.keys import DATAFAST_KEY as KEY
 from tests.support.paths import REPO
+from tests.support.ports import free_port
 
 DOCUMENTS = [REPO / "README.md", REPO / "docs"]
 KINDS = ("script", "django", "flask", "asgi", "pytest", "skip")
-KEY = "df_readme_snippets_key"
 UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 CSRF_TOKEN = "readmesnippetscsrftoken000000000"  # the shape Django accepts: 32 letters or digits
 FORM = {"email": "ada@example.com", "plan": "pro"}

@@ -18,9 +18,9 @@ import goaltrack
 from goaltrack.flask import GoalTrack, get_tracker
 from goaltrack.startup import MisconfiguredTracker
 from goaltrack.testing.server import FakeAPIServer
+from tests.support.keys import DATAFAST_KEY as KEY
+from tests.support.keys import FLOWSERY_KEY
 
-KEY = "df_flask_setup_key_0123456789"
-FLOWSERY_KEY = "flow_flask_setup_key_0123456789"
 VISITOR = "b3ab2331-989f-4cfa-91c6-2461c9e3c6bd"
 
 

@@ -10,10 +10,9 @@ from flask import Flask, request
 import goaltrack
 from goaltrack.flask import CONFIG_DEFAULTS, GoalTrack, get_tracker, track_goal
 from goaltrack.testing.server import FakeAPIServer
+from tests.support.keys import DATAFAST_KEY, FLOWSERY_KEY
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126"}
-DATAFAST_KEY = "df_flask_extension_key"
-FLOWSERY_KEY = "flow_flask_extension_key"
 
 
 @pytest.fixture

@@ -17,12 +17,12 @@ import goaltrack
 from goaltrack.flask import GoalTrack, connect_goal, get_tracker, goal_tracked, track_goal
 from goaltrack.integrations import bind_visitor, current_visitor, unbind_visitor
 from goaltrack.testing.server import FakeAPIServer
+from tests.support.keys import KEYS
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"}
 GOOGLEBOT = {
     "User-Agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 }
-KEYS = {"datafast": "df_flask_tracking_key", "flowsery": "flow_flask_tracking_key"}
 
 AppFactory = Callable[..., Flask]
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,21 +20,12 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.keys import KEYS
 from tests.support.paths import EXAMPLES, REPO
+from tests.support.ports import free_port
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
-KEYS = {
-    "datafast": "df_journey_key_0123456789abcdef",
-    "faurya": "fy_journey_key_0123456789abcdef",
-    "flowsery": "flow_journey_key_0123456789abcdef",
-}
-#: A desktop browser's User-Agent: goaltrack skips known bots, and headless Chromium's own UA
-#: names itself "HeadlessChrome".
-BROWSER_UA = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/126.0.0.0 Safari/537.36"
-)
 EXAMPLE_NAMES = ("django", "flask", "fastapi")
 
 
@@ -66,12 +56,6 @@ class RunningExample:
         self.exit_status = self.process.returncode
         self.final_output = self.log.read_text(errors="replace")
         return self.exit_status
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _environment(

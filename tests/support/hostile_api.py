@@ -20,6 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from goaltrack import GoalTracker
+from tests.support.keys import DATAFAST_KEY
+from tests.support.ports import free_port
+
 VISITOR = "7f3c1a2e-4b5d-4e6f-8a9b-0c1d2e3f4a5b"
 
 Answer = tuple[int, dict[str, str], bytes]
@@ -51,7 +55,7 @@ class HostileAPI:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
-        self.port = 0
+        self.port = free_port()
         self.start()
 
     @property
@@ -172,9 +176,7 @@ def refuse_key_for(seconds: float) -> Behaviour:
     return behaviour
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not met within {timeout} s")
-        time.sleep(0.02)
+def make_tracker(api: HostileAPI, key: str = DATAFAST_KEY, **options: object) -> GoalTracker:
+    """A tracker delivering to *api*, without the exit-time flush (each test closes its own)."""
+    options.setdefault("flush_at_exit", False)
+    return GoalTracker(key, api_url=api.url, **options)  # type: ignore[arg-type]

@@ -22,10 +22,10 @@ from pathlib import Path
 import httpx
 
 from goaltrack.testing.server import FakeAPIServer
-from tests.support.examples import free_port
+from tests.support.keys import DATAFAST_KEY as KEY
 from tests.support.paths import REPO
+from tests.support.ports import free_port
 
-KEY = "df_secret_servers_key_123"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 20.0
 
@@ -130,7 +130,6 @@ __all__ = [
     "KEY",
     "REPO",
     "Running",
-    "free_port",
     "python_command",
     "serve",
     "serve_django_apis",

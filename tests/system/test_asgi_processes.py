@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,12 +25,12 @@ from django.urls import path
 
 from goaltrack.asgi import GoalTrackMiddleware, track_goal
 from goaltrack.testing.server import FakeAPIServer
+from tests.support.keys import DATAFAST_KEY, FLOWSERY_KEY
 from tests.support.paths import EXAMPLES, REPO
+from tests.support.ports import free_port
 
 ROOT = REPO
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
-DATAFAST_KEY = "df_process_test_key_0123456789"
-FLOWSERY_KEY = "flow_process_test_key_0123456789"
 START_DEADLINE_S = 30.0
 
 
@@ -74,12 +73,6 @@ class Server:
             pytest.fail(f"uvicorn did not exit within {timeout} s of {signum!r}:\n{self.output}")
         self._reader.join(5)
         return status
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

@@ -7,10 +7,10 @@ import sys
 from collections.abc import Iterator
 from types import ModuleType
 
-import httpx
 import pytest
 
 from goaltrack.testing.server import FakeAPIServer
+from tests.support.browser import http_browser as browser
 from tests.support.paths import EXAMPLES
 
 DEMO_PATH = EXAMPLES / "django_shop" / "demo.py"
@@ -40,15 +40,6 @@ def shop(
     env = demo.shop_environment(fake_api_server.api_url("datafast"), db_path)
     with demo.shop_server(request.param, env) as base_url:
         yield base_url
-
-
-def browser(base_url: str, visitor_id: str, user_agent: str = demo.BROWSER_UA) -> httpx.Client:
-    return httpx.Client(
-        base_url=base_url,
-        headers={"User-Agent": user_agent},
-        cookies={"datafast_visitor_id": visitor_id},
-        timeout=10,
-    )
 
 
 def test_signup_login_purchase(shop: str, fake_api: FakeAPIServer) -> None:

@@ -33,10 +33,10 @@ import httpx
 import pytest
 
 from goaltrack.testing.server import FakeAPIServer
-from tests.support.examples import free_port
+from tests.support.keys import DATAFAST_KEY as KEY
 from tests.support.paths import REPO
+from tests.support.ports import free_port
 
-KEY = "df_secret_fault_key_123"
 GOALS = 10_000
 RATE = 1_500.0  # goals/s the producer tracks at
 BURST = 20  # answers of each of 500, 502 and 503 in a row

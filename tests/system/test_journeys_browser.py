@@ -23,7 +23,9 @@ import pytest
 
 from goaltrack.testing.fake_api import GoalRecord
 from goaltrack.testing.server import FakeAPIServer
-from tests.support.examples import BROWSER_UA, KEYS, RunningExample, serve_example
+from tests.support.browser import BROWSER_UA
+from tests.support.examples import RunningExample, serve_example
+from tests.support.keys import KEYS
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None:

@@ -9,27 +9,13 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from goaltrack import GoalTracker
 from goaltrack.transports.base import SUMMARY_INTERVAL
-from tests.support.hostile_api import VISITOR, HostileAPI, error, wait_until
-
-KEY = "df_outage_log_key_0123456789"
-
-
-@pytest.fixture
-def api() -> Iterator[HostileAPI]:
-    server = HostileAPI()
-    yield server
-    server.close()
-
-
-def make(api: HostileAPI, **options: object) -> GoalTracker:
-    options.setdefault("flush_at_exit", False)
-    return GoalTracker(KEY, api_url=api.url, **options)  # type: ignore[arg-type]
+from tests.support.hostile_api import VISITOR, HostileAPI, error
+from tests.support.hostile_api import make_tracker as make
+from tests.support.waiting import wait_until
 
 
 @pytest.mark.slow

@@ -16,7 +16,6 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -29,9 +28,10 @@ from goaltrack.delivery import (
     RetryPolicy,
     judge,
 )
-from tests.support.hostile_api import VISITOR, HostileAPI, wait_until
+from tests.support.hostile_api import VISITOR, HostileAPI
+from tests.support.keys import DATAFAST_KEY as KEY
+from tests.support.waiting import wait_until
 
-KEY = "df_outage_recovery_key_0123456789"
 DOWN_FOR = 6.0
 PROBE_INTERVAL_MAX = 1.0  # the default
 # What a held goal may take beyond probe_interval_max once the API accepts connections again:
@@ -40,13 +40,6 @@ PROBE_INTERVAL_MAX = 1.0  # the default
 DELIVERY_SLACK = 1.5
 # How much later than its due time an attempt may go on a loaded machine.
 GAP_SLACK = 0.35
-
-
-@pytest.fixture
-def api() -> Iterator[HostileAPI]:
-    server = HostileAPI()
-    yield server
-    server.close()
 
 
 @dataclasses.dataclass

@@ -31,9 +31,8 @@ import pytest
 from goaltrack import GoalTracker
 from goaltrack.testing.server import FakeAPIServer
 from goaltrack.transports.outbox import Outbox
+from tests.support.keys import DATAFAST_KEY as KEY
 from tests.support.paths import REPO
-
-KEY = "df_secret_outage_key_123"
 
 BARE_PROCESS = """
 import json, os, sys, time, goaltrack

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from goaltrack import fakeapi
 from goaltrack.testing.fake_api import PROVIDERS, FakeAPIState, create_app
 from goaltrack.testing.fake_api.app import quick_help
 from goaltrack.testing.server import FakeAPIServer
+from tests.support.waiting import wait_until
 
 KEYS = {
     "datafast": "df_website_key_0123456789abcdef",
@@ -724,13 +725,6 @@ def test_faults_endpoint_merges_clears_and_validates(client: httpx.Client) -> No
 def sleep_until(epoch: float) -> None:
     """Sleep until a wall-clock moment the test itself scheduled (a window's start or end)."""
     time.sleep(max(0.0, epoch - time.time()))
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def in_any(windows: list[tuple[float, float]], at: float) -> bool:

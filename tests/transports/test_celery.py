@@ -26,9 +26,9 @@ redis = pytest.importorskip("redis", reason="pip install redis")
 
 from goaltrack import GoalTracker  # noqa: E402
 from goaltrack.testing.server import FakeAPIServer  # noqa: E402
-from tests.support.examples import free_port  # noqa: E402
+from tests.support.keys import DATAFAST_KEY as KEY  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
-KEY = "df_secret_celery_key_123"
 QUEUE = "goaltrack-tests"
 NO_DISK = ("--save", "", "--appendonly", "no")
 WORKER = ("--pool=solo", "-Q", QUEUE, "--without-gossip", "--without-mingle", "--without-heartbeat")

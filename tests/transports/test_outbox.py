@@ -26,8 +26,8 @@ from goaltrack.cli import main as cli_main
 from goaltrack.redaction import key_fingerprint
 from goaltrack.testing.server import FakeAPIServer
 from goaltrack.transports.outbox import Outbox
-
-KEY = "df_secret_outbox_key_123"
+from tests.support.keys import DATAFAST_KEY as KEY
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -55,14 +55,6 @@ def make_tracker(fake_api: FakeAPIServer, outbox_path: str) -> Iterator[Callable
 
 def ids_delivered(fake_api: FakeAPIServer) -> Counter[str]:
     return Counter(g["metadata"]["id"] for g in fake_api.goals)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def close_now(tracker: GoalTracker) -> None:

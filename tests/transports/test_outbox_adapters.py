@@ -17,8 +17,7 @@ from goaltrack.django.conf import goaltrack_settings
 from goaltrack.flask import GoalTrack
 from goaltrack.testing.server import FakeAPIServer
 from goaltrack.transports.outbox import OutboxTransport
-
-KEY = "df_secret_adapter_key_123"
+from tests.support.keys import DATAFAST_KEY as KEY
 
 
 def dead_letter(path: Path) -> None:

@@ -37,9 +37,12 @@ from goaltrack.redaction import key_fingerprint
 from goaltrack.testing.fake_api.rules import key_hint
 from goaltrack.testing.server import FakeAPIServer
 from goaltrack.transports.outbox import Outbox, store, transport
+from tests.support.keys import DATAFAST_KEY
 from tests.support.paths import REPO
+from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 
-KEY = "df_secret_faults_key_A123"
+KEY = DATAFAST_KEY
 KEY_B = "df_secret_faults_key_B456"
 ROOT = str(REPO)
 
@@ -70,14 +73,6 @@ def make_tracker(fake_api: FakeAPIServer, outbox_path: str) -> Iterator[Callable
 
 def ids_delivered(fake_api: FakeAPIServer) -> Counter[str]:
     return Counter(g["metadata"]["id"] for g in fake_api.goals)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 def reap(children: dict[int, float], bound: float, *, keep: int = 0) -> tuple[int, int]:
@@ -339,7 +334,7 @@ def test_gunicorn_preload_with_a_20k_backlog_boots_every_worker(
     (tmp_path / "preload_app.py").write_text(_PRELOAD_APP)
     marks = tmp_path / "marks"
     marks.mkdir()
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": f"{ROOT}:{tmp_path}",
@@ -364,14 +359,6 @@ def test_gunicorn_preload_with_a_20k_backlog_boots_every_worker(
         server.send_signal(signal.SIGTERM)
         server.wait(30)
     fake_api.set_faults(latency_ms=0)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- two sites, one file ----------------------------------------------------------------------

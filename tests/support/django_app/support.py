@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,23 +14,20 @@ from typing import Any
 import httpx
 
 from goaltrack.testing.server import FakeAPIServer
+from tests.support.browser import BOT_UA, BROWSER_UA
+from tests.support.keys import DATAFAST_KEY, KEYS
 from tests.support.paths import REPO as REPOSITORY
+from tests.support.ports import free_port
 
-BROWSER_UA = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/126.0 Safari/537.36"
-)
-BOT_UA = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
-DATAFAST_KEY = "df_goaltrack_tests_key"
+__all__ = ["BOT_UA", "BROWSER_UA", "DATAFAST_KEY", "goaltrack_setting", "serve_test_project"]
 
 
 def goaltrack_setting(
     fake_api: FakeAPIServer, provider: str = "datafast", **extra: Any
 ) -> dict[str, Any]:
     """A GOALTRACK setting that delivers to the fake API quickly (no long backoffs)."""
-    keys = {"datafast": DATAFAST_KEY, "faurya": "faurya_tests_key", "flowsery": "flow_tests_key"}
     return {
-        "API_KEY": keys[provider],
+        "API_KEY": KEYS[provider],
         "PROVIDER": provider,
         "API_URL": fake_api.api_url(provider),
         "BACKOFF_BASE": 0.01,
@@ -39,13 +35,6 @@ def goaltrack_setting(
         "MAX_RETRIES": 2,
         **extra,
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
