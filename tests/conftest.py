@@ -38,3 +38,16 @@ def api() -> Iterator[HostileAPI]:
     server = HostileAPI()
     yield server
     server.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the long tests first: the system tier and the ``slow`` rows start at
+    once and the short ones fill the workers around them, instead of one long row starting last
+    and running alone. (A run without workers keeps the files' order.)"""
+    if not hasattr(config, "workerinput"):
+        return
+    items.sort(key=lambda item: 0 if is_long(item) else 1)  # stable: file order within each
+
+
+def is_long(item: pytest.Item) -> bool:
+    return "/system/" in item.nodeid or item.get_closest_marker("slow") is not None

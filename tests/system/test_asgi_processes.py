@@ -2,7 +2,8 @@
 the flush at shutdown when the server gets SIGTERM / SIGINT.
 
 The factories ``lifespan_app`` and ``django_app`` below are what the subprocesses serve
-(``uvicorn --factory tests.test_asgi_processes:...``); importing this module configures nothing.
+(``uvicorn --factory tests.system.test_asgi_processes:...``); importing this module configures
+nothing.
 """
 
 from __future__ import annotations
@@ -206,7 +207,9 @@ def test_goals_tracked_just_before_shutdown_arrive(fake_api: FakeAPIServer, sign
     visitor_id = fake_api.add_pageview("datafast")
     cookie = f"datafast_visitor_id={visitor_id}"
     env = tracker_env(fake_api, "datafast", DATAFAST_KEY)
-    with uvicorn_process("tests.test_asgi_processes:lifespan_app", env=env, factory=True) as server:
+    with uvicorn_process(
+        "tests.system.test_asgi_processes:lifespan_app", env=env, factory=True
+    ) as server:
         answer = httpx.post(
             f"{server.url}/purchase", headers={"Cookie": cookie, "User-Agent": BROWSER}
         )
@@ -227,7 +230,9 @@ def test_django_asgi_handler(fake_api: FakeAPIServer) -> None:
     headers = {"Cookie": f"datafast_visitor_id={visitor_id}", "User-Agent": BROWSER}
     env = tracker_env(fake_api, "datafast", DATAFAST_KEY)
     with (
-        uvicorn_process("tests.test_asgi_processes:django_app", env=env, factory=True) as server,
+        uvicorn_process(
+            "tests.system.test_asgi_processes:django_app", env=env, factory=True
+        ) as server,
         httpx.Client(base_url=server.url, headers=headers, timeout=10) as client,
     ):
         assert client.post("/async/").json() == {"ok": True}

@@ -49,6 +49,10 @@ def main(mode: str, count: int = 1) -> None:
         print(json.dumps({"child_status": status, "parent_flushed": flushed}), flush=True)
         return
     tracker = goaltrack.GoalTracker.from_env(timeout=0.5)
+    # The test starts the API's trickle window on "ready": a cold start (no bytecode cache yet,
+    # a loaded machine) can take longer than the window itself.
+    print("ready", flush=True)
+    sys.stdin.readline()
     started = time.monotonic()
     tracker.track("purchase", visitor_id=VISITOR, metadata={"id": "0"})
     flushed = tracker.flush(timeout=20)
