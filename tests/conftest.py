@@ -7,6 +7,7 @@ so tests in different workers never see each other's goals, faults or keys.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -27,6 +28,14 @@ def fake_api(fake_api_server: FakeAPIServer) -> Iterator[FakeAPIServer]:
     fake_api_server.reset()
     yield fake_api_server
     fake_api_server.reset()
+
+
+@pytest.fixture
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``GOALTRACK_*`` variable of the shell (or of an earlier test) reaches the test."""
+    for name in list(os.environ):
+        if name.startswith("GOALTRACK_"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture

@@ -36,10 +36,7 @@ WRONG_PROVIDER_KEY = "flow_startup_tests_key_0123456789"
 VISITOR = "b3ab2331-989f-4cfa-91c6-2461c9e3c6bd"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for variable in goaltrack.config.ENVIRONMENT_VARIABLES:
-        monkeypatch.delenv(variable, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 @pytest.fixture

@@ -14,11 +14,7 @@ from goaltrack.django.checks import check_settings
 from goaltrack.testing.server import FakeAPIServer
 from tests.support.django_app.support import BROWSER_UA, goaltrack_setting
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("API_KEY", "PROVIDER", "API_URL", "WEBSITE_ID", "MODE"):
-        monkeypatch.delenv(f"GOALTRACK_{name}", raising=False)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def ids(setting: Any) -> list[str]:

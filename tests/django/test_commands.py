@@ -13,11 +13,7 @@ from django.test import override_settings
 from goaltrack.testing.server import FakeAPIServer
 from tests.support.django_app.support import DATAFAST_KEY, goaltrack_setting
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("API_KEY", "PROVIDER", "API_URL", "WEBSITE_ID", "MODE"):
-        monkeypatch.delenv(f"GOALTRACK_{name}", raising=False)
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def run(name: str, *args: str) -> str:

@@ -9,7 +9,6 @@ app under gunicorn and ``flask goaltrack check``: ``tests/contract/test_setup_er
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 from flask import Flask
@@ -18,32 +17,14 @@ import goaltrack
 from goaltrack.flask import GoalTrack, get_tracker
 from goaltrack.startup import MisconfiguredTracker
 from goaltrack.testing.server import FakeAPIServer
+from tests.support.flask_apps import new_app
 from tests.support.keys import DATAFAST_KEY as KEY
 from tests.support.keys import FLOWSERY_KEY
 
 VISITOR = "b3ab2331-989f-4cfa-91c6-2461c9e3c6bd"
 
 
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for variable in goaltrack.config.ENVIRONMENT_VARIABLES:
-        monkeypatch.delenv(variable, raising=False)
-
-
-@pytest.fixture
-def apps() -> Iterator[list[Flask]]:
-    made: list[Flask] = []
-    yield made
-    for app in made:
-        if "goaltrack" in app.extensions:
-            get_tracker(app).close(5)
-
-
-def new_app(apps: list[Flask], **config: object) -> Flask:
-    app = Flask(f"setup_flask_{len(apps)}")
-    app.config.update(config)
-    apps.append(app)
-    return app
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def test_the_environment_configures_the_app(

@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from flask import Flask, request
 
 import goaltrack
 from goaltrack.flask import CONFIG_DEFAULTS, GoalTrack, get_tracker, track_goal
 from goaltrack.testing.server import FakeAPIServer
+from tests.support.flask_apps import new_app as configured_app
 from tests.support.keys import DATAFAST_KEY, FLOWSERY_KEY
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126"}
-
-
-@pytest.fixture
-def apps() -> Iterator[list[Flask]]:
-    """Apps made by a test; their trackers are closed afterwards."""
-    made: list[Flask] = []
-    yield made
-    for app in made:
-        if "goaltrack" in app.extensions:
-            get_tracker(app).close(5)
-
-
-def configured_app(apps: list[Flask], **config: object) -> Flask:
-    app = Flask(f"extension_test_{len(apps)}")
-    app.config.update(config)
-    apps.append(app)
-    return app
 
 
 # -- configuration ----------------------------------------------------------------------------
