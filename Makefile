@@ -30,13 +30,14 @@ typecheck: $(STAMP)
 WORKERS ?= 4
 
 pytest: $(STAMP)
-	$(PY) -m pytest -n $(WORKERS) $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(WORKERS) --maxschedchunk 1 $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
-# The edit loop: lint, types, then the unit and contract tests (no tests/system, no slow rows).
+# The edit loop: lint, types, then the unit and contract tests (not tests/system, not the README
+# snippets of tests/docs, no test marked slow: make test runs those).
 check: lint typecheck $(STAMP)
-	$(PY) -m pytest -n $(WORKERS) -q -m "not slow" --ignore=tests/system $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(WORKERS) --maxschedchunk 1 -q -m "not slow" --ignore=tests/system --ignore=tests/docs $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

@@ -52,7 +52,9 @@ def api() -> Iterator[HostileAPI]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist, the long tests first: the system tier and the ``slow`` rows start at
     once and the short ones fill the workers around them, instead of one long row starting last
-    and running alone. (A run without workers keeps the files' order.)"""
+    and running alone. With ``--maxschedchunk 1`` (the Makefile's) each free worker takes the next
+    test; by default the first worker would get the whole first quarter, every long test with it.
+    (A run without workers keeps the files' order.)"""
     if not hasattr(config, "workerinput"):
         return
     items.sort(key=lambda item: 0 if is_long(item) else 1)  # stable: file order within each

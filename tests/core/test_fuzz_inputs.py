@@ -147,6 +147,7 @@ def _stored_form(goal: Goal) -> tuple[str, str]:
     return goal.name, json.dumps(dict(goal.metadata or {}), sort_keys=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("provider", ["datafast", "flowsery"])
 def test_every_fuzzed_goal_is_invalid_or_accepted_as_normalized(
     fake_api: FakeAPIServer, provider: str
@@ -242,6 +243,7 @@ def _well_formed_and_sent(goals: Iterable[Goal], header: bytes) -> None:
             assert goal.session_id.encode("latin-1") in header
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=HEADER_EXAMPLES * 2)
 @given(header=cookie_headers(), provider=st.sampled_from(sorted(PROVIDERS)))
 def test_the_cookie_parser_never_raises_and_only_returns_well_formed_ids(

@@ -36,6 +36,7 @@ def _a_day_ahead() -> str:
 ABSURD = ["inf", "1e400", "1e10", "86400", "-5", "nan", "soon", "Mon, 99 Foo 2026", "DAY"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ABSURD)
 def test_absurd_retry_after_never_stops_delivery(
     api: HostileAPI, value: str, caplog: pytest.LogCaptureFixture

@@ -119,6 +119,7 @@ def test_the_breaker_grows_refused_probe_intervals_to_its_cap() -> None:
     assert breaker.refusal_expired(100.0 + breaker.refusal_give_up)
 
 
+@pytest.mark.slow
 def test_the_fake_apis_refused_key_window_is_held_through_and_delivered_after(
     fake_api: FakeAPIServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -9,9 +9,13 @@ URL's ``pk``), on an ``@api_view`` function and on an ``APIView`` class. The vie
 
 from __future__ import annotations
 
+import pytest
+
 from goaltrack.testing.server import FakeAPIServer
 from tests.support.browser import http_browser as client
 from tests.support.django_app.support import BOT_UA
+
+pytestmark = pytest.mark.slow  # gunicorn and uvicorn processes
 
 
 def test_track_goal_takes_drfs_request(api_url: str, fake_api: FakeAPIServer) -> None:

@@ -9,8 +9,12 @@ nothing. ``track_goal(request, ...)`` inside an operation. The operations are in
 
 from __future__ import annotations
 
+import pytest
+
 from goaltrack.testing.server import FakeAPIServer
 from tests.support.browser import http_browser as client
+
+pytestmark = pytest.mark.slow  # gunicorn and uvicorn processes
 
 
 def test_operations_track_with_their_arguments(api_url: str, fake_api: FakeAPIServer) -> None:

@@ -136,6 +136,7 @@ def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.Comple
 # -- fork -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() in a threaded process
 @pytest.mark.xfail(
     strict=False,
@@ -314,6 +315,7 @@ def post_worker_init(worker):  # the worker's first use of the outbox, as it boo
 """
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_gunicorn_preload_with_a_20k_backlog_boots_every_worker(
     fake_api: FakeAPIServer, make_tracker: Callable[..., GoalTracker], tmp_path: Path
@@ -451,6 +453,7 @@ def test_a_schema_1_file_is_migrated_and_its_rows_adopted_by_the_matching_tracke
 # -- a held write lock, and 200 threads -------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_write_lock_held_by_another_process_costs_track_milliseconds_not_the_goal(
     fake_api: FakeAPIServer, make_tracker: Callable[..., GoalTracker], outbox_path: str
 ) -> None:
@@ -492,6 +495,7 @@ def test_a_write_lock_held_by_another_process_costs_track_milliseconds_not_the_g
     print(f"\nheld write lock: track() max {max(took) * 1000:.1f} ms")
 
 
+@pytest.mark.slow
 def test_track_latency_with_200_threads_stays_low(
     fake_api: FakeAPIServer, make_tracker: Callable[..., GoalTracker]
 ) -> None:
@@ -720,6 +724,7 @@ def test_a_wall_clock_stepped_back_an_hour_during_an_outage_stalls_nothing(
         assert admin.status().dead_letters == 0
 
 
+@pytest.mark.slow
 def test_a_wall_clock_stepped_forward_an_hour_expires_nothing_early(
     fake_api: FakeAPIServer,
     make_tracker: Callable[..., GoalTracker],
