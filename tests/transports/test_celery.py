@@ -98,11 +98,9 @@ def worker(redis_url: str, fake_api_server: FakeAPIServer) -> Iterator[subproces
 
 @pytest.fixture
 def celery_app(redis_url: str) -> object:
-    os.environ["GOALTRACK_TEST_BROKER"] = redis_url
-    from tests.support.celery_app import app
+    from tests.support.celery_app import make_app
 
-    app.conf.broker_url = redis_url
-    return app
+    return make_app(redis_url)
 
 
 def tracker_for(fake_api: FakeAPIServer, app: object, **options: object) -> GoalTracker:
