@@ -119,6 +119,7 @@ def test_check_fails_when_unreachable_and_for_bad_settings() -> None:
     assert "dft_token" not in bad.stdout
 
 
+@pytest.mark.slow
 def test_fake_api_subcommand_serves_until_terminated() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "goaltrack.cli", "fake-api", "--port", "0"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -35,6 +36,7 @@ def test_known_headers_read_as_the_text_parser_reads_them() -> None:
             assert visitor_from_cookies(header, provider) == expected
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=HEADER_EXAMPLES * 2)
 @given(header=cookie_headers(), provider=st.sampled_from(sorted(PROVIDERS)))
 def test_the_bytes_path_matches_the_text_path(header: bytes, provider: str) -> None:

@@ -188,6 +188,7 @@ def test_every_fuzzed_goal_is_invalid_or_accepted_as_normalized(
     assert outcomes["accepted"] > 50, outcomes
 
 
+@pytest.mark.slow
 def test_the_worker_survives_the_fuzz_and_delivers_the_next_goal(fake_api: FakeAPIServer) -> None:
     tracker = _tracker(fake_api, "datafast")
     visitor_id = fake_api.add_pageview("datafast")
@@ -361,6 +362,7 @@ def asgi_app() -> Iterator[Callable[[bytes, bytes], int]]:
         loop.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("adapter", ["django_middleware", "flask_wsgi", "asgi_app"])
 def test_the_middleware_never_raises_on_fuzzed_headers(
     adapter: str, request: pytest.FixtureRequest

@@ -245,6 +245,7 @@ def test_plain_http_to_a_localhost_subdomain_is_refused() -> None:
         check_api_url("http://evil.localhost:8000")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["inf", "1e400", "DAY"])
 def test_the_fake_apis_absurd_retry_after_and_echoed_key_neither_stop_nor_leak(
     fake_api: FakeAPIServer, value: str, caplog: pytest.LogCaptureFixture

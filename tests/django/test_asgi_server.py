@@ -11,6 +11,8 @@ from goaltrack.testing.server import FakeAPIServer
 from tests.support.browser import http_browser as client
 from tests.support.django_app.support import BOT_UA, BROWSER_UA, serve_test_project
 
+pytestmark = pytest.mark.slow  # a uvicorn process
+
 
 @pytest.fixture(scope="module")
 def asgi_server(fake_api_server: FakeAPIServer) -> Iterator[str]:

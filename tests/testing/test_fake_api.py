@@ -834,6 +834,7 @@ def test_outage_windows_merge_overlaps_and_the_report_keeps_each(
     assert len(fake_api.outage_windows()) == 2
 
 
+@pytest.mark.slow
 def test_blackhole_never_answers_and_is_answered_after_the_window(
     fake_api: FakeAPIServer,
 ) -> None:
