@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench install clean
+.PHONY: demo test check lint typecheck pytest bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,22 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
-pytest: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+# Test processes (pytest-xdist): the tests mostly wait on sockets, servers and outages, so more
+# workers than cores pay off. On a 2-core machine `make check` took 83 s with 2 workers, 68 s
+# with 3, 60 s with 4 and 60 s with 6 (more load for nothing): 4.
+WORKERS ?= 4
 
-test: lint typecheck pytest
+pytest: $(STAMP)
+	$(PY) -m pytest -n $(WORKERS) --maxschedchunk 1 $(PYTEST_ARGS)
+
+# mypy checks while the tests run (half a minute of mostly waiting on a fresh clone's empty cache).
+test: lint
+	$(MAKE) --no-print-directory -j2 typecheck pytest
+
+# The edit loop: lint, types, then the unit and contract tests (not tests/system, not the README
+# snippets of tests/docs, no test marked slow: make test runs those).
+check: lint typecheck $(STAMP)
+	$(PY) -m pytest -n $(WORKERS) --maxschedchunk 1 -q -m "not slow" --ignore=tests/system --ignore=tests/docs $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py

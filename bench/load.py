@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.example_servers import BROWSER_UA, serve_example  # noqa: E402
+from tests.support.browser import BROWSER_UA  # noqa: E402
+from tests.support.examples import serve_example  # noqa: E402
 
 SAMPLE_EVERY_S = 0.25
 DELIVERY_TIMEOUT_S = 60.0

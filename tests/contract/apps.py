@@ -34,7 +34,7 @@ from fastapi import Request, Response
 
 from goaltrack import GoalTracker, InvalidGoal, get_tracker
 from goaltrack.asgi import GoalTrackerDep
-from tests.threaded_servers import serve_asgi, serve_wsgi
+from tests.support.threaded import serve_asgi, serve_wsgi
 
 ADAPTERS = ("django", "flask", "fastapi", "starlette")
 

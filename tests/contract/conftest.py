@@ -10,8 +10,7 @@ import pytest
 
 from goaltrack.testing.server import FakeAPIServer
 from tests.contract.apps import ADAPTERS, Served, serve
-
-KEYS = {"datafast": "df_contract_key_0123456789", "flowsery": "flow_contract_key_0123456789"}
+from tests.support.keys import KEYS
 
 Serve = Callable[..., contextlib.AbstractContextManager[Served]]
 

@@ -10,7 +10,7 @@ Development (``SETUP_DEBUG=1``: the ASGI middleware's ``debug=True``, Django's `
 ASGI app refuses to start (the lifespan startup fails with the id); under a server without
 lifespan, and Django under gunicorn, the app serves, routes that track nothing answer 200, and
 each tracking call raises ``InvalidConfiguration`` with the id. (Flask's ``init_app`` raising:
-``tests/test_setup_flask.py``.)
+``tests/flask/test_config.py``.)
 
 The check commands (``goaltrack check``, ``manage.py goaltrack_check``, ``flask goaltrack
 check``) run on the same bad configuration and report it: exit 1, the id and its hint, no
@@ -33,13 +33,13 @@ import pytest
 
 from goaltrack.testing.server import FakeAPIServer
 from tests.contract.apps import ADAPTERS
-from tests.servers import REPO, Running, free_port, python_command, serve, server_env
+from tests.support.ports import free_port
+from tests.support.servers import REPO, Running, python_command, serve, server_env
 
 pytestmark = pytest.mark.slow
 
 #: A Flowsery key given to a tracker for DataFast: goaltrack.E005.
 WRONG_PROVIDER_KEY = "flow_setup_errors_key_0123456789"
-RIGHT_KEY = "df_setup_errors_key_0123456789"
 START_DEADLINE_S = 30.0
 
 

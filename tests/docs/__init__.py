@@ -1,0 +1,1 @@
+"""The documentation's code, run as a user pastes it."""

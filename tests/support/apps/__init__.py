@@ -1,0 +1,1 @@
+"""Apps the system and adapter tests serve in real server processes."""
