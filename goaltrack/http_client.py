@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from typing import NamedTuple, Protocol
 from urllib.parse import urlsplit
 
-from goaltrack.process import at_fork
+from goaltrack.process import at_fork, start_thread
 
 __all__ = ["MAX_RESPONSE_BYTES", "HttpClient", "HttpError", "HttpPoster", "HttpResponse"]
 
@@ -324,9 +324,7 @@ class _Watchdog:
             if self._thread is not None:
                 return True
             thread = threading.Thread(target=self._run, name="goaltrack-deadlines", daemon=True)
-            try:
-                thread.start()
-            except RuntimeError:  # interpreter shutting down
+            if not start_thread(thread):  # interpreter shutting down, or uWSGI's master
                 return False
             self._thread = thread
             return True

@@ -19,9 +19,10 @@ servers that change their rules (gevent, uWSGI).
   as before.
 - **Threads.** :func:`start_thread` (never under a lock: gevent), :func:`mark_delivery_thread` /
   :func:`in_delivery_thread` (a hook's ``flush()`` must not wait for its own thread).
-- **Servers and misuse.** :func:`threads_are_greenlets` (gevent), :func:`warn_if_threads_cannot_run`
-  (uWSGI without threads, a uWSGI master forking without Python's fork hooks, gevent without
-  patched sockets) and :func:`count_live` (too many live trackers: one made per request).
+- **Servers and misuse.** :func:`threads_are_greenlets` (gevent), :func:`in_uwsgi_master` (no
+  thread there: uWSGI forks from C), :func:`warn_if_threads_cannot_run` (uWSGI without threads,
+  gevent without patched sockets) and :func:`count_live` (too many live trackers: one made per
+  request).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
     "exiting",
     "forget_at_exit",
     "in_delivery_thread",
+    "in_uwsgi_master",
     "mark_delivery_thread",
     "register_for_process_events",
     "report_exit",
@@ -210,11 +212,53 @@ def start_thread(thread: threading.Thread) -> bool:
     """Start *thread* (never while holding a lock: under gevent, ``start()`` switches to the
     new greenlet, which takes the transport's lock at once; a lock made before gevent's
     monkey-patching, as in a gunicorn ``--preload`` master, would then block the process)."""
+    if in_uwsgi_master():
+        _say_no_thread_in_uwsgi_master()
+        return False
     try:
         thread.start()
     except RuntimeError:  # interpreter shutting down
         return False
     return True
+
+
+def in_uwsgi_master() -> bool:
+    """True in uWSGI's master process (where it loads the app unless ``--lazy-apps``).
+
+    uWSGI forks its workers (and respawns them, at any time) from C without taking the GIL: a
+    worker forked while one of the master's threads held the GIL waits for it forever (seen in 2
+    of 40 starts of an app that delivered a goal while it loaded). So goaltrack starts no thread
+    there: :func:`start_thread` refuses, and the goals tracked in the master are delivered in the
+    calling thread by ``flush()``, or at exit.
+    """
+    uwsgi = sys.modules.get("uwsgi")
+    if uwsgi is None:
+        return False
+    if getattr(uwsgi, "mule_id", lambda: 0)() or getattr(uwsgi, "i_am_the_spooler", lambda: 0)():
+        return False  # uWSGI forks nothing from a mule or the spooler
+    return bool(getattr(uwsgi, "worker_id", lambda: 1)() == 0)
+
+
+_said_uwsgi_master = False
+
+
+def _say_no_thread_in_uwsgi_master() -> None:
+    global _said_uwsgi_master
+    if _said_uwsgi_master:
+        return
+    _said_uwsgi_master = True
+    if _uwsgi_master_forks_without_python_hooks():
+        logger.warning(
+            "goaltrack: tracking in uWSGI's master while it loads the app: it forks its workers "
+            "without Python's fork hooks; start uWSGI with --py-call-osafterfork (or "
+            "--lazy-apps). Goals tracked here are delivered by flush() or at exit, with no thread"
+        )
+    else:
+        logger.info(
+            "goaltrack: tracking in uWSGI's master: no delivery thread here (a worker forked "
+            "while one of the master's threads holds the GIL would hang); goals tracked here "
+            "are delivered by flush() or at exit, the workers deliver their own"
+        )
 
 
 # The thread objects, not a threading.local: a local made before gevent's monkey-patching (a
@@ -284,12 +328,6 @@ def warn_if_threads_cannot_run() -> None:
         logger.warning(
             "goaltrack: uWSGI runs without threads, so goals queue up and are never delivered; "
             "start uWSGI with --enable-threads (or use mode='sync')"
-        )
-    if _uwsgi_master_forks_without_python_hooks():
-        logger.warning(
-            "goaltrack: delivering from uWSGI's master while it loads the app: its workers, "
-            "forked without Python's fork hooks, would never deliver a goal; start uWSGI with "
-            "--py-call-osafterfork (or --lazy-apps)"
         )
     # Greenlet workers deliver well on gevent's cooperative sockets; on blocking ones each
     # delivery would stop every greenlet of the process until the API answers.

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import os
 import sys
 import threading
 import time
@@ -112,6 +113,7 @@ class BackgroundTransport:
         count_live(self, max_in_flight)
 
     def _reset_state(self) -> None:
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._queue: deque[_Item] = deque()
@@ -136,6 +138,8 @@ class BackgroundTransport:
     # -- the request path -------------------------------------------------------------------
 
     def submit(self, goal: Goal) -> bool:
+        if self._pid != os.getpid():  # forked without Python's fork hooks (uWSGI by default)
+            self._after_fork_in_child()
         with self._lock:
             if self._closed:
                 drop_reason = "the tracker is closed"

@@ -23,10 +23,13 @@ import subprocess
 import sys
 import textwrap
 import threading
+import types
 
 import pytest
 
-from goaltrack import process
+from goaltrack import GoalTracker, process
+from goaltrack.testing.server import FakeAPIServer
+from tests.support.keys import KEYS
 from tests.support.paths import REPO
 
 DEADLINE = 60.0  # seconds for a script that needs about one
@@ -255,3 +258,63 @@ def test_without_gevent_patching_threads_are_threads() -> None:
     monkey = sys.modules.get("gevent.monkey")
     patched = monkey is not None and monkey.is_module_patched("threading")
     assert process.threads_are_greenlets() is bool(patched)
+
+
+@pytest.mark.parametrize("hooks", [True, False])
+def test_in_uwsgis_master_no_thread_starts_and_flush_delivers_in_the_caller(
+    fake_api: FakeAPIServer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    hooks: bool,
+) -> None:
+    # uWSGI forks from C without the GIL: a thread of the master could hang the worker.
+    master = types.SimpleNamespace(worker_id=lambda: 0, opt={"py-call-osafterfork": hooks})
+    monkeypatch.setitem(sys.modules, "uwsgi", master)
+    monkeypatch.setattr(process, "_said_uwsgi_master", False)
+    visitor = fake_api.add_pageview("datafast")
+    ours = {t for t in threading.enumerate() if t.name.startswith("goaltrack")}
+    tracker = GoalTracker(
+        KEYS["datafast"], api_url=fake_api.api_url("datafast"), flush_at_exit=False
+    )
+    try:
+        with caplog.at_level(logging.INFO, logger="goaltrack"):
+            for n in range(3):
+                assert tracker.track("warmup", visitor_id=visitor, metadata={"n": str(n)})
+            assert process.start_thread(threading.Thread(target=lambda: None)) is False
+            started = {t for t in threading.enumerate() if t.name.startswith("goaltrack")} - ours
+            assert started == set()
+            assert fake_api.goals == []  # nothing delivers until the flush
+            assert tracker.flush(timeout=10)
+        assert sorted(g["metadata"]["n"] for g in fake_api.goals) == ["0", "1", "2"]
+        said = [(r.levelno, r.getMessage()) for r in caplog.records if "uWSGI" in r.getMessage()]
+        assert len(said) == 1
+        assert said[0][0] == (logging.INFO if hooks else logging.WARNING)
+        # A worker (or no uWSGI at all): threads again.
+        master.worker_id = lambda: 1
+        assert tracker.track("in-a-worker", visitor_id=visitor)
+        fake_api.wait_for_goals(4, timeout=10)
+    finally:
+        tracker.close(timeout=5)
+
+
+def test_a_transport_forked_without_pythons_hooks_starts_afresh_in_the_child(
+    fake_api: FakeAPIServer,
+) -> None:
+    # The child of a C fork (uWSGI without --py-call-osafterfork) never ran the at-fork hooks:
+    # the tracker notices the new process id and leaves the parent's queue and pool behind.
+    script = f"""
+import os
+from goaltrack import GoalTracker
+tracker = GoalTracker({KEYS["datafast"]!r}, api_url={fake_api.api_url("datafast")!r},
+                      flush_at_exit=False)
+transport = tracker._transport
+transport._pid = -1  # as if made in another process
+transport._queue.append("the parent's")
+assert tracker.track("child", visitor_id={fake_api.add_pageview("datafast")!r})
+assert "the parent's" not in transport._queue
+assert tracker.flush(10)
+print("delivered")
+"""
+    result = run_script(script)
+    assert result.stdout.strip() == "delivered", result.stderr
+    assert [g["name"] for g in fake_api.goals] == ["child"]
