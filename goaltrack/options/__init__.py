@@ -737,7 +737,7 @@ def reference() -> str:
     lines = [
         "# Configuration reference",
         "",
-        "<!-- Generated from goaltrack/options.py: python -m goaltrack.options > "
+        "<!-- Generated from goaltrack/options: python -m goaltrack.options > "
         "docs/configuration.md -->",
         "",
         f"Every goaltrack option ({len(TABLE)}), one table for every entry point: "
