@@ -152,7 +152,8 @@ def _read_each(
                 OPTION_PROBLEM,
                 "error",
                 f"unknown goaltrack option(s): {', '.join(map(spelled, unknown))}",
-                "check the spelling against goaltrack's options table",
+                "check the spelling against the configuration reference (docs/configuration.md, or "
+                "python -m goaltrack.options)",
             )
         )
     tracker_kwargs: dict[str, Any] = {}
@@ -178,7 +179,8 @@ def _option_problem(exc: BaseException) -> Problem:
         OPTION_PROBLEM,
         "error",
         f"invalid goaltrack option: {redact(exc)}",
-        "see goaltrack's options table for each option's values",
+        "each option's values are in the configuration reference (docs/configuration.md, or "
+        "python -m goaltrack.options)",
     )
 
 
