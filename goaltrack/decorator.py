@@ -3,7 +3,8 @@
 - :class:`GoalSpec`: the goal, checked when it is declared. A decorated view counts a
   conversion (:meth:`GoalSpec.counts`): by default a POST, PUT, PATCH or DELETE answered with a
   status below 400 (:func:`is_success`; never when it raised), else ``methods=``; ``when`` can
-  still say no. Whatever goes wrong at request time is logged with the goal's name and never
+  still say no. A signal connection is :meth:`GoalSpec.connect`, every adapter's
+  ``connect_goal``. Whatever goes wrong at request time is logged with the goal's name and never
   reaches the view or the code that sent the signal: the response is the one the view gave.
 - :class:`DeclaredCall`: its ``metadata`` and ``when`` callables get the arguments they declare,
   by name, checked against the names that can ever be given (:func:`view_arguments` for a view,
@@ -291,6 +292,27 @@ class GoalSpec:
                 log_untracked(spec.name, "a signal", _describe_sender(sender))
 
         receiver.__name__ = receiver.__qualname__ = f"goaltrack_goal_{self.name}"
+        return receiver
+
+    def connect(
+        self,
+        signal: Any,
+        goals_for: Callable[[object, Mapping[str, Any]], RequestGoals | None],
+        table: Mapping[tuple[str, str], tuple[str, ...]],
+        *,
+        always_sent: Collection[str] = (),
+        **options: Any,
+    ) -> Callable[..., None]:
+        """Every adapter's ``connect_goal``: this spec checked against what *signal* sends (the
+        names in *table*, if it is a signal *table* knows, and *always_sent*, names every signal
+        of its kind adds), its :meth:`signal_receiver` connected with a strong reference
+        (``signal.connect(receiver, weak=False, **options)``) and returned."""
+        signal_name, available = signal_arguments(signal, table)
+        if available is not None:
+            available |= frozenset(always_sent)
+        checked = self.with_arguments(available, f"connect_goal({signal_name}, {self.name!r})")
+        receiver = checked.signal_receiver(goals_for)
+        signal.connect(receiver, weak=False, **options)
         return receiver
 
 

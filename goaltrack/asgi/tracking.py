@@ -26,7 +26,6 @@ from goaltrack.decorator import (
     BLINKER_SIGNAL_ARGUMENTS,
     GoalSpec,
     MetadataArg,
-    signal_arguments,
     view_arguments,
 )
 
@@ -177,12 +176,12 @@ def connect_goal(
     are logged, never raised into the code that sent the signal. Returns the receiver, to pass
     to ``signal.disconnect`` if need be.
     """
-    spec = GoalSpec(name, metadata, description, timezone, when=when)
-    signal_name, available = signal_arguments(signal, BLINKER_SIGNAL_ARGUMENTS)
-    spec = spec.with_arguments(available, f"connect_goal({signal_name}, {name!r})")
-    receiver = spec.signal_receiver(_goals_for_signal)
-    signal.connect(receiver, sender=ANY if sender is None else sender, weak=False)
-    return receiver
+    return GoalSpec(name, metadata, description, timezone, when=when).connect(
+        signal,
+        _goals_for_signal,
+        BLINKER_SIGNAL_ARGUMENTS,
+        sender=ANY if sender is None else sender,
+    )
 
 
 def _goals_for_signal(sender: object, kwargs: Any) -> context.RequestGoals:
