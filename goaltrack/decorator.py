@@ -12,13 +12,15 @@
   :data:`BLINKER_SIGNAL_ARGUMENTS`, :data:`DJANGO_SIGNAL_ARGUMENTS`).
 - :func:`precheck_goal_name`: a name no provider could accept is an error at declaration.
 
-Each adapter only says how to find the request's goals, its method and its status; the goal is
-then tracked through :class:`goaltrack.context.RequestGoals`.
+Each adapter only says how to find the request's goals, its method and its status (a view
+wrapped by :func:`wrap_view`, sync or async alike, or by its own); the goal is then tracked
+through :class:`goaltrack.context.RequestGoals`.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import logging
 import sys
@@ -42,6 +44,7 @@ __all__ = [
     "precheck_goal_name",
     "signal_arguments",
     "view_arguments",
+    "wrap_view",
 ]
 
 logger = logging.getLogger("goaltrack")
@@ -314,6 +317,26 @@ class GoalSpec:
         receiver = checked.signal_receiver(goals_for)
         signal.connect(receiver, weak=False, **options)
         return receiver
+
+
+def wrap_view(
+    view: Callable[..., Any], after: Callable[[Any, tuple[Any, ...], dict[str, Any]], Any]
+) -> Callable[..., Any]:
+    """*view*, sync or async as it was, answering ``after(result, args, kwargs)`` once it
+    returned *result* (a view that raised calls nothing)."""
+    if inspect.iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def async_view(*args: Any, **kwargs: Any) -> Any:
+            return after(await view(*args, **kwargs), args, kwargs)
+
+        return async_view
+
+    @functools.wraps(view)
+    def sync_view(*args: Any, **kwargs: Any) -> Any:
+        return after(view(*args, **kwargs), args, kwargs)
+
+    return sync_view
 
 
 def view_arguments(view: Callable[..., Any], given: set[str]) -> frozenset[str] | None:

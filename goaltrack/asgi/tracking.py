@@ -10,7 +10,6 @@ imported). :mod:`goaltrack.fastapi` re-exports what FastAPI apps use.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import sys
 from collections.abc import Callable, Collection, Mapping
@@ -27,6 +26,7 @@ from goaltrack.decorator import (
     GoalSpec,
     MetadataArg,
     view_arguments,
+    wrap_view,
 )
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def _endpoint_decorator(spec: GoalSpec) -> Callable[[F], F]:
             f"@track_goal({spec.name!r})",
         )
 
-        def track_result(result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        def track_result(result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             goals = current_goals()
             scope = goals.scope if isinstance(goals, RequestGoals) else None
             status = endpoint_status(result, kwargs, scope)
@@ -129,25 +129,9 @@ def _endpoint_decorator(spec: GoalSpec) -> Callable[[F], F]:
                     # An endpoint without a Request parameter (FastAPI): one over its scope.
                     named["request"] = sys.modules["starlette.requests"].Request(scope)
             checked.track_after_view(lambda: goals, method, status, named)
+            return result
 
-        if inspect.iscoroutinefunction(endpoint):
-
-            @functools.wraps(endpoint)
-            async def async_endpoint(*args: Any, **kwargs: Any) -> Any:
-                result = await endpoint(*args, **kwargs)
-                track_result(result, args, kwargs)
-                return result
-
-            wrapper: Callable[..., Any] = async_endpoint
-        else:
-
-            @functools.wraps(endpoint)
-            def sync_endpoint(*args: Any, **kwargs: Any) -> Any:
-                result = endpoint(*args, **kwargs)
-                track_result(result, args, kwargs)
-                return result
-
-            wrapper = sync_endpoint
+        wrapper = wrap_view(endpoint, track_result)
         # FastAPI reads the parameters (and so the OpenAPI schema) from the signature.
         wrapper.__signature__ = inspect.signature(endpoint)  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
