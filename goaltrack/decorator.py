@@ -3,7 +3,8 @@
 - :class:`GoalSpec`: the goal, checked when it is declared. A decorated view counts a
   conversion (:meth:`GoalSpec.counts`): by default a POST, PUT, PATCH or DELETE answered with a
   status below 400 (:func:`is_success`; never when it raised), else ``methods=``; ``when`` can
-  still say no. Whatever goes wrong at request time is logged with the goal's name and never
+  still say no. A signal connection is :meth:`GoalSpec.connect`, every adapter's
+  ``connect_goal``. Whatever goes wrong at request time is logged with the goal's name and never
   reaches the view or the code that sent the signal: the response is the one the view gave.
 - :class:`DeclaredCall`: its ``metadata`` and ``when`` callables get the arguments they declare,
   by name, checked against the names that can ever be given (:func:`view_arguments` for a view,
@@ -11,13 +12,15 @@
   :data:`BLINKER_SIGNAL_ARGUMENTS`, :data:`DJANGO_SIGNAL_ARGUMENTS`).
 - :func:`precheck_goal_name`: a name no provider could accept is an error at declaration.
 
-Each adapter only says how to find the request's goals, its method and its status; the goal is
-then tracked through :class:`goaltrack.context.RequestGoals`.
+Each adapter only says how to find the request's goals, its method and its status (a view
+wrapped by :func:`wrap_view`, sync or async alike, or by its own); the goal is then tracked
+through :class:`goaltrack.context.RequestGoals`.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import logging
 import sys
@@ -41,6 +44,7 @@ __all__ = [
     "precheck_goal_name",
     "signal_arguments",
     "view_arguments",
+    "wrap_view",
 ]
 
 logger = logging.getLogger("goaltrack")
@@ -292,6 +296,47 @@ class GoalSpec:
 
         receiver.__name__ = receiver.__qualname__ = f"goaltrack_goal_{self.name}"
         return receiver
+
+    def connect(
+        self,
+        signal: Any,
+        goals_for: Callable[[object, Mapping[str, Any]], RequestGoals | None],
+        table: Mapping[tuple[str, str], tuple[str, ...]],
+        *,
+        always_sent: Collection[str] = (),
+        **options: Any,
+    ) -> Callable[..., None]:
+        """Every adapter's ``connect_goal``: this spec checked against what *signal* sends (the
+        names in *table*, if it is a signal *table* knows, and *always_sent*, names every signal
+        of its kind adds), its :meth:`signal_receiver` connected with a strong reference
+        (``signal.connect(receiver, weak=False, **options)``) and returned."""
+        signal_name, available = signal_arguments(signal, table)
+        if available is not None:
+            available |= frozenset(always_sent)
+        checked = self.with_arguments(available, f"connect_goal({signal_name}, {self.name!r})")
+        receiver = checked.signal_receiver(goals_for)
+        signal.connect(receiver, weak=False, **options)
+        return receiver
+
+
+def wrap_view(
+    view: Callable[..., Any], after: Callable[[Any, tuple[Any, ...], dict[str, Any]], Any]
+) -> Callable[..., Any]:
+    """*view*, sync or async as it was, answering ``after(result, args, kwargs)`` once it
+    returned *result* (a view that raised calls nothing)."""
+    if inspect.iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def async_view(*args: Any, **kwargs: Any) -> Any:
+            return after(await view(*args, **kwargs), args, kwargs)
+
+        return async_view
+
+    @functools.wraps(view)
+    def sync_view(*args: Any, **kwargs: Any) -> Any:
+        return after(view(*args, **kwargs), args, kwargs)
+
+    return sync_view
 
 
 def view_arguments(view: Callable[..., Any], given: set[str]) -> frozenset[str] | None:

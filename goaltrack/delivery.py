@@ -38,7 +38,7 @@ from urllib.parse import urlencode, urlsplit
 
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpError, HttpPoster, HttpResponse
-from goaltrack.process import at_fork
+from goaltrack.process import PerProcess
 from goaltrack.providers import Provider
 from goaltrack.redaction import key_fingerprint, redact, remember_secret
 
@@ -917,8 +917,7 @@ class SharedBreaker:
     lock: threading.Lock
 
 
-_shared_lock = threading.Lock()
-_shared: dict[tuple[str, str, float, float, float], SharedBreaker] = {}
+_shared: PerProcess[tuple[str, str, float, float, float], SharedBreaker] = PerProcess()
 
 
 def shared_breaker(endpoint: Endpoint, policy: RetryPolicy) -> SharedBreaker:
@@ -934,21 +933,10 @@ def shared_breaker(endpoint: Endpoint, policy: RetryPolicy) -> SharedBreaker:
         policy.refused_probe_interval_max,
         policy.refusal_give_up,
     )
-    with _shared_lock:
-        shared = _shared.get(key)
-        if shared is None:
-            breaker = new_breaker(policy, f"the API at {endpoint.url}")
-            shared = _shared[key] = SharedBreaker(breaker, threading.Lock())
-        return shared
-
-
-def _forget_shared_breakers() -> None:
-    global _shared_lock
-    _shared_lock = threading.Lock()
-    _shared.clear()
-
-
-at_fork(after_in_child=_forget_shared_breakers)
+    return _shared.get(
+        key,
+        lambda: SharedBreaker(new_breaker(policy, f"the API at {endpoint.url}"), threading.Lock()),
+    )
 
 
 def probe(endpoint: Endpoint, http: HttpPoster) -> tuple[bool, str]:

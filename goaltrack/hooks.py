@@ -27,10 +27,11 @@ exists in Flask only. Receivers that need the app or the request use ``goal_trac
 ``goaltrack.configure()``) is a new sender: connect without one, or again.
 
 The delivery signals need no wiring: each adapter's signal module registers its signals here
-(:func:`register`) when it is imported, and every :class:`~goaltrack.GoalTracker` (the
-process-wide one, one built by hand, a middleware's or an app's) sends each registered set's
-delivery signals, after the user's hook (the tracker options ``on_delivery``, ``on_failure``,
-``on_drop``). ``goal_tracked`` is sent by the adapter that tracked the goal, on its own signal.
+(:func:`register_signals`; a blinker adapter makes them with :func:`blinker_signals`) when it is
+imported, and every :class:`~goaltrack.GoalTracker` (the process-wide one, one built by hand, a
+middleware's or an app's) sends each registered set's delivery signals, after the user's hook
+(the tracker options ``on_delivery``, ``on_failure``, ``on_drop``). ``goal_tracked`` is sent by
+the adapter that tracked the goal, on its own signal.
 
 Each call is isolated: one that raises is logged with the goal's name, and the next one still
 runs; nothing raises into the request, the delivery worker or the code that tracked the goal. The
@@ -44,7 +45,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from goaltrack.cookies import Visitor
 from goaltrack.delivery import DeliveryResult
@@ -54,7 +55,9 @@ __all__ = [
     "EVENTS",
     "Signal",
     "SignalSet",
+    "blinker_signals",
     "register",
+    "register_signals",
     "send_robust_blinker",
     "signal_sets",
     "signalled_hooks",
@@ -66,6 +69,15 @@ logger = logging.getLogger("goaltrack")
 EVENTS = ("tracked", "delivered", "failed", "dropped")
 #: The names of blinker's signals (one scheme for every blinker adapter).
 BLINKER_NAMES = {event: f"goaltrack.goal-{event}" for event in EVENTS}
+#: The docs of blinker's signals.
+BLINKER_DOCS = {
+    "tracked": "A goal was queued for delivery.",
+    "delivered": "The provider stored a goal.",
+    "failed": "A goal will never be stored.",
+    "dropped": "A goal was never sent.",
+}
+
+S = TypeVar("S")
 
 
 class Signal(Protocol):
@@ -151,6 +163,27 @@ def register(signal_set: SignalSet) -> SignalSet:
         if signal_set not in _registered:
             _registered = (*_registered, signal_set)
     return signal_set
+
+
+def register_signals(
+    tracked: Signal, delivered: Signal, failed: Signal, dropped: Signal, *, send_robust: RobustSend
+) -> SignalSet:
+    """:func:`register` an adapter's four signals, sent with *send_robust*."""
+    return register(
+        SignalSet(
+            {"tracked": tracked, "delivered": delivered, "failed": failed, "dropped": dropped},
+            send_robust=send_robust,
+        )
+    )
+
+
+def blinker_signals(new_signal: Callable[..., S]) -> tuple[S, S, S, S]:
+    """A blinker adapter's four signals, in the order of :data:`EVENTS`: *new_signal* (its
+    ``Namespace``'s ``signal``) called with each one's name and doc."""
+    tracked, delivered, failed, dropped = (
+        new_signal(BLINKER_NAMES[event], doc=BLINKER_DOCS[event]) for event in EVENTS
+    )
+    return tracked, delivered, failed, dropped
 
 
 def signal_sets() -> tuple[SignalSet, ...]:

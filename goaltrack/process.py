@@ -2,7 +2,9 @@
 servers that change their rules (gevent, uWSGI).
 
 - **Fork.** Every goaltrack module registers its fork hooks with :func:`at_fork` (the HTTP
-  client's watchdog, the outbox's connections, Celery's per-process clients and breakers).
+  client's watchdog, the outbox's connections); values kept once per process (Celery's clients,
+  the breakers shared by a process's deliveries) are a :class:`PerProcess`, which forgets them
+  in a forked child.
   Transports that own threads or connections call :func:`register_for_process_events`: after a
   fork the child calls their ``_after_fork_in_child()`` (fresh locks, an empty queue, its own
   workers; the parent's goals stay the parent's).
@@ -35,13 +37,14 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from goaltrack.transports.base import Stats
 
 __all__ = [
     "MANY_TRACKERS",
+    "PerProcess",
     "at_fork",
     "count_live",
     "exiting",
@@ -79,6 +82,32 @@ def at_fork(
         if hook is not None
     }
     os.register_at_fork(**hooks)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class PerProcess(Generic[K, V]):
+    """Values made on first use, one per key and process: a forked child starts with none, and
+    with a fresh lock (the parent's may have been held at the fork)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[K, V] = {}
+        at_fork(after_in_child=self._forget)
+
+    def get(self, key: K, make: Callable[[], V]) -> V:
+        """The value for *key*, made now by *make* (under the lock) if this process has none."""
+        with self._lock:
+            value = self._values.get(key)
+            if value is None:
+                value = self._values[key] = make()
+            return value
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._values.clear()
 
 
 # Transports register here, once per process: after a fork the child calls their

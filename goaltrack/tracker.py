@@ -459,7 +459,8 @@ class GoalTracker:
         (over-long metadata values cut, with a WARNING), or None when it cannot be repaired
         (counted as ``invalid``, logged at ERROR). *context* prefixes the problem in the log.
         """
-        try:
+
+        def create(truncate_metadata: bool) -> Goal:
             return Goal.create(
                 self.provider,
                 name,
@@ -468,9 +469,12 @@ class GoalTracker:
                 metadata=metadata,
                 description=description,
                 timezone=timezone,
-                truncate_metadata=self.options.truncate_metadata,
+                truncate_metadata=truncate_metadata,
                 require_visitor=require_visitor,
             )
+
+        try:
+            return create(self.options.truncate_metadata)
         except InvalidGoal as exc:
             if self.strict:
                 if context:
@@ -481,17 +485,7 @@ class GoalTracker:
             problem = exc
         if problem.repairable and isinstance(metadata, Mapping):
             try:
-                goal = Goal.create(
-                    self.provider,
-                    name,
-                    visitor_id=visitor_id,
-                    session_id=session_id,
-                    metadata=metadata,
-                    description=description,
-                    timezone=timezone,
-                    truncate_metadata=True,
-                    require_visitor=require_visitor,
-                )
+                goal = create(truncate_metadata=True)
             except InvalidGoal as again:
                 problem = again
             else:

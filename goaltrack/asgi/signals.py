@@ -14,26 +14,14 @@ from blinker import Namespace
 
 from goaltrack.adapter import Adapter
 from goaltrack.context import current_goals
-from goaltrack.hooks import BLINKER_NAMES, SignalSet, register, send_robust_blinker
+from goaltrack.hooks import blinker_signals, register_signals, send_robust_blinker
 from goaltrack.tracker import GoalTracker
 
 __all__ = ["get_tracker", "goal_delivered", "goal_dropped", "goal_failed", "goal_tracked"]
 
-_namespace = Namespace()
-goal_tracked = _namespace.signal(BLINKER_NAMES["tracked"], doc="A goal was queued for delivery.")
-goal_delivered = _namespace.signal(BLINKER_NAMES["delivered"], doc="The provider stored a goal.")
-goal_failed = _namespace.signal(BLINKER_NAMES["failed"], doc="A goal will never be stored.")
-goal_dropped = _namespace.signal(BLINKER_NAMES["dropped"], doc="A goal was never sent.")
-signals = register(
-    SignalSet(
-        {
-            "tracked": goal_tracked,
-            "delivered": goal_delivered,
-            "failed": goal_failed,
-            "dropped": goal_dropped,
-        },
-        send_robust=send_robust_blinker,
-    )
+goal_tracked, goal_delivered, goal_failed, goal_dropped = blinker_signals(Namespace().signal)
+signals = register_signals(
+    goal_tracked, goal_delivered, goal_failed, goal_dropped, send_robust=send_robust_blinker
 )
 #: For goals tracked outside a request, and in requests no middleware saw: the process's tracker.
 process_adapter = Adapter(signals)

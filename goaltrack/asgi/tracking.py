@@ -10,7 +10,6 @@ imported). :mod:`goaltrack.fastapi` re-exports what FastAPI apps use.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import sys
 from collections.abc import Callable, Collection, Mapping
@@ -26,8 +25,8 @@ from goaltrack.decorator import (
     BLINKER_SIGNAL_ARGUMENTS,
     GoalSpec,
     MetadataArg,
-    signal_arguments,
     view_arguments,
+    wrap_view,
 )
 
 if TYPE_CHECKING:
@@ -116,7 +115,7 @@ def _endpoint_decorator(spec: GoalSpec) -> Callable[[F], F]:
             f"@track_goal({spec.name!r})",
         )
 
-        def track_result(result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        def track_result(result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             goals = current_goals()
             scope = goals.scope if isinstance(goals, RequestGoals) else None
             status = endpoint_status(result, kwargs, scope)
@@ -130,25 +129,9 @@ def _endpoint_decorator(spec: GoalSpec) -> Callable[[F], F]:
                     # An endpoint without a Request parameter (FastAPI): one over its scope.
                     named["request"] = sys.modules["starlette.requests"].Request(scope)
             checked.track_after_view(lambda: goals, method, status, named)
+            return result
 
-        if inspect.iscoroutinefunction(endpoint):
-
-            @functools.wraps(endpoint)
-            async def async_endpoint(*args: Any, **kwargs: Any) -> Any:
-                result = await endpoint(*args, **kwargs)
-                track_result(result, args, kwargs)
-                return result
-
-            wrapper: Callable[..., Any] = async_endpoint
-        else:
-
-            @functools.wraps(endpoint)
-            def sync_endpoint(*args: Any, **kwargs: Any) -> Any:
-                result = endpoint(*args, **kwargs)
-                track_result(result, args, kwargs)
-                return result
-
-            wrapper = sync_endpoint
+        wrapper = wrap_view(endpoint, track_result)
         # FastAPI reads the parameters (and so the OpenAPI schema) from the signature.
         wrapper.__signature__ = inspect.signature(endpoint)  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
@@ -177,12 +160,12 @@ def connect_goal(
     are logged, never raised into the code that sent the signal. Returns the receiver, to pass
     to ``signal.disconnect`` if need be.
     """
-    spec = GoalSpec(name, metadata, description, timezone, when=when)
-    signal_name, available = signal_arguments(signal, BLINKER_SIGNAL_ARGUMENTS)
-    spec = spec.with_arguments(available, f"connect_goal({signal_name}, {name!r})")
-    receiver = spec.signal_receiver(_goals_for_signal)
-    signal.connect(receiver, sender=ANY if sender is None else sender, weak=False)
-    return receiver
+    return GoalSpec(name, metadata, description, timezone, when=when).connect(
+        signal,
+        _goals_for_signal,
+        BLINKER_SIGNAL_ARGUMENTS,
+        sender=ANY if sender is None else sender,
+    )
 
 
 def _goals_for_signal(sender: object, kwargs: Any) -> context.RequestGoals:

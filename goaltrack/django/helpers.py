@@ -33,7 +33,6 @@ from goaltrack.decorator import (
     DJANGO_SIGNAL_ARGUMENTS,
     GoalSpec,
     MetadataArg,
-    signal_arguments,
     view_arguments,
 )
 from goaltrack.django.conf import goaltrack_settings
@@ -390,14 +389,14 @@ def connect_goal(
     breaks the code that sent the signal. Returns the receiver, for
     ``signal.disconnect(receiver)``.
     """
-    spec = GoalSpec(name, metadata, description, timezone, on_commit, when=when)
-    signal_name, available = signal_arguments(signal, DJANGO_SIGNAL_ARGUMENTS)
-    if available is not None:
-        available |= {"signal"}  # Django sends the signal itself too
-    spec = spec.with_arguments(available, f"connect_goal({signal_name}, {name!r})")
-    receiver = spec.signal_receiver(_goals_for_signal)
-    signal.connect(receiver, sender=sender, weak=False, dispatch_uid=dispatch_uid)
-    return receiver
+    return GoalSpec(name, metadata, description, timezone, on_commit, when=when).connect(
+        signal,
+        _goals_for_signal,
+        DJANGO_SIGNAL_ARGUMENTS,
+        always_sent={"signal"},  # Django sends the signal itself too
+        sender=sender,
+        dispatch_uid=dispatch_uid,
+    )
 
 
 def _goals_for_signal(sender: object, kwargs: Any) -> context.RequestGoals:

@@ -30,7 +30,7 @@ from typing import Any
 
 from django.dispatch import Signal
 
-from goaltrack.hooks import SignalSet, register
+from goaltrack.hooks import register_signals
 
 __all__ = ["goal_delivered", "goal_dropped", "goal_failed", "goal_tracked"]
 
@@ -46,14 +46,6 @@ def _send_robust(
     return signal.send_robust(sender, **kwargs)  # type: ignore[no-any-return]
 
 
-signals = register(
-    SignalSet(
-        {
-            "tracked": goal_tracked,
-            "delivered": goal_delivered,
-            "failed": goal_failed,
-            "dropped": goal_dropped,
-        },
-        send_robust=_send_robust,
-    )
+signals = register_signals(
+    goal_tracked, goal_delivered, goal_failed, goal_dropped, send_robust=_send_robust
 )

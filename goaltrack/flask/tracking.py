@@ -8,8 +8,6 @@ middleware), and the decorator above or below ``@app.route``.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import threading
 from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
@@ -25,8 +23,8 @@ from goaltrack.decorator import (
     BLINKER_SIGNAL_ARGUMENTS,
     GoalSpec,
     MetadataArg,
-    signal_arguments,
     view_arguments,
+    wrap_view,
 )
 from goaltrack.providers import Provider
 
@@ -263,35 +261,20 @@ def _decorator(spec: GoalSpec) -> Callable[[ViewFunc], ViewFunc]:
 
 
 def _wrap(view: Callable[..., Any], spec: GoalSpec) -> Callable[..., Any]:
-    if inspect.iscoroutinefunction(view):
-
-        @functools.wraps(view)
-        async def async_view(*args: Any, **kwargs: Any) -> Response:
-            # Tracking only queues the goal: the tracker's worker delivers it, not a task on
-            # this loop (Flask's async support ends the loop, and its tasks, with the view).
-            response = current_app.make_response(await view(*args, **kwargs))
-            _track_response(spec, response, kwargs)
-            return response
-
-        return async_view
-
-    @functools.wraps(view)
-    def sync_view(*args: Any, **kwargs: Any) -> Response:
-        response = current_app.make_response(view(*args, **kwargs))
-        _track_response(spec, response, kwargs)
+    # An async view's goal too is only queued: the tracker's worker delivers it, not a task on
+    # the view's loop (Flask's async support ends the loop, and its tasks, with the view).
+    def track_response(result: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Response:
+        response = current_app.make_response(result)
+        request = cast(Request, current_request._get_current_object())  # type: ignore[attr-defined]
+        spec.track_after_view(
+            lambda: _goals_of(request),
+            request.method,
+            response.status_code,
+            {**kwargs, "request": request, "response": response},
+        )
         return response
 
-    return sync_view
-
-
-def _track_response(spec: GoalSpec, response: Response, kwargs: dict[str, Any]) -> None:
-    request = cast(Request, current_request._get_current_object())  # type: ignore[attr-defined]
-    spec.track_after_view(
-        lambda: _goals_of(request),
-        request.method,
-        response.status_code,
-        {**kwargs, "request": request, "response": response},
-    )
+    return wrap_view(view, track_response)
 
 
 # -- signals into goals -----------------------------------------------------------------------
@@ -318,12 +301,12 @@ def connect_goal(
     TypeError now. Problems at send time are logged, never raised into the code that sent the
     signal. Returns the receiver, to pass to ``signal.disconnect`` if need be.
     """
-    spec = GoalSpec(name, metadata, description, timezone, when=when)
-    signal_name, available = signal_arguments(signal, BLINKER_SIGNAL_ARGUMENTS)
-    spec = spec.with_arguments(available, f"connect_goal({signal_name}, {name!r})")
-    receiver = spec.signal_receiver(_goals_for_signal)
-    signal.connect(receiver, sender=ANY if sender is None else sender, weak=False)
-    return receiver
+    return GoalSpec(name, metadata, description, timezone, when=when).connect(
+        signal,
+        _goals_for_signal,
+        BLINKER_SIGNAL_ARGUMENTS,
+        sender=ANY if sender is None else sender,
+    )
 
 
 def _goals_for_signal(sender: object, kwargs: Any) -> context.RequestGoals | None:

@@ -27,7 +27,6 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
 from typing import Any
 
 try:
@@ -49,7 +48,7 @@ from goaltrack.delivery import (
 )
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
-from goaltrack.process import at_fork
+from goaltrack.process import PerProcess
 from goaltrack.providers import get_provider
 from goaltrack.transports.base import Settlement, Stats, process_delivery_setup
 
@@ -145,27 +144,9 @@ class CeleryTransport:
         return self._settlement.snapshot(queued=self._queued)
 
 
-_http_lock = threading.Lock()
-_http: dict[str, HttpPoster] = {}
-
-
-def _client(url: str, make: Callable[[], HttpPoster]) -> HttpPoster:
-    with _http_lock:
-        http = _http.get(url)
-        if http is None:
-            http = _http[url] = make()
-        return http
-
-
-def _forget_after_fork() -> None:
-    # A prefork pool's child starts with its own connections (and, through shared_breaker,
-    # its own view of the API).
-    global _http_lock
-    _http_lock = threading.Lock()
-    _http.clear()
-
-
-at_fork(after_in_child=_forget_after_fork)
+#: The HTTP client of each destination: a prefork pool's child starts with its own connections
+#: (and, through shared_breaker, its own view of the API).
+_http: PerProcess[str, HttpPoster] = PerProcess()
 
 
 # max_retries=None: goaltrack's own rules end a goal (time, or isolated failures), not a count.
@@ -207,7 +188,7 @@ def deliver_goal(self: Any, message: dict[str, Any], state: dict[str, Any] | Non
     if ticket is not None:  # else the API is down and this process probes it already
         try:
             assert setup.http is not None  # there is an endpoint
-            http = _client(endpoint.url, setup.http)
+            http = _http.get(endpoint.url, setup.http)
             result = deliver(goal, endpoint, http)
         except Exception as exc:  # a bug of ours: retried like a transient failure
             logger.exception("goaltrack: unexpected error delivering %r", goal.name)

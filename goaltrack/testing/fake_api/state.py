@@ -16,10 +16,10 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Literal, TypedDict
+from typing import Literal, TypedDict, TypeVar
 
 from goaltrack.testing.fake_api.faults import Dropped, Faults
 from goaltrack.testing.fake_api.rules import (
@@ -37,6 +37,8 @@ from goaltrack.testing.fake_api.rules import (
 )
 
 __all__ = ["Answer", "FakeAPIState", "GoalRecord", "PageviewRecord", "RequestRecord"]
+
+R = TypeVar("R")
 
 
 class GoalRecord(TypedDict):
@@ -141,30 +143,26 @@ class FakeAPIState:
     @property
     def goals(self) -> list[GoalRecord]:
         """The accepted goals in arrival order (a copy)."""
-        with self._cond:
-            return copy.deepcopy(self._goals)
+        return self._copy(self._goals)
 
     @property
     def requests(self) -> list[RequestRecord]:
         """Every goal request seen, accepted or rejected, in arrival order (a copy)."""
-        with self._cond:
-            return copy.deepcopy(self._requests)
+        return self._copy(self._requests)
 
     @property
     def pageviews(self) -> list[PageviewRecord]:
         """Every pageview registered, by the tracking script or the control API (a copy)."""
-        with self._cond:
-            return copy.deepcopy(self._pageviews)
+        return self._copy(self._pageviews)
 
     def wait_for_pageviews(self, count: int, timeout: float = 10.0) -> list[PageviewRecord]:
         """Block until at least ``count`` pageviews were registered; return them all."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(self._pageviews) >= count, timeout):
-                raise TimeoutError(
-                    f"fake API: waited {timeout:g}s for {count} pageview(s),"
-                    f" got {len(self._pageviews)}"
-                )
-            return copy.deepcopy(self._pageviews)
+        return self._wait_for(
+            self._pageviews,
+            count,
+            timeout,
+            lambda got: f"fake API: waited {timeout:g}s for {count} pageview(s), got {got}",
+        )
 
     @property
     def faults(self) -> dict[str, object]:
@@ -201,17 +199,32 @@ class FakeAPIState:
 
         Raises TimeoutError, naming the latest rejections, if they do not arrive in time.
         """
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(self._goals) >= count, timeout):
-                raise TimeoutError(self._shortfall("goal", count, len(self._goals), timeout))
-            return copy.deepcopy(self._goals)
+        return self._wait_for(
+            self._goals, count, timeout, lambda got: self._shortfall("goal", count, got, timeout)
+        )
 
     def wait_for_requests(self, count: int, timeout: float = 10.0) -> list[RequestRecord]:
         """Block until at least ``count`` goal requests were answered; return them all."""
+        return self._wait_for(
+            self._requests,
+            count,
+            timeout,
+            lambda got: self._shortfall("request", count, got, timeout),
+        )
+
+    def _copy(self, records: list[R]) -> list[R]:
         with self._cond:
-            if not self._cond.wait_for(lambda: len(self._requests) >= count, timeout):
-                raise TimeoutError(self._shortfall("request", count, len(self._requests), timeout))
-            return copy.deepcopy(self._requests)
+            return copy.deepcopy(records)
+
+    def _wait_for(
+        self, records: list[R], count: int, timeout: float, shortfall: Callable[[int], str]
+    ) -> list[R]:
+        """Block until *records* holds at least *count*; return a copy of them all. Past
+        *timeout*, raise TimeoutError with ``shortfall(how many came)``."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(records) >= count, timeout):
+                raise TimeoutError(shortfall(len(records)))
+            return copy.deepcopy(records)
 
     def _shortfall(self, what: str, wanted: int, got: int, timeout: float) -> str:
         rejected = [r for r in self._requests if r["status"] != 200 and r["status"] != 201]
