@@ -812,14 +812,19 @@ def test_an_api_echoing_the_key_leaves_it_in_no_file_and_no_log_and_files_are_06
             )
             tracker.track("echo", visitor_id="b3ab2331-989f-4cfa-91c6-2461c9e3c6bd")
             assert tracker.flush(timeout=10)
+            # While the tracker is open: the file, its -wal and its -shm (gone once it closes).
+            open_files = sorted(tmp_path.iterdir())
+            modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in open_files}
+            held = [f.name for f in open_files if KEY.encode() in f.read_bytes()]
             tracker.close(timeout=2)
     finally:
         server.shutdown()
         server.server_close()
     assert _Echo.calls == 2  # a retry after the 500, a dead letter after the 400
-    files = sorted(tmp_path.iterdir())
-    assert {f.name for f in files} >= {"goals.sqlite3", "goals.sqlite3-wal", "goals.sqlite3-shm"}
-    for file in files:
+    assert set(modes) >= {"goals.sqlite3", "goals.sqlite3-wal", "goals.sqlite3-shm"}
+    assert set(modes.values()) == {0o600}, modes
+    assert held == []
+    for file in sorted(tmp_path.iterdir()):
         assert KEY.encode() not in file.read_bytes(), file.name
         assert stat.S_IMODE(file.stat().st_mode) == 0o600, file.name
     with Outbox(path) as admin:
