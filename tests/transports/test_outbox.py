@@ -9,6 +9,7 @@ a forked child; the ``goaltrack outbox`` command.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -65,7 +66,7 @@ def close_now(tracker: GoalTracker) -> None:
 
 
 def rows(path: str, table: str = "goals") -> int:
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         (count,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
     return int(count)
 
@@ -221,10 +222,11 @@ def test_a_dead_owners_lease_expires_and_the_goal_counts_as_a_possible_duplicate
     finally:
         fake_api.start()
     # As if a process had claimed the goal, sent it maybe, and died: its lease runs out soon.
-    with sqlite3.connect(outbox_path) as conn:
+    with contextlib.closing(sqlite3.connect(outbox_path)) as conn:
         conn.execute(
             "UPDATE goals SET lease_owner = 'gone:1:x', lease_until = ?", (time.time() + 1,)
         )
+        conn.commit()
     second = make_tracker()
     wait_until(lambda: second.stats.delivered == 1)
     assert second.stats.possible_duplicates == 1
@@ -265,8 +267,9 @@ def test_goals_older_than_max_age_move_to_dead_letters_with_a_warning(
         close_now(first)
     finally:
         fake_api.start()
-    with sqlite3.connect(outbox_path) as conn:
+    with contextlib.closing(sqlite3.connect(outbox_path)) as conn:
         conn.execute("UPDATE goals SET created_at = created_at - 3600")
+        conn.commit()
     with caplog.at_level(logging.WARNING, logger="goaltrack"):
         second = make_tracker(outbox_max_age=60)
         second.track("signup", visitor_id=visitor, metadata={"id": "new"})
