@@ -74,17 +74,18 @@ def rows(path: str, table: str = "goals") -> int:
 def test_goals_are_in_the_file_when_track_returns_then_delivered_and_deleted(
     fake_api: FakeAPIServer, make_tracker: Callable[..., GoalTracker], outbox_path: str
 ) -> None:
+    visitor = "b3ab2331-989f-4cfa-91c6-2461c9e3c6bd"
+    # Before the API answers again: a probe sent the moment it is back must find the visitor.
+    fake_api.add_pageview("datafast", visitor)
     fake_api.stop()  # refused: nothing can leave, so the goals must be in the file
     try:
         tracker = make_tracker()
-        visitor = "b3ab2331-989f-4cfa-91c6-2461c9e3c6bd"
         for i in range(20):
             tracker.track("signup", visitor_id=visitor, metadata={"id": str(i)})
         assert rows(outbox_path) == 20
         assert tracker.stats.pending == 20
     finally:
         fake_api.start()
-    fake_api.add_pageview("datafast", visitor)
     assert tracker.flush(timeout=20)
     assert ids_delivered(fake_api) == Counter(str(i) for i in range(20))
     assert rows(outbox_path) == 0

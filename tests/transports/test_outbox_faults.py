@@ -499,7 +499,9 @@ def test_a_write_lock_held_by_another_process_costs_track_milliseconds_not_the_g
             assert tracker.track("held", visitor_id=visitor, metadata={"id": str(i)})
             took.append(time.perf_counter() - started)
         assert holder.poll() is None  # the lock was held all along
-        assert max(took) < 0.2, f"track() took up to {max(took) * 1000:.0f} ms"
+        # Waiting for the lock would cost seconds (the holder keeps it 8 s); the figure is
+        # printed, and the bound holds on a loaded machine (349 ms was seen with 2 cores busy).
+        assert max(took) < 1.0, f"track() took up to {max(took) * 1000:.0f} ms"
         assert holder.wait(timeout=30) == 0
     finally:
         holder.kill()
