@@ -9,6 +9,7 @@ through the same rules within its deadline, and the process's shared breakers.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import heapq
 import json
@@ -261,7 +262,7 @@ def test_the_state_round_trips_through_the_outbox_column(tmp_path: Path, state: 
     assert again is not None
     assert RetryState.from_json(again.retry) == state
     assert not again.taken_over  # its lease was released, not lost
-    with sqlite3.connect(tmp_path / "goals.sqlite3") as conn:
+    with contextlib.closing(sqlite3.connect(tmp_path / "goals.sqlite3")) as conn:
         (text,) = conn.execute("SELECT retry FROM goals").fetchone()
     assert text == state.to_json()  # one column holds it all
 

@@ -9,6 +9,7 @@ a forked child; the ``goaltrack outbox`` command.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -65,7 +66,7 @@ def close_now(tracker: GoalTracker) -> None:
 
 
 def rows(path: str, table: str = "goals") -> int:
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         (count,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
     return int(count)
 
@@ -73,17 +74,18 @@ def rows(path: str, table: str = "goals") -> int:
 def test_goals_are_in_the_file_when_track_returns_then_delivered_and_deleted(
     fake_api: FakeAPIServer, make_tracker: Callable[..., GoalTracker], outbox_path: str
 ) -> None:
+    visitor = "b3ab2331-989f-4cfa-91c6-2461c9e3c6bd"
+    # Before the API answers again: a probe sent the moment it is back must find the visitor.
+    fake_api.add_pageview("datafast", visitor)
     fake_api.stop()  # refused: nothing can leave, so the goals must be in the file
     try:
         tracker = make_tracker()
-        visitor = "b3ab2331-989f-4cfa-91c6-2461c9e3c6bd"
         for i in range(20):
             tracker.track("signup", visitor_id=visitor, metadata={"id": str(i)})
         assert rows(outbox_path) == 20
         assert tracker.stats.pending == 20
     finally:
         fake_api.start()
-    fake_api.add_pageview("datafast", visitor)
     assert tracker.flush(timeout=20)
     assert ids_delivered(fake_api) == Counter(str(i) for i in range(20))
     assert rows(outbox_path) == 0
@@ -221,10 +223,11 @@ def test_a_dead_owners_lease_expires_and_the_goal_counts_as_a_possible_duplicate
     finally:
         fake_api.start()
     # As if a process had claimed the goal, sent it maybe, and died: its lease runs out soon.
-    with sqlite3.connect(outbox_path) as conn:
+    with contextlib.closing(sqlite3.connect(outbox_path)) as conn:
         conn.execute(
             "UPDATE goals SET lease_owner = 'gone:1:x', lease_until = ?", (time.time() + 1,)
         )
+        conn.commit()
     second = make_tracker()
     wait_until(lambda: second.stats.delivered == 1)
     assert second.stats.possible_duplicates == 1
@@ -265,8 +268,9 @@ def test_goals_older_than_max_age_move_to_dead_letters_with_a_warning(
         close_now(first)
     finally:
         fake_api.start()
-    with sqlite3.connect(outbox_path) as conn:
+    with contextlib.closing(sqlite3.connect(outbox_path)) as conn:
         conn.execute("UPDATE goals SET created_at = created_at - 3600")
+        conn.commit()
     with caplog.at_level(logging.WARNING, logger="goaltrack"):
         second = make_tracker(outbox_max_age=60)
         second.track("signup", visitor_id=visitor, metadata={"id": "new"})

@@ -4,6 +4,7 @@ ASGI middleware's ``outbox=`` tracker option."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from io import StringIO
 from pathlib import Path
@@ -27,7 +28,7 @@ def dead_letter(path: Path) -> None:
 
     tracker = GoalTracker(KEY, api_url="http://127.0.0.1:9/datafast", outbox=str(path))
     tracker.close(0)
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute(
             "INSERT INTO dead_letters (target, goal, created_at, failed_at, attempts, status,"
             " reason, provider, key_fp) VALUES ('t',"
@@ -35,6 +36,7 @@ def dead_letter(path: Path) -> None:
             " 'HTTP 404: visitor has no pageviews', 'datafast', ?)",
             (key_fingerprint(KEY),),
         )
+        conn.commit()
 
 
 def test_django_outbox_setting_and_command(tmp_path: Path, fake_api: FakeAPIServer) -> None:

@@ -7,6 +7,7 @@ condition (the transport's next housekeeping, a settled goal), never a sleep.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -88,7 +89,7 @@ def advance_and_wait_for_a_turn(
 
 
 def retry_column(path: str) -> list[str]:
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         return [text for (text,) in conn.execute("SELECT retry FROM goals")]
 
 
@@ -142,7 +143,7 @@ def test_a_lease_of_a_dead_owner_is_taken_over_when_it_expires(
         "UPDATE goals SET lease_owner = 'otherhost:123:456:abcd', lease_until = ?",
         (clock.wall() + 30.0,),
     )
-    store.conn.close()
+    store.close()
     outbox = make_outbox()
     advance_and_wait_for_a_turn(outbox, clock, 10.0)  # 11 s of its 30
     assert fake_api.requests == []  # not while the lease runs

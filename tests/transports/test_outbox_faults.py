@@ -10,7 +10,9 @@ clock step, no key in any file or log record, and a worker that goes on.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
+import gc
 import json
 import logging
 import os
@@ -103,7 +105,7 @@ def waiting_on(tracker: GoalTracker) -> str:
     """What a child's unfinished flush waits for: its spool, its rows and who leases them."""
     outbox = tracker._transport  # type: ignore[attr-defined]
     mine = sorted(outbox._own_rows)
-    with sqlite3.connect(outbox.path) as conn:
+    with contextlib.closing(sqlite3.connect(outbox.path)) as conn:
         rows = conn.execute(
             "SELECT id, lease_owner, lease_until - ?, due_at - ?, retry FROM goals"
             " WHERE id IN (SELECT value FROM json_each(?))",
@@ -138,15 +140,12 @@ def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.Comple
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork() in a threaded process
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug, not fixed yet: in 2 of 5 whole-suite runs one child of 200 hung inside "
-    "sqlite3.connect (its first connection after the fork); likely a SQLite mutex held by a "
-    "parent thread outside the outbox's fork locks (a connection finalized by another thread)",
-)
 def test_200_forks_while_the_outbox_threads_are_busy_leave_no_child_hung(
     fake_api: FakeAPIServer, make_tracker: Callable[..., GoalTracker], tmp_path: Path
 ) -> None:
+    # What earlier tests left to the garbage collector goes now, not on some thread mid-fork.
+    # (The outbox leaves it no connection: tests/transports/test_outbox_fork_gate.py.)
+    gc.collect()
     stacks = tmp_path / "stacks"
     stacks.mkdir()
     visitor = fake_api.add_pageview("datafast")
@@ -208,7 +207,7 @@ def test_a_flush_waits_for_its_own_goals_not_for_older_ones_another_process_hold
     # sibling worker busy with it, or a parent whose backlog outgrows its delivery).
     held_by = f"{os.uname().nodename}:{os.getpid()}::sibling"
     goal = json.dumps(["datafast", "backlog", visitor, None, None, None, None])
-    with sqlite3.connect(outbox_path) as conn:
+    with contextlib.closing(sqlite3.connect(outbox_path)) as conn:
         conn.executemany(
             "INSERT INTO goals (target, goal, created_at, due_at, provider, key_fp,"
             " lease_owner, lease_until) VALUES (?, ?, ?, ?, 'datafast', ?, ?, ?)",
@@ -217,6 +216,7 @@ def test_a_flush_waits_for_its_own_goals_not_for_older_ones_another_process_hold
                 for _ in range(50)
             ],
         )
+        conn.commit()
     assert tracker.track("mine", visitor_id=visitor, metadata={"id": "mine"})
     started = time.monotonic()
     assert tracker.flush(timeout=10)
@@ -252,7 +252,7 @@ def test_leases_of_children_gone_by_os_exit_are_taken_back_within_seconds(
                 mine = f"%:{os.getpid()}:%"
                 deadline = time.monotonic() + 10
                 while time.monotonic() < deadline:  # both workers hold a lease
-                    with sqlite3.connect(outbox_path) as conn:
+                    with contextlib.closing(sqlite3.connect(outbox_path)) as conn:
                         (held,) = conn.execute(
                             "SELECT count(*) FROM goals WHERE lease_owner LIKE ?"
                             " AND lease_until > 0",
@@ -273,7 +273,8 @@ def test_leases_of_children_gone_by_os_exit_are_taken_back_within_seconds(
     assert reap(children, bound=30.0) == (0, 0)
     for fd in (held_r, held_w, go_r, go_w):
         os.close(fd)
-    with sqlite3.connect(outbox_path) as conn:  # what the dead children really held
+    # What the dead children really held:
+    with contextlib.closing(sqlite3.connect(outbox_path)) as conn:
         (left_leased,) = conn.execute(
             "SELECT count(*) FROM goals WHERE lease_owner IS NOT NULL AND lease_until > ?",
             (time.time(),),
@@ -326,12 +327,13 @@ def test_gunicorn_preload_with_a_20k_backlog_boots_every_worker(
     who = tracker._transport.identity  # type: ignore[attr-defined]
     tracker.close(timeout=0)
     goal = json.dumps(["datafast", "backlog", visitor, None, None, None, None])
-    with sqlite3.connect(outbox) as conn:
+    with contextlib.closing(sqlite3.connect(outbox)) as conn:
         conn.executemany(
             "INSERT INTO goals (target, goal, created_at, due_at, provider, key_fp)"
             " VALUES (?, ?, ?, ?, ?, ?)",
             [(who.target, goal, time.time(), time.time(), who.provider, who.key_fp)] * 20_000,
         )
+        conn.commit()
     fake_api.set_faults(latency_ms=20)  # the master's outbox threads are busy as it forks
     (tmp_path / "preload_app.py").write_text(_PRELOAD_APP)
     marks = tmp_path / "marks"
@@ -417,7 +419,7 @@ CREATE TABLE dead_letters (id INTEGER PRIMARY KEY, target TEXT NOT NULL, goal TE
 
 
 def _schema_1_file(path: str, goals: int) -> None:
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.executescript(_SCHEMA_1)
         for i in range(goals):
             goal = json.dumps(["datafast", "old", "v", None, {"id": f"old{i}"}, None, None])
@@ -425,6 +427,7 @@ def _schema_1_file(path: str, goals: int) -> None:
                 "INSERT INTO goals (target, goal, created_at, due_at) VALUES ('t', ?, 0, 0)",
                 (goal,),
             )
+        conn.commit()
 
 
 def test_an_empty_file_of_a_pre_release_schema_is_made_afresh(
@@ -436,7 +439,7 @@ def test_an_empty_file_of_a_pre_release_schema_is_made_afresh(
     tracker.track("new", visitor_id=visitor)
     assert tracker.flush(timeout=10)
     assert [g["name"] for g in fake_api.goals] == ["new"]
-    with sqlite3.connect(outbox_path) as conn:
+    with contextlib.closing(sqlite3.connect(outbox_path)) as conn:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         columns = {row[1] for row in conn.execute("PRAGMA table_info(goals)")}
     assert version == store.SCHEMA_VERSION
@@ -456,7 +459,7 @@ def test_a_file_of_a_pre_release_schema_holding_goals_is_refused_and_left_untouc
     assert "holds 3 row(s)" in message
     assert cli_main(["outbox", "status", "--path", outbox_path]) == 2
     assert "pre-release goaltrack" in capsys.readouterr().err
-    with sqlite3.connect(outbox_path) as conn:
+    with contextlib.closing(sqlite3.connect(outbox_path)) as conn:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         (left,) = conn.execute("SELECT count(*) FROM goals").fetchone()
     assert (version, left) == (0, 3)  # nothing was changed or lost
@@ -496,7 +499,9 @@ def test_a_write_lock_held_by_another_process_costs_track_milliseconds_not_the_g
             assert tracker.track("held", visitor_id=visitor, metadata={"id": str(i)})
             took.append(time.perf_counter() - started)
         assert holder.poll() is None  # the lock was held all along
-        assert max(took) < 0.2, f"track() took up to {max(took) * 1000:.0f} ms"
+        # Waiting for the lock would cost seconds (the holder keeps it 8 s); the figure is
+        # printed, and the bound holds on a loaded machine (349 ms was seen with 2 cores busy).
+        assert max(took) < 1.0, f"track() took up to {max(took) * 1000:.0f} ms"
         assert holder.wait(timeout=30) == 0
     finally:
         holder.kill()
@@ -609,13 +614,14 @@ def _garbage(path: Path) -> None:
 def _truncated(path: Path) -> None:
     with Outbox(path) as admin:
         admin.purge()
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         goal = json.dumps(["datafast", "x", "v", None, {"pad": "y" * 200}, None, None])
         conn.executemany(
             "INSERT INTO goals (provider, target, key_fp, goal, created_at, due_at)"
             " VALUES ('datafast', 't', 'k', ?, 0, 0)",
             [(goal,)] * 3000,
         )
+        conn.commit()
     size = path.stat().st_size
     with open(path, "r+b") as file:
         file.truncate(size // 2)
@@ -624,16 +630,18 @@ def _truncated(path: Path) -> None:
 def _newer_version(path: Path) -> None:
     with Outbox(path):
         pass
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.execute("PRAGMA user_version = 99")
+        conn.commit()
 
 
 def _newer_column(path: Path) -> None:
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
         conn.executescript(
             store._SCHEMA.replace("last_error TEXT\n", "last_error TEXT,\n tenant TEXT NOT NULL\n")
         )
         conn.execute(f"PRAGMA user_version = {store.SCHEMA_VERSION}")
+        conn.commit()
 
 
 @pytest.mark.parametrize(
@@ -812,14 +820,19 @@ def test_an_api_echoing_the_key_leaves_it_in_no_file_and_no_log_and_files_are_06
             )
             tracker.track("echo", visitor_id="b3ab2331-989f-4cfa-91c6-2461c9e3c6bd")
             assert tracker.flush(timeout=10)
+            # While the tracker is open: the file, its -wal and its -shm (gone once it closes).
+            open_files = sorted(tmp_path.iterdir())
+            modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in open_files}
+            held = [f.name for f in open_files if KEY.encode() in f.read_bytes()]
             tracker.close(timeout=2)
     finally:
         server.shutdown()
         server.server_close()
     assert _Echo.calls == 2  # a retry after the 500, a dead letter after the 400
-    files = sorted(tmp_path.iterdir())
-    assert {f.name for f in files} >= {"goals.sqlite3", "goals.sqlite3-wal", "goals.sqlite3-shm"}
-    for file in files:
+    assert set(modes) >= {"goals.sqlite3", "goals.sqlite3-wal", "goals.sqlite3-shm"}
+    assert set(modes.values()) == {0o600}, modes
+    assert held == []
+    for file in sorted(tmp_path.iterdir()):
         assert KEY.encode() not in file.read_bytes(), file.name
         assert stat.S_IMODE(file.stat().st_mode) == 0o600, file.name
     with Outbox(path) as admin:

@@ -3,7 +3,9 @@
 - :mod:`~goaltrack.transports.outbox.store`: the file (schema, statements) and its
   administration (:class:`Outbox`, behind ``goaltrack outbox ...``);
 - :mod:`~goaltrack.transports.outbox.transport`: :class:`OutboxTransport`, the worker threads
-  that deliver from the file.
+  that deliver from the file;
+- :mod:`~goaltrack.transports.outbox.gate`: the gate every SQLite call of the two runs inside,
+  which a fork waits on (no thread inside SQLite as the process forks).
 """
 
 from goaltrack.transports.outbox.store import (

@@ -30,20 +30,23 @@ administration reads :func:`wall_time` (replaceable in tests).
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import sqlite3
 import struct
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from goaltrack.delivery import Clock, InvalidConfiguration, RetryState
 from goaltrack.goals import Goal
 from goaltrack.providers import get_provider
 from goaltrack.redaction import redact
+from goaltrack.transports.outbox import gate
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -54,6 +57,7 @@ __all__ = [
     "OutboxStore",
     "ProcessClock",
     "StoredGoal",
+    "close",
     "connect",
     "decode_goal",
     "encode_goal",
@@ -71,6 +75,21 @@ _REASON_CHARS = 300
 
 #: The wall clock of the administration and of a transport given no clock (tests step it).
 wall_time = time.time
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _gated(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """*method* runs its SQLite calls inside the fork gate (:mod:`.gate`)."""
+
+    @functools.wraps(method)
+    def gated(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with gate.inside():
+            return method(*args, **kwargs)
+
+    return gated
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS goals (
@@ -225,7 +244,8 @@ def connect(
 ) -> sqlite3.Connection:
     """A connection to the outbox at *path* (created or upgraded if need be), WAL, autocommit.
 
-    Raises :class:`InvalidConfiguration` naming *path* when it cannot be an outbox.
+    Raises :class:`InvalidConfiguration` naming *path* when it cannot be an outbox. The caller
+    owns the connection: it closes it (:func:`close`), never leaves it to the garbage collector.
     """
     path = os.fspath(path)
     try:
@@ -235,6 +255,18 @@ def connect(
     except OSError as exc:
         raise _unusable(path, _os_cause(exc)) from exc
     _check_header(path)
+    with gate.inside():
+        gate.close_unclosed()
+        return _open(path, timeout)
+
+
+def close(conn: sqlite3.Connection) -> None:
+    """Close *conn*, inside the fork gate."""
+    with gate.inside():
+        conn.close()
+
+
+def _open(path: str, timeout: float) -> sqlite3.Connection:
     try:
         conn = sqlite3.connect(
             path,
@@ -376,7 +408,8 @@ class Expired:
 class OutboxStore:
     """The statements a transport runs on one connection, for one :class:`Identity`.
 
-    Not thread-safe: the transport serialises the calls on each store.
+    Not thread-safe: the transport serialises the calls on each store. Each runs inside the fork
+    gate. The store owns its connection: :meth:`close` closes it.
     """
 
     def __init__(self, conn: sqlite3.Connection, identity: Identity) -> None:
@@ -384,6 +417,10 @@ class OutboxStore:
         self.identity = identity
         self._mine = (identity.key_fp, identity.target, identity.provider)
 
+    def close(self) -> None:
+        close(self.conn)
+
+    @_gated
     def add(self, text: str, now: float) -> int:
         ident = self.identity
         cursor = self.conn.execute(
@@ -393,6 +430,7 @@ class OutboxStore:
         )
         return cursor.lastrowid or 0
 
+    @_gated
     def add_many(self, items: Iterable[tuple[str, float]]) -> list[int]:
         """Store several goals in one transaction; returns their row ids."""
         ident = self.identity
@@ -407,11 +445,13 @@ class OutboxStore:
                 ids.append(cursor.lastrowid or 0)
         return ids
 
+    @_gated
     def depth(self) -> int:
         """Rows in the file, whoever's (the ``max_goals`` limit is the file's)."""
         (depth,) = self.conn.execute("SELECT count(*) FROM goals").fetchone()
         return int(depth)
 
+    @_gated
     def own_depth(self) -> int:
         (depth,) = self.conn.execute(
             "SELECT count(*) FROM goals WHERE key_fp = ? AND target = ? AND provider = ?",
@@ -419,6 +459,7 @@ class OutboxStore:
         ).fetchone()
         return int(depth)
 
+    @_gated
     def has_goals(self, up_to: int | None = None, skip: Iterable[int] = ()) -> bool:
         skipped = json.dumps(sorted(skip))
         row = self.conn.execute(
@@ -428,6 +469,7 @@ class OutboxStore:
         ).fetchone()
         return row is not None
 
+    @_gated
     def remaining(self, ids: Iterable[int]) -> set[int]:
         """Which of the rows *ids* are still in the file (not delivered nor dead-lettered)."""
         return {
@@ -438,6 +480,7 @@ class OutboxStore:
             )
         }
 
+    @_gated
     def claim(
         self,
         owner: str,
@@ -508,6 +551,7 @@ class OutboxStore:
         )
         return StoredGoal(int(row_id), str(text), created_at, str(retry), bool(taken_over))
 
+    @_gated
     def peek(self, now: float, skip: set[int], limit: int) -> list[tuple[int, str]]:
         """Unleased rows of ours not in *skip*, read only (for a file that cannot be written)."""
         return [
@@ -520,15 +564,18 @@ class OutboxStore:
             )
         ]
 
+    @_gated
     def delete(self, ids: Iterable[int]) -> None:
         self.conn.execute(
             "DELETE FROM goals WHERE id IN (SELECT value FROM json_each(?))",
             (json.dumps(sorted(ids)),),
         )
 
+    @_gated
     def delivered(self, row_id: int) -> None:
         self.conn.execute("DELETE FROM goals WHERE id = ?", (row_id,))
 
+    @_gated
     def reschedule(
         self,
         row_id: int,
@@ -546,6 +593,7 @@ class OutboxStore:
             (due_at, state.to_json(), redact(error, _REASON_CHARS), row_id, owner),
         )
 
+    @_gated
     def dead_letter(
         self, row_id: int, attempts: int, status: int | None, reason: str, now: float
     ) -> None:
@@ -559,6 +607,7 @@ class OutboxStore:
             )
             conn.execute("DELETE FROM goals WHERE id = ?", (row_id,))
 
+    @_gated
     def due_now(self, now: float) -> int:
         """Our goals held back by an outage (not by a failure of their own) are due at *now*."""
         return int(
@@ -570,6 +619,7 @@ class OutboxStore:
             ).rowcount
         )
 
+    @_gated
     def expire(self, max_age: float, now: float) -> list[Expired]:
         """Move our goals older than *max_age* to the dead letters; returns what was moved.
 
@@ -594,6 +644,7 @@ class OutboxStore:
             )
         return [Expired(text, reason) for _, text, _, _ in rows]
 
+    @_gated
     def leases(self, now: float) -> list[str]:
         """Owners holding a live lease (on any row)."""
         rows = self.conn.execute(
@@ -603,6 +654,7 @@ class OutboxStore:
         ).fetchall()
         return [owner for (owner,) in rows if owner]
 
+    @_gated
     def release(self, owners: list[str]) -> None:
         with _write(self.conn) as conn:
             conn.executemany(
@@ -610,6 +662,7 @@ class OutboxStore:
                 [(owner,) for owner in owners],
             )
 
+    @_gated
     def probe_write(self) -> None:
         """A committed write that changes nothing lasting: does the file take writes again?"""
         with _write(self.conn) as conn:
@@ -650,14 +703,34 @@ class DeadLetter:
 
 
 class Outbox:
-    """Administration of an outbox file: status, dead letters, retry, purge. No API key needed."""
+    """Administration of an outbox file: status, dead letters, retry, purge. No API key needed.
+
+    Close it (or use it as a context manager): its connection is not left to the garbage
+    collector (see :mod:`.gate`).
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        self._conn = connect(self.path)
+        self._pid = os.getpid()
+        self._conn: sqlite3.Connection | None = connect(self.path)
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise sqlite3.ProgrammingError("the outbox administration is closed")
+        return self._conn
 
     def close(self) -> None:
-        self._conn.close()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            close(conn)
+
+    def __del__(self) -> None:
+        # Dropped unclosed: the connection is closed later, inside the gate, not here (a
+        # finalizer runs on any thread, at any time).
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            gate.close_later(conn, self._pid)
 
     def __enter__(self) -> Outbox:
         return self
@@ -665,15 +738,16 @@ class Outbox:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @_gated
     def status(self) -> OutboxStatus:
         now = wall_time()
-        waiting, leased, retrying, oldest = self._conn.execute(
+        waiting, leased, retrying, oldest = self._db.execute(
             "SELECT count(*), sum(lease_until > ?), sum(retry <> '{}' AND lease_until <= ?),"
             " min(created_at) FROM goals",
             (now, now),
         ).fetchone()
-        (dead,) = self._conn.execute("SELECT count(*) FROM dead_letters").fetchone()
-        identities = self._conn.execute(
+        (dead,) = self._db.execute("SELECT count(*) FROM dead_letters").fetchone()
+        identities = self._db.execute(
             "SELECT provider, target, key_fp, count(*) FROM goals GROUP BY 1, 2, 3 ORDER BY 4 DESC"
         ).fetchall()
         by_identity = {
@@ -695,8 +769,9 @@ class Outbox:
             by_identity,
         )
 
+    @_gated
     def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
-        rows = self._conn.execute(
+        rows = self._db.execute(
             "SELECT id, goal, created_at, failed_at, attempts, status, reason"
             " FROM dead_letters ORDER BY id LIMIT ?",
             (-1 if limit is None else limit,),
@@ -708,11 +783,12 @@ class Outbox:
             for row in rows
         ]
 
+    @_gated
     def retry_dead_letters(self, ids: list[int] | None = None) -> int:
         """Move dead letters (all, or those *ids*) back to the outbox with fresh attempts."""
         now = wall_time()
         chosen = None if ids is None else json.dumps(ids)
-        with _write(self._conn) as conn:
+        with _write(self._db) as conn:
             conn.execute(
                 "INSERT INTO goals (target, goal, created_at, due_at, provider, key_fp)"
                 " SELECT target, goal, ?, ?, provider, key_fp"
@@ -727,10 +803,11 @@ class Outbox:
             ).rowcount
         return int(moved)
 
+    @_gated
     def purge(self, *, dead_letters: bool = True, waiting: bool = False) -> int:
         """Delete dead letters and/or goals still waiting for delivery; returns how many."""
         removed = 0
-        with _write(self._conn) as conn:
+        with _write(self._db) as conn:
             if dead_letters:
                 removed += conn.execute("DELETE FROM dead_letters").rowcount
             if waiting:

@@ -35,9 +35,14 @@ process): a wall-clock step neither stalls delivery nor expires goals early. Eve
 (schedules, leases, ages, the breaker's intervals) comes from its
 :class:`~goaltrack.delivery.Clock`, which a test may drive.
 
-Across ``fork()``: no thread may be inside SQLite when the process forks (the hook below waits for
-the transport's locks), and the child keeps nothing of the parent's: it drops the parent's
-connections without touching SQLite and opens its own on first use; no thread, no scan at fork.
+Across ``fork()``: no thread may be inside SQLite when the process forks, or the child could
+inherit one of SQLite's process-wide mutexes held, and hang at its first connection. Every SQLite
+call of the outbox runs inside a gate (:mod:`~goaltrack.transports.outbox.gate`); the hook below
+takes each transport's locks, then closes the gate until the fork is done (waiting at most
+:data:`FORK_WAIT` in all). The child keeps nothing of the parent's: it keeps the parent's
+connections referenced without touching SQLite (never closed there), opens its own on first use,
+and starts no thread and no scan at fork. No connection is left to the garbage collector (it
+would close it on any thread, outside the gate): ``close`` closes the transport's.
 
 ``close`` does not drop anything: what is not delivered stays in the file for the next start.
 """
@@ -91,11 +96,13 @@ from goaltrack.process import (
 from goaltrack.redaction import redact
 from goaltrack.transports.background import BackgroundTransport
 from goaltrack.transports.base import Settlement, Stats
+from goaltrack.transports.outbox import gate
 from goaltrack.transports.outbox.store import (
     Expired,
     Identity,
     OutboxStore,
     ProcessClock,
+    close,
     connect,
     decode_goal,
     encode_goal,
@@ -197,14 +204,15 @@ class OutboxTransport:
         self._reset_state()
         # Creating the file may wait for other processes starting with it.
         conn = connect(self.path)  # InvalidConfiguration if unusable
-        self._req_store: OutboxStore | None = OutboxStore(conn, self.identity)
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(REQUEST_WAIT * 1000)}")  # the request path
-            self._check_writable(conn)
-            left = self._req_store.has_goals()
+            with gate.inside():
+                conn.execute(f"PRAGMA busy_timeout = {int(REQUEST_WAIT * 1000)}")  # requests'
+                self._check_writable(conn)
+                left = OutboxStore(conn, self.identity).has_goals()
         except sqlite3.Error as exc:
-            conn.close()
+            close(conn)
             raise unusable(self.path, exc) from exc
+        self._req_store: OutboxStore | None = OutboxStore(conn, self.identity)
         register_for_process_events(self, close_at_exit=flush_at_exit)
         _live.add(self)
         if left:
@@ -228,6 +236,7 @@ class OutboxTransport:
         self._req_store = None
         self._work_store: OutboxStore | None = None
         self._owner = _owner_name()
+        self._pid = os.getpid()  # the process whose connections these are
         self._queued = 0
         self._depth = 0
         self._own_depth = 0
@@ -441,6 +450,8 @@ class OutboxTransport:
                 self._own_depth = store.own_depth() - len(self._handed_over)
         except (sqlite3.Error, InvalidConfiguration):
             pass
+        if self._closed:
+            self._close_connections()  # read after close: no connection stays open
         pending = self._own_depth + len(self._spool) + self._spool_busy
         fallback = self._fallback
         if fallback is not None:
@@ -478,6 +489,8 @@ class OutboxTransport:
                     return False
         finally:
             self._wanted = frozenset()
+            if self._closed:
+                self._close_connections()  # a flush after close: no connection stays open
         fallback = self._fallback
         if fallback is not None:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -522,7 +535,27 @@ class OutboxTransport:
             except (sqlite3.Error, InvalidConfiguration):
                 pass
             report_exit(self.stats, pending=left, lost=0, timeout=timeout, outbox=self.path)
+        self._close_connections()
         return flushed
+
+    def _close_connections(self) -> None:
+        """Close this transport's connections (a worker still running opens its own again, and
+        closes it as it stops): none is left to the garbage collector, see :mod:`.gate`."""
+        with self._req_lock, self._work_lock:
+            stores = (self._req_store, self._work_store)
+            self._req_store = self._work_store = None
+            for store in stores:
+                if store is not None:
+                    with contextlib.suppress(sqlite3.Error):
+                        store.close()
+
+    def __del__(self) -> None:
+        # Dropped without close(): its connections are closed later, inside the gate, by this
+        # process's next outbox connection; not here (a finalizer runs on any thread, any time).
+        for name in ("_req_store", "_work_store"):
+            store = getattr(self, name, None)
+            if store is not None:
+                gate.close_later(store.conn, self._pid)
 
     # -- workers ------------------------------------------------------------------------------
 
@@ -557,7 +590,11 @@ class OutboxTransport:
         return http
 
     def _run(self) -> None:
-        self._work()
+        try:
+            self._work()
+        finally:
+            if self._closed:  # the last connections it may have opened after close()
+                self._close_connections()
 
     def _work(self, *, deadline: float | None = None, up_to: int | None = None) -> None:
         """A worker's loop; with *deadline*, the inline delivery of a flush at exit.
@@ -866,10 +903,9 @@ class OutboxTransport:
 
     # -- fork ---------------------------------------------------------------------------------
 
-    def _before_fork(self) -> None:
-        # No thread of ours may be inside SQLite when the process forks: the child would
-        # inherit SQLite's internal mutexes and file-lock bookkeeping mid-operation.
-        deadline = time.monotonic() + FORK_WAIT
+    def _before_fork(self, deadline: float) -> None:
+        # Our threads finish what they do in the file (the gate, closed next, waits for the
+        # others): the child's copy of this transport's state is then between two operations.
         for lock in (self._req_lock, self._work_lock):
             if lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 self._held_for_fork.append(lock)
@@ -885,7 +921,7 @@ class OutboxTransport:
         # and the child opens its own on first use. New locks, no thread, no scan.
         for store in (self._req_store, self._work_store):
             if store is not None:
-                _abandoned.append(store.conn)
+                gate.inherited.append(store.conn)
         fallback = self._fallback
         if fallback is not None:
             forget_at_exit(fallback)
@@ -949,19 +985,32 @@ def _is_dead_local_owner(owner: str, host: str) -> bool:
     return bool(token and now_token and token != now_token)
 
 
-#: Connections a forked child inherited: kept referenced, never closed (see _after_fork_in_child).
-_abandoned: list[sqlite3.Connection] = []
 _live: weakref.WeakSet[OutboxTransport] = weakref.WeakSet()
 
 
 def _before_fork() -> None:
+    # First each transport's locks (its threads finish their turn in the file), then the gate:
+    # no thread at all inside SQLite (an administration, a connection being opened or closed).
+    # A thread inside the gate never waits for a transport's lock, so this order cannot deadlock.
+    deadline = time.monotonic() + FORK_WAIT
     for transport in list(_live):
-        transport._before_fork()
+        transport._before_fork(deadline)
+    if not gate.close(max(0.0, deadline - time.monotonic())):
+        logger.debug("goaltrack: forking while a thread is still inside SQLite")
 
 
 def _after_fork_in_parent() -> None:
+    gate.reopen()
     for transport in list(_live):
         transport._after_fork_in_parent()
 
 
-at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent)
+def _after_fork_in_child() -> None:
+    gate.renew()  # registered at import: before any hook of the application may use the outbox
+
+
+at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
