@@ -166,7 +166,10 @@ def test_close_closes_the_transports_connections_even_with_workers_mid_request(
         thread.join(30)  # each records its attempt (a connection again), then closes it
         assert not thread.is_alive()
     assert open_on(outbox_path) == []
-    assert tracker.stats.delivered >= 1  # read after close: the file is opened and closed again
+    # Read after close: the file is opened and closed again. Whether the requests in flight at
+    # close() were answered first depends on the machine's load; every goal is counted either way.
+    stats = tracker.stats
+    assert (stats.queued, stats.delivered + stats.pending) == (6, 6), stats
     assert open_on(outbox_path) == []
     # The last connection closed: SQLite checkpointed the file and removed its -wal and -shm.
     assert sorted(p.name for p in Path(outbox_path).parent.iterdir()) == ["goals.sqlite3"]
