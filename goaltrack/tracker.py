@@ -25,7 +25,7 @@ from typing import Any, ParamSpec
 
 from goaltrack.config import configuration_problems
 from goaltrack.cookies import Visitor
-from goaltrack.delivery import Endpoint, InvalidConfiguration, RetryPolicy, probe
+from goaltrack.delivery import Endpoint, InvalidConfiguration, probe
 from goaltrack.goals import Goal, InvalidGoal, MetadataValue, overlong_keys
 from goaltrack.hooks import signalled_hooks
 from goaltrack.http_client import HttpClient, HttpPoster
@@ -40,6 +40,7 @@ from goaltrack.options import (
 )
 from goaltrack.providers import METADATA_VALUE_MAX_CHARS, Provider, get_provider
 from goaltrack.redaction import redact
+from goaltrack.retry import RetryPolicy
 from goaltrack.transports import (
     BackgroundTransport,
     DisabledTransport,

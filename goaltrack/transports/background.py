@@ -3,8 +3,8 @@
 - ``submit`` costs a lock and a deque append; it never touches the network and never blocks.
 - Workers start on the first goal, one per in-flight request, sharing one pool of keep-alive
   connections. A goal that failed transiently waits in a retry heap until it is due, with the
-  :class:`~goaltrack.delivery.RetryState` that :func:`~goaltrack.delivery.judge` gave it. The
-  workers share one :class:`~goaltrack.delivery.CircuitBreaker`: while the API is down it is
+  :class:`~goaltrack.retry.RetryState` that :func:`~goaltrack.retry.judge` gave it. The
+  workers share one :class:`~goaltrack.retry.CircuitBreaker`: while the API is down it is
   probed with one request at a time (at most one per ``probe_interval_max``), goals wait without
   spending retries, and the first answer puts every worker back to work at once.
 - Memory is bounded: queued + waiting-to-retry goals never exceed ``max_queue_size``; past that
@@ -31,19 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from goaltrack.delivery import (
-    SYSTEM_CLOCK,
-    Clock,
-    DeliveryResult,
-    Endpoint,
-    Outcome,
-    RetryPolicy,
-    RetryState,
-    Ticket,
-    deliver,
-    judge,
-    new_breaker,
-)
+from goaltrack.delivery import DeliveryResult, Endpoint, Outcome, deliver
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
 from goaltrack.process import (
@@ -58,6 +46,7 @@ from goaltrack.process import (
     start_thread,
     warn_if_threads_cannot_run,
 )
+from goaltrack.retry import SYSTEM_CLOCK, Clock, RetryPolicy, RetryState, Ticket, judge, new_breaker
 from goaltrack.transports.base import Settlement, Stats
 
 __all__ = ["BackgroundTransport"]

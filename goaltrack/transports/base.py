@@ -27,10 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from goaltrack.delivery import DeliveryResult, Endpoint, RetryPolicy
+from goaltrack.delivery import DeliveryResult, Endpoint
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
 from goaltrack.redaction import redact
+from goaltrack.retry import RetryPolicy
 
 __all__ = [
     "SUMMARY_INTERVAL",

@@ -6,11 +6,11 @@ Celery worker runs :func:`deliver_goal` with the same contract and failure rules
 transport (:func:`goaltrack.delivery.deliver`): delivered, or a transient failure retried with
 Celery's ``retry`` and goaltrack's backoff (``Retry-After`` honoured), or a final failure that is
 logged and not retried. Each worker process shares one breaker per destination between its tasks
-(:func:`goaltrack.delivery.shared_breaker`): while the API is down a task that may not send is
+(:func:`goaltrack.retry.shared_breaker`): while the API is down a task that may not send is
 retried later without a request and without spending a retry, and transient failures end a goal
 only by time (``give_up_after`` from the moment it was tracked) or by ``max_retries`` failures of
 its own while the API answered others — as in every transport, since every verdict is
-:func:`goaltrack.delivery.judge`'s. The goal's :class:`~goaltrack.delivery.RetryState` travels
+:func:`goaltrack.retry.judge`'s. The goal's :class:`~goaltrack.retry.RetryState` travels
 with the retried task in one keyword, ``state``.
 
 The worker needs the account, not the message: it uses the process-wide tracker
@@ -36,20 +36,12 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
         "goaltrack's celery mode needs Celery: pip install 'goaltrack[celery]'"
     ) from exc
 
-from goaltrack.delivery import (
-    SYSTEM_CLOCK,
-    Clock,
-    DeliveryResult,
-    Outcome,
-    RetryState,
-    deliver,
-    judge,
-    shared_breaker,
-)
+from goaltrack.delivery import DeliveryResult, Outcome, deliver
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
 from goaltrack.process import PerProcess
 from goaltrack.providers import get_provider
+from goaltrack.retry import SYSTEM_CLOCK, Clock, RetryState, judge, shared_breaker
 from goaltrack.transports.base import Settlement, Stats, process_delivery_setup
 
 __all__ = ["TASK_NAME", "CeleryTransport", "deliver_goal"]
@@ -154,7 +146,7 @@ _http: PerProcess[str, HttpPoster] = PerProcess()
 def deliver_goal(self: Any, message: dict[str, Any], state: dict[str, Any] | None = None) -> str:
     """Deliver one goal from the worker; retried by Celery while the failure is transient.
 
-    *state* is the goal's :class:`~goaltrack.delivery.RetryState` (``to_dict()``), given to the
+    *state* is the goal's :class:`~goaltrack.retry.RetryState` (``to_dict()``), given to the
     task's retries.
     """
     setup = process_delivery_setup()

@@ -3,7 +3,7 @@
 ``sync`` is for scripts, management commands and serverless functions, where there is no process
 left to deliver after the call returns. It blocks the caller for the request and its retries
 (bounded by ``sync_deadline``), so never use it on an event loop. Its retries follow the same
-rules as every transport's (:func:`goaltrack.delivery.judge`), with the process's shared
+rules as every transport's (:func:`goaltrack.retry.judge`), with the process's shared
 breaker for the destination: while the API is down, concurrent calls send one probe at a time
 and the others wait for it within their deadline. A refused key (401/403) holds nothing here: it
 is the call's final failure, and later calls fail at once, without a request, until a probe (one
@@ -17,20 +17,10 @@ import logging
 import threading
 from collections.abc import Callable
 
-from goaltrack.delivery import (
-    SYSTEM_CLOCK,
-    Clock,
-    DeliveryResult,
-    Endpoint,
-    Outcome,
-    RetryPolicy,
-    RetryState,
-    deliver,
-    judge,
-    shared_breaker,
-)
+from goaltrack.delivery import DeliveryResult, Endpoint, Outcome, deliver
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
+from goaltrack.retry import SYSTEM_CLOCK, Clock, RetryPolicy, RetryState, judge, shared_breaker
 from goaltrack.transports.base import Settlement, Stats
 
 __all__ = ["DisabledTransport", "SyncTransport"]

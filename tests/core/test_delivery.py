@@ -15,21 +15,23 @@ import pytest
 
 from goaltrack import InvalidConfiguration, get_provider
 from goaltrack.delivery import (
-    BreakerState,
-    CircuitBreaker,
     DeliveryResult,
     Endpoint,
     Outcome,
+    check_api_url,
+    classify,
+    parse_retry_after,
+)
+from goaltrack.http_client import HttpResponse
+from goaltrack.retry import (
+    BreakerState,
+    CircuitBreaker,
     RetryPolicy,
     RetryState,
     Ticket,
     backoff_delay,
-    check_api_url,
-    classify,
     judge,
-    parse_retry_after,
 )
-from goaltrack.http_client import HttpResponse
 
 DATAFAST = get_provider("datafast")
 FAURYA = get_provider("faurya")

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from goaltrack import GoalTracker
-from goaltrack.delivery import CircuitBreaker
+from goaltrack.retry import CircuitBreaker
 from goaltrack.testing.server import FakeAPIServer
 from tests.support.hostile_api import VISITOR, HostileAPI, Seen, error, refuse_key_for
 from tests.support.hostile_api import make_tracker as make

@@ -1,8 +1,8 @@
 """The retry rules on a clock the test drives: long outages in milliseconds.
 
-:func:`goaltrack.delivery.judge`, the breaker and the policy settle attempts exactly as the
+:func:`goaltrack.retry.judge`, the breaker and the policy settle attempts exactly as the
 transports call them (a due goal is admitted by the breaker, or waits for its next probe); the
-API's answers are scripted. Also: :class:`~goaltrack.delivery.RetryState` survives JSON, the
+API's answers are scripted. Also: :class:`~goaltrack.retry.RetryState` survives JSON, the
 outbox's ``retry`` column and Celery's task keyword unchanged, the ``sync`` transport settles
 through the same rules within its deadline, and the process's shared breakers.
 """
@@ -22,20 +22,11 @@ from typing import Any
 
 import pytest
 
-from goaltrack.delivery import (
-    DeliveryResult,
-    Endpoint,
-    Outcome,
-    RetryPolicy,
-    RetryState,
-    Verdict,
-    judge,
-    new_breaker,
-    shared_breaker,
-)
+from goaltrack.delivery import DeliveryResult, Endpoint, Outcome
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpClient
 from goaltrack.providers import get_provider
+from goaltrack.retry import RetryPolicy, RetryState, Verdict, judge, new_breaker, shared_breaker
 from goaltrack.testing.server import FakeAPIServer
 from goaltrack.transports.base import Settlement
 from goaltrack.transports.inline import SyncTransport

@@ -1,4 +1,4 @@
-"""A clock a test moves by hand (:class:`goaltrack.delivery.Clock`): a day costs nothing."""
+"""A clock a test moves by hand (:class:`goaltrack.retry.Clock`): a day costs nothing."""
 
 from __future__ import annotations
 

@@ -20,14 +20,8 @@ import time
 import pytest
 
 from goaltrack import GoalTracker
-from goaltrack.delivery import (
-    CircuitBreaker,
-    DeliveryResult,
-    Outcome,
-    RetryPolicy,
-    RetryState,
-    judge,
-)
+from goaltrack.delivery import DeliveryResult, Outcome
+from goaltrack.retry import CircuitBreaker, RetryPolicy, RetryState, judge
 from tests.support.hostile_api import VISITOR, HostileAPI
 from tests.support.keys import DATAFAST_KEY as KEY
 from tests.support.waiting import wait_until

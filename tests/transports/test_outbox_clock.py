@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from goaltrack.delivery import Endpoint, RetryPolicy, RetryState
+from goaltrack.delivery import Endpoint
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpClient
 from goaltrack.providers import get_provider
+from goaltrack.retry import RetryPolicy, RetryState
 from goaltrack.testing.server import FakeAPIServer
 from goaltrack.transports.base import Settlement
 from goaltrack.transports.outbox import Outbox, OutboxTransport

@@ -12,8 +12,8 @@ key). A tracker claims only its own identity's rows, so two sites (or staging an
 sharing one file never send each other's goals; ``status`` shows the others.
 
 A goal's retry bookkeeping is one column, ``retry``: its
-:class:`~goaltrack.delivery.RetryState` as JSON (``{}`` until it failed), which only
-:func:`~goaltrack.delivery.judge` changes; this module reads one of its keys, ``strike_mark``
+:class:`~goaltrack.retry.RetryState` as JSON (``{}`` until it failed), which only
+:func:`~goaltrack.retry.judge` changes; this module reads one of its keys, ``strike_mark``
 (whether an outage held the goal back), and ``failures`` for the dead letters' attempt count.
 
 A file of another schema version is not migrated: one written by a pre-release layout is
@@ -22,7 +22,7 @@ outbox, is truncated or cannot be written: :class:`~goaltrack.delivery.InvalidCo
 the path and the cause.
 
 Times in the file are wall-clock seconds. A transport reads them from a :class:`ProcessClock`,
-anchored once per process on its :class:`~goaltrack.delivery.Clock` and advanced by its monotonic
+anchored once per process on its :class:`~goaltrack.retry.Clock` and advanced by its monotonic
 clock, so a wall-clock step while it runs changes none of its schedules or ages; the
 administration reads :func:`wall_time` (replaceable in tests).
 """
@@ -42,10 +42,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-from goaltrack.delivery import Clock, InvalidConfiguration, RetryState
+from goaltrack.delivery import InvalidConfiguration
 from goaltrack.goals import Goal
 from goaltrack.providers import get_provider
 from goaltrack.redaction import redact
+from goaltrack.retry import Clock, RetryState
 from goaltrack.transports.outbox import gate
 
 __all__ = [
@@ -391,7 +392,7 @@ class StoredGoal:
     text: str
     created_at: float
     retry: str
-    """Its :class:`~goaltrack.delivery.RetryState`, as JSON."""
+    """Its :class:`~goaltrack.retry.RetryState`, as JSON."""
     taken_over: bool
     """It was leased before, and that lease ended without a verdict (its process died
     mid-attempt, maybe after sending it)."""

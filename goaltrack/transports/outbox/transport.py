@@ -3,8 +3,8 @@
 ``submit`` commits the goal to the outbox (stdlib ``sqlite3``, WAL) before it returns, so a goal
 whose ``track()`` returned survives a crash, ``kill -9``, a deploy or an outage of any length.
 Worker threads deliver from the file through :func:`goaltrack.delivery.deliver`, and settle each
-attempt with :func:`goaltrack.delivery.judge` like every transport; a goal's
-:class:`~goaltrack.delivery.RetryState` waits with it in the file (one column):
+attempt with :func:`goaltrack.retry.judge` like every transport; a goal's
+:class:`~goaltrack.retry.RetryState` waits with it in the file (one column):
 
 - rows belong to a destination (:class:`~goaltrack.transports.outbox.store.Identity`: provider,
   goals URL, key fingerprint): a tracker claims only its own, whatever else shares the file;
@@ -33,7 +33,7 @@ succeed again.
 Schedules use a :class:`~goaltrack.transports.outbox.store.ProcessClock` (monotonic within the
 process): a wall-clock step neither stalls delivery nor expires goals early. Every time it reads
 (schedules, leases, ages, the breaker's intervals) comes from its
-:class:`~goaltrack.delivery.Clock`, which a test may drive.
+:class:`~goaltrack.retry.Clock`, which a test may drive.
 
 Across ``fork()``: no thread may be inside SQLite when the process forks, or the child could
 inherit one of SQLite's process-wide mutexes held, and hang at its first connection. Every SQLite
@@ -68,21 +68,7 @@ import weakref
 from collections import Counter, deque
 from collections.abc import Callable
 
-from goaltrack.delivery import (
-    SYSTEM_CLOCK,
-    Clock,
-    DeliveryResult,
-    Endpoint,
-    InvalidConfiguration,
-    Outcome,
-    RetryPolicy,
-    RetryState,
-    Ticket,
-    Verdict,
-    deliver,
-    judge,
-    new_breaker,
-)
+from goaltrack.delivery import DeliveryResult, Endpoint, InvalidConfiguration, Outcome, deliver
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
 from goaltrack.process import (
@@ -94,6 +80,16 @@ from goaltrack.process import (
     start_thread,
 )
 from goaltrack.redaction import redact
+from goaltrack.retry import (
+    SYSTEM_CLOCK,
+    Clock,
+    RetryPolicy,
+    RetryState,
+    Ticket,
+    Verdict,
+    judge,
+    new_breaker,
+)
 from goaltrack.transports.background import BackgroundTransport
 from goaltrack.transports.base import Settlement, Stats
 from goaltrack.transports.outbox import gate
