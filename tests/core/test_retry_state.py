@@ -4,7 +4,9 @@
 transports call them (a due goal is admitted by the breaker, or waits for its next probe); the
 API's answers are scripted. Also: :class:`~goaltrack.retry.RetryState` survives JSON, the
 outbox's ``retry`` column and Celery's task keyword unchanged, the ``sync`` transport settles
-through the same rules within its deadline, and the process's shared breakers.
+through the same rules within its deadline, and the process's shared breakers. Last, single
+rules on their own: the backoff, the circuit breaker's states and tickets, judge's count of
+isolated failures.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import heapq
+import itertools
 import json
 import os
 import random
@@ -26,7 +29,18 @@ from goaltrack.delivery import DeliveryResult, Endpoint, Outcome
 from goaltrack.goals import Goal
 from goaltrack.http_client import HttpClient
 from goaltrack.providers import get_provider
-from goaltrack.retry import RetryPolicy, RetryState, Verdict, judge, new_breaker, shared_breaker
+from goaltrack.retry import (
+    BreakerState,
+    CircuitBreaker,
+    RetryPolicy,
+    RetryState,
+    Ticket,
+    Verdict,
+    backoff_delay,
+    judge,
+    new_breaker,
+    shared_breaker,
+)
 from goaltrack.testing.server import FakeAPIServer
 from goaltrack.transports.base import Settlement
 from goaltrack.transports.inline import SyncTransport
@@ -368,3 +382,190 @@ def test_one_shared_breaker_per_destination_and_key_and_a_fresh_one_after_fork()
     os.close(read)
     os.waitpid(pid, 0)
     assert answer == b"1"  # the child starts with its own view of the API
+
+
+# -- single rules: the backoff, the circuit breaker, judge -------------------------------------
+
+FAILED_503 = DeliveryResult(Outcome.RETRY, "HTTP 503", status=503)
+
+
+def admitted(breaker: CircuitBreaker, now: float = 0.0) -> Ticket:
+    ticket = breaker.admit(now)
+    assert ticket is not None
+    return ticket
+
+
+def open_breaker(breaker: CircuitBreaker, now: float = 0.0) -> list[Ticket]:
+    """Four workers send while it is closed; all four fail."""
+    tickets = [breaker.admit(now) for _ in range(4)]
+    assert all(t is not None for t in tickets)
+    verdicts = [breaker.failed(t, FAILED_503, now) for t in tickets if t is not None]
+    assert verdicts == [True, True, False, False]  # two look isolated, the third opens it
+    return [t for t in tickets if t is not None]
+
+
+def test_backoff_grows_exponentially_within_its_jitter_and_cap() -> None:
+    rng = random.Random(1)
+    for attempt, ceiling in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (10, 30.0)]:
+        for _ in range(50):
+            delay = backoff_delay(attempt, 0.5, 30.0, rng)
+            assert ceiling / 2 <= delay <= ceiling
+
+
+def test_a_retry_waits_what_retry_after_asks_within_backoff_max() -> None:
+    # Updated with the single retry state: the sync transport's count-based delay_before_retry
+    # is gone; every transport's delay is judge()'s.
+    policy = RetryPolicy(max_retries=2, backoff_base=0.1, backoff_max=1.0)
+    for asked, waited in [(0.75, 0.75), (4.0, 1.0)]:  # never longer than backoff_max
+        breaker = CircuitBreaker()
+        result = DeliveryResult(Outcome.RETRY, "429", status=429, retry_after=asked)
+        verdict = judge(breaker, policy, RetryState(), admitted(breaker), result, now=0.0, age=0.0)
+        assert verdict.retry_in == pytest.approx(waited, abs=0.01)
+        assert verdict.state.failures == 1
+
+
+def test_breaker_opens_after_three_failures_and_concurrent_ones_count_once() -> None:
+    breaker = CircuitBreaker(probe_interval_max=1.0, rng=random.Random(3))
+    open_breaker(breaker)
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.epoch == 1
+    # The fourth request was sent before it opened: its failure did not push the probe back.
+    assert breaker.wake_at is not None
+    assert 0.2 <= breaker.wake_at <= 0.25
+    assert breaker.admit(0.1) is None
+
+
+def test_a_late_success_of_an_earlier_request_does_not_end_a_run_of_failures() -> None:
+    breaker = CircuitBreaker()
+    earlier, first, second, third = (admitted(breaker) for _ in range(4))
+    assert breaker.failed(first, FAILED_503, 0.0)
+    assert breaker.failed(second, FAILED_503, 0.0)
+    assert not breaker.succeeded(earlier, 0.0)  # sent before the failures began: stale
+    assert not breaker.failed(third, FAILED_503, 0.0)  # the third failure in a row opens it
+    assert breaker.state is BreakerState.OPEN
+
+
+def test_a_late_success_of_a_request_sent_before_it_opened_does_not_close_it() -> None:
+    breaker = CircuitBreaker()
+    sent_before = admitted(breaker)
+    open_breaker(breaker)
+    assert not breaker.succeeded(sent_before, 0.0)  # answered before the outage, processed after
+    assert breaker.state is BreakerState.OPEN
+
+
+def test_breaker_admits_exactly_one_probe_and_its_success_closes_it() -> None:
+    breaker = CircuitBreaker(probe_interval_max=1.0, rng=random.Random(3))
+    open_breaker(breaker)
+    probe = breaker.admit(0.3)
+    assert probe is not None
+    assert probe.probe
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.admit(0.31) is None  # one probe in flight, no other request
+    assert breaker.succeeded(probe, 1.0)  # closed by it
+    assert breaker.state is BreakerState.CLOSED
+    assert breaker.wake_at is None
+    after = breaker.admit(0.32)
+    assert after is not None
+    assert not after.probe
+
+
+def test_failed_probes_grow_the_interval_up_to_probe_interval_max() -> None:
+    breaker = CircuitBreaker(probe_interval_max=1.0, rng=random.Random(3))
+    open_breaker(breaker)
+    now, waits = 0.0, []
+    for _ in range(8):
+        assert breaker.wake_at is not None
+        now = breaker.wake_at
+        probe = breaker.admit(now)
+        assert probe is not None
+        assert not breaker.failed(probe, FAILED_503, now)  # a probe's failure is the outage's
+        assert breaker.wake_at is not None
+        waits.append(breaker.wake_at - now)
+    assert waits[0] == pytest.approx(0.5, rel=0.2)
+    assert all(a <= b * 1.26 for a, b in itertools.pairwise(waits))  # growing
+    assert all(0.8 <= w <= 1.0 for w in waits[-4:])  # capped, jittered down by at most 20%
+
+
+def test_an_unanswered_probe_lets_the_next_one_go_after_the_interval() -> None:
+    # A blackholed API holds the probe until the request's timeout; the breaker does not wait
+    # that long to probe again, and the old probe's late failure changes nothing.
+    breaker = CircuitBreaker(probe_interval_max=1.0, rng=random.Random(3))
+    open_breaker(breaker)
+    first = breaker.admit(0.3)
+    assert first is not None
+    assert breaker.admit(0.35) is None
+    assert breaker.wake_at is not None
+    second = breaker.admit(breaker.wake_at)
+    assert second is not None
+    assert second.probe != first.probe
+    before = breaker.wake_at
+    assert not breaker.failed(first, FAILED_503, 5.3)  # the first probe timing out at last
+    assert breaker.wake_at == before
+    assert breaker.succeeded(second, 1.0)
+
+
+def test_retry_after_opens_the_breaker_until_then_and_wins_over_the_interval() -> None:
+    breaker = CircuitBreaker(probe_interval_max=1.0)
+    ticket = breaker.admit(10.0)
+    assert ticket is not None
+    limited = DeliveryResult(Outcome.RETRY, "HTTP 429", status=429, retry_after=30.0)
+    assert not breaker.failed(ticket, limited, 10.0)
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.wake_at == 40.0
+    assert breaker.admit(39.9) is None
+    assert breaker.admit(40.0) is not None
+
+
+def test_a_released_probe_ticket_lets_the_next_probe_go_at_once() -> None:
+    breaker = CircuitBreaker(probe_interval_max=1.0)
+    open_breaker(breaker)
+    probe = breaker.admit(1.0)
+    assert probe is not None
+    breaker.release(probe)  # nothing was due: no request went out on it
+    assert breaker.state is BreakerState.OPEN
+    assert breaker.admit(1.0) is not None
+
+
+def test_failures_of_an_outage_never_count_against_max_retries() -> None:
+    # Updated with the single retry state: through judge(), which returns the next state.
+    policy = RetryPolicy(max_retries=2, backoff_base=0.1, backoff_max=1.0, give_up_after=3600)
+    breaker = CircuitBreaker()
+    state = RetryState()
+    # Goal A fails alone twice while the API answers others: tentative, then confirmed.
+    for _ in range(2):
+        verdict = judge(breaker, policy, state, admitted(breaker), FAILED_503, now=0.0, age=1.0)
+        assert verdict.retry_in is not None
+        state = verdict.state
+        assert not breaker.succeeded(admitted(breaker), 0.0)  # others delivered meanwhile
+    assert (state.failures, state.strikes) == (2, 1)
+    # Then an outage opens the breaker: A's pending strike is not confirmed, and any number
+    # of failures while it is open count nothing.
+    open_breaker(breaker)
+    for now in range(1, 50):
+        ticket = breaker.admit(float(now)) or Ticket(breaker.epoch)
+        verdict = judge(breaker, policy, state, ticket, FAILED_503, now=float(now), age=float(now))
+        assert verdict.retry_in is not None
+        state = verdict.state
+    assert (state.failures, state.strikes) == (51, 1)
+    # Past the time budget the next transient failure ends it.
+    verdict = judge(breaker, policy, state, Ticket(breaker.epoch), FAILED_503, now=60.0, age=3600.0)
+    assert verdict.retry_in is None
+    assert verdict.final is not None
+    assert verdict.final.reason.startswith("gave up after 52 attempts, undelivered for 3600.0 s")
+
+
+def test_a_goal_failing_alone_is_given_up_after_max_retries_isolated_failures() -> None:
+    policy = RetryPolicy(max_retries=2, backoff_base=0.1, backoff_max=1.0)
+    breaker = CircuitBreaker()
+    state = RetryState()
+    verdicts = []
+    for _ in range(3):
+        verdict = judge(breaker, policy, state, admitted(breaker), FAILED_503, now=0.0, age=1.0)
+        state = verdict.state
+        verdicts.append(verdict)
+        assert not breaker.succeeded(admitted(breaker), 0.0)  # the API answers others
+    assert verdicts[0].retry_in is not None
+    assert verdicts[1].retry_in is not None
+    assert verdicts[2].final is not None  # 3 attempts = 1 + max_retries, every one isolated
+    reason = verdicts[2].final.reason
+    assert reason.startswith("gave up after 3 attempts, failed 3 times while the API answered")
