@@ -14,7 +14,19 @@ injected latency, every round runs, in a rotating order:
   (``goaltrack.http_client.HttpClient``, the default client: one keep-alive ``http.client``
   connection per worker, with a total deadline per request): the HTTP cost goaltrack pays per
   goal whatever it does around it; and over the standard library's ``http.client`` (one
-  keep-alive connection): what a thinner HTTP layer would cost.
+  keep-alive connection): what a thinner HTTP layer would cost;
+- the candidates for a cheaper default path, prototypes in ``bench/_candidates.py`` (4 in
+  flight; the web thread validates the goal as ``track()`` does, encodes its body and hands it
+  over, then waits for the flush as above):
+  (a) a minimal pool of 4 threads, each with a keep-alive socket, the request head encoded once,
+  one ``sendall`` and the response parsed by ``httptools`` (C), the total deadline kept by giving
+  each blocking call the time left; the same pool over goaltrack's ``HttpClient`` tells what the
+  pool saves from what the parser saves;
+  (b) aiohttp on one background event loop thread (one ``ClientSession``, connector limit 4,
+  total timeout per request), bodies handed over through a deque and a loop wake-up;
+  (c) a spawned child process fed by a pipe, delivering with the pool over ``HttpClient``: only
+  this (web) process's CPU counts in "CPU µs/goal (ours)"; the child's is its own column;
+- for reference, sequential loops of raw aiohttp and of the httptools client of (a).
 
 Every run starts from a reset fake API with one registered visitor, warms up (one goal per
 connection, not timed) and is checked: the fake API must have stored exactly the goals sent
@@ -24,6 +36,9 @@ The in-flight bound is ``max_in_flight / latency`` (at 20 ms: 200 goals/s with 4
 how long each in-flight slot spent on one goal; what exceeds the injected latency is the
 request's own round trip (client, loopback, fake API). The fake API's own CPU use is read from
 the child process (psutil) to tell when the fake API, rather than the sender, is the bottleneck.
+"vs default" compares, round by round, with goaltrack's default (background transport, 4 in
+flight, ``HttpClient``); the goal for a new default path is a CPU per goal, in the web process,
+of at most 0.25x of today's at 20 ms.
 
     python bench/delivery.py [--quick] [--rounds R]
 """
@@ -41,6 +56,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import _candidates
 import httpx
 import httpx2
 import psutil
@@ -54,6 +70,7 @@ from _support import (
 )
 
 from goaltrack import GoalTracker
+from goaltrack.delivery import Endpoint
 from goaltrack.goals import Goal, MetadataValue
 from goaltrack.http_client import HttpClient
 from goaltrack.providers import get_provider
@@ -68,6 +85,8 @@ SERVER_BOUND = 0.8
 MACHINE_BOUND = 0.75
 """Our process and the fake API using this fraction of all cores: the machine is the bottleneck."""
 CORES = psutil.cpu_count() or 1
+CANDIDATE_CPU_GOAL = 0.25
+"""A new default path should cost at most this fraction of today's CPU per goal at 20 ms."""
 
 # Goals per run, by sender and latency, sized so that each run takes 1-2 s here (full mode).
 SIZES = {
@@ -78,6 +97,12 @@ SIZES = {
     ("httpx", 0): 600,
     ("httpcore", 0): 600,
     ("stdlib", 0): 600,
+    ("httptools", 0): 1500,
+    ("pool-stdlib", 0): 1500,
+    ("aiohttp", 0): 1500,
+    ("process", 0): 1500,
+    ("raw-aiohttp", 0): 600,
+    ("raw-httptools", 0): 600,
     ("gt8", 20): 480,
     ("gt4", 20): 320,
     ("gt4-httpx", 20): 320,
@@ -85,6 +110,12 @@ SIZES = {
     ("httpx", 20): 60,
     ("httpcore", 20): 60,
     ("stdlib", 20): 60,
+    ("httptools", 20): 320,
+    ("pool-stdlib", 20): 320,
+    ("aiohttp", 20): 320,
+    ("process", 20): 320,
+    ("raw-aiohttp", 20): 60,
+    ("raw-httptools", 20): 60,
 }
 
 
@@ -94,6 +125,7 @@ class Run:
     wall: float
     cpu: float  # our process, every thread
     server_cpu: float  # the fake API's process
+    other_cpu: float = 0.0  # a delivery process of ours, when the sender has one
 
 
 @dataclass
@@ -109,6 +141,9 @@ class Sender:
 
     def cpu_per_goal(self, latency: int) -> float:
         return median([r.cpu / r.goals for r in self.runs[latency]])
+
+    def other_cpu_per_goal(self, latency: int) -> float:
+        return median([r.other_cpu / r.goals for r in self.runs[latency]])
 
     def server_busy(self, latency: int) -> float:
         return median([r.server_cpu / r.wall for r in self.runs[latency]])
@@ -131,12 +166,15 @@ METADATA: dict[str, MetadataValue] = {"plan": "pro", "amount": 49, "source": "ch
 class Meter:
     """Wall time, our process CPU and the fake API's CPU over one timed span."""
 
-    def __init__(self, server: psutil.Process) -> None:
+    def __init__(self, server: psutil.Process, other: psutil.Process | None = None) -> None:
         self._server = server
+        self._other = other
+        self.other_cpu = 0.0
 
     def __enter__(self) -> Meter:
         gc.collect()
         self._server_cpu = _cpu(self._server)
+        self._other_cpu = _cpu(self._other) if self._other else 0.0
         self._wall = time.perf_counter()
         self._cpu = time.process_time()
         return self
@@ -145,6 +183,8 @@ class Meter:
         self.cpu = time.process_time() - self._cpu
         self.wall = time.perf_counter() - self._wall
         self.server_cpu = _cpu(self._server) - self._server_cpu
+        if self._other:
+            self.other_cpu = _cpu(self._other) - self._other_cpu
 
 
 def _cpu(process: psutil.Process) -> float:
@@ -265,6 +305,82 @@ def stdlib_sender(server: psutil.Process) -> Callable[..., Run]:
     return send
 
 
+def candidate_sender(
+    server: psutil.Process, make: Callable[[str, dict[str, str]], Any]
+) -> Callable[..., Run]:
+    """A prototype delivery path from ``_candidates``: the web thread validates each goal (as
+    ``track()`` does), encodes its body and submits it; then it waits for the flush."""
+
+    def send(api: FakeAPIProcess, n: int) -> Run:
+        visitor = api.add_visitor()
+        provider = get_provider("datafast")
+        endpoint = Endpoint(provider, API_KEY, api.api_url, None)
+        pipeline = make(endpoint.url, dict(endpoint._headers))
+        warm_up = _candidates.IN_FLIGHT
+        try:
+            for _ in range(warm_up):  # warm-up: threads, loop or child started, connections open
+                pipeline.submit(_encode(goal_body(visitor)))
+            assert pipeline.flush(60), "warm-up goals not delivered within 60 s"
+            child = psutil.Process(pipeline.pid) if hasattr(pipeline, "pid") else None
+            with Meter(server, child) as meter:
+                for _ in range(n):
+                    goal = Goal.create(
+                        provider,
+                        "purchase",
+                        visitor_id=visitor,
+                        metadata={"plan": "pro", "amount": 49, "source": "checkout"},
+                    )
+                    pipeline.submit(_encode(goal.body()))
+                flushed = pipeline.flush(120)
+            delivered, failed = pipeline.delivered, pipeline.failed
+        finally:
+            pipeline.close()
+        sent = n + warm_up
+        if not flushed or delivered != sent or failed:
+            raise AssertionError(
+                f"{type(pipeline).__name__}: {delivered} of {sent} goals delivered, {failed} failed"
+            )
+        check_received(api, sent)
+        return Run(n, meter.wall, meter.cpu, meter.server_cpu, meter.other_cpu)
+
+    return send
+
+
+def raw_aiohttp_sender(server: psutil.Process) -> Callable[..., Run]:
+    def send(api: FakeAPIProcess, n: int) -> Run:
+        body = _encode(goal_body(api.add_visitor()))
+        headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+        meter = Meter(server)
+        ok = _candidates.aiohttp_loop(api.goals_url, headers, body, n, lambda: meter)
+        if ok != n + 1:
+            raise AssertionError(f"raw aiohttp: {n + 1 - ok} of {n + 1} posts not answered 200")
+        check_received(api, n + 1)
+        return Run(n, meter.wall, meter.cpu, meter.server_cpu)
+
+    return send
+
+
+def raw_httptools_sender(server: psutil.Process) -> Callable[..., Run]:
+    def send(api: FakeAPIProcess, n: int) -> Run:
+        body = goal_body(api.add_visitor())
+        headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+        poster = _candidates.HttptoolsPoster(api.goals_url, headers, timeout=30.0)
+        ok = 0
+        try:
+            ok += poster.post(_encode(body))[0] == 200  # warm-up
+            with Meter(server) as meter:
+                for _ in range(n):
+                    ok += poster.post(_encode(body))[0] == 200
+        finally:
+            poster.close()
+        if ok != n + 1:
+            raise AssertionError(f"httptools: {n + 1 - ok} of {n + 1} posts not answered 200")
+        check_received(api, n + 1)
+        return Run(n, meter.wall, meter.cpu, meter.server_cpu)
+
+    return send
+
+
 def _encode(body: dict[str, object]) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -283,7 +399,7 @@ def check_received(api: FakeAPIProcess, expected: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smaller run, under 15 s")
+    parser.add_argument("--quick", action="store_true", help="a smaller run, under 2 minutes")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3, quick 2)")
     args = parser.parse_args()
     rounds = args.rounds or (2 if args.quick else 3)
@@ -311,6 +427,36 @@ def main() -> None:
             Sender("httpx", "naive httpx.Client.post loop", 1, httpx_sender(server)),
             Sender("httpcore", "ref: goaltrack HttpClient.post loop", 1, httpcore_sender(server)),
             Sender("stdlib", "ref: stdlib http.client loop", 1, stdlib_sender(server)),
+            Sender(
+                "httptools",
+                "(a) 4 threads, keep-alive socket + httptools parser",
+                4,
+                candidate_sender(server, _candidates.httptools_pool),
+            ),
+            Sender(
+                "pool-stdlib",
+                "(a') the same 4 threads over goaltrack HttpClient",
+                4,
+                candidate_sender(server, _candidates.http_client_pool),
+            ),
+            Sender(
+                "aiohttp",
+                "(b) aiohttp on one event loop thread, 4 in flight",
+                4,
+                candidate_sender(server, _candidates.AiohttpPipeline),
+            ),
+            Sender(
+                "process",
+                "(c) child process fed by a pipe (HttpClient, 4 threads)",
+                4,
+                candidate_sender(server, _candidates.ProcessPipeline),
+            ),
+            Sender(
+                "raw-aiohttp", "ref: raw aiohttp session.post loop", 1, raw_aiohttp_sender(server)
+            ),
+            Sender(
+                "raw-httptools", "ref: httptools keep-alive loop", 1, raw_httptools_sender(server)
+            ),
         ]
         for round_index in range(rounds):
             for latency in LATENCIES_MS:
@@ -323,6 +469,7 @@ def main() -> None:
     elapsed = time.perf_counter() - started
 
     naive = next(s for s in senders if s.key == "httpx")
+    default = next(s for s in senders if s.key == "gt4")
     rows = []
     notes = []
     for latency in LATENCIES_MS:
@@ -339,6 +486,9 @@ def main() -> None:
                     f"{s.rate_ratio(naive, latency):.2f}x",
                     f"{s.cpu_per_goal(latency) * 1e6:,.0f}",
                     f"{s.cpu_ratio(naive, latency):.2f}x",
+                    f"{s.rate_ratio(default, latency):.2f}x",
+                    f"{s.cpu_ratio(default, latency):.2f}x",
+                    f"{s.other_cpu_per_goal(latency) * 1e6:,.0f}" if s.key == "process" else "",
                     f"{s.ours_busy(latency):.0%}",
                     f"{s.server_busy(latency):.0%}",
                     f"{sum(r.goals for r in s.runs[latency]):,}",
@@ -372,6 +522,9 @@ def main() -> None:
                 "goals/s vs naive",
                 "CPU µs/goal (ours)",
                 "CPU vs naive",
+                "goals/s vs default",
+                "CPU vs default",
+                "child CPU µs/goal",
                 "our CPU busy",
                 "fake API busy",
                 "goals verified",
@@ -418,6 +571,24 @@ def main() -> None:
             )
             + "."
         )
+    candidates = [by_key[k] for k in ("httptools", "pool-stdlib", "aiohttp", "process")]
+    meeting = [s for s in candidates if s.cpu_ratio(gt4, 20) <= CANDIDATE_CPU_GOAL]
+    verdict = "met by " + ", ".join(s.key for s in meeting) if meeting else "NOT met"
+    print(
+        f"Goal: a candidate's CPU per goal (this process) <= {CANDIDATE_CPU_GOAL}x of the "
+        f"default's at 20 ms: {verdict} ("
+        + ", ".join(
+            f"{s.key} {s.cpu_ratio(gt4, 20):.2f}x ({s.cpu_per_goal(20) * 1e6:,.0f} µs"
+            + (
+                f"; its child {s.other_cpu_per_goal(20) * 1e6:,.0f} µs"
+                if s.key == "process"
+                else ""
+            )
+            + f", goals/s {s.rate_ratio(gt4, 20):.2f}x)"
+            for s in candidates
+        )
+        + ")."
+    )
     if notes:
         print("Bottlenecks:")
         print("\n".join(notes))
