@@ -1383,6 +1383,15 @@ def test_cli_says_how_to_get_a_visitor_and_see_the_goals(command: list[str]) -> 
         [received] = httpx.get(goals_url[0], timeout=5).json()
         assert (received["name"], received["visitor_id"]) == ("signup", answer["visitor_id"])
         assert any(f"{url}/_fake/ " in line for line in lines)
+        # The printed script tag loads the stand-in script, which sets Faurya's visitor cookie.
+        [script_url] = [
+            re.findall(r'src="([^"]+)"', line)[0] for line in lines if "<script" in line
+        ]
+        assert script_url == f"{url}/faurya/js/script.js"
+        script = httpx.get(script_url, timeout=5)
+        assert script.status_code == 200
+        assert script.headers["content-type"].startswith("text/javascript")
+        assert "faurya_visitor_id" in script.text
         resets = [line.strip() for line in lines if f"{url}/_fake/reset" in line]
         keep, forget = sorted(resets, key=len, reverse=True)  # the one with a body first
         assert run_printed_curl(keep).json() == {"status": "reset", "keep_pageviews": True}

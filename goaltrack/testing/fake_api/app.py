@@ -407,6 +407,9 @@ def quick_help(base_url: str, state: FakeAPIState) -> list[str]:
         "Send a goal for it:",
         f"  curl -X POST {base_url}/{provider}{GOALS_PATH} -H 'Authorization: Bearer {key}'"
         f" -H 'Content-Type: application/json' -d '{goal}'",
+        "Or from a browser: a page with this stand-in for the provider's script gets the visitor"
+        " cookie and a pageview, as with the real script:",
+        f'  <script defer src="{base_url}/{provider}{SCRIPT_PATH}"></script>',
         f"Point goaltrack at it: api_url={base_url}/{provider} (or GOALTRACK_API_URL)",
         f"Goals received: {base_url}/_fake/ (HTML), {base_url}/_fake/goals (JSON);"
         f" every goal request: {base_url}/_fake/requests",
