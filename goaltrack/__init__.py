@@ -8,6 +8,7 @@ from goaltrack.cookies import Visitor, visitor_from_cookies
 from goaltrack.delivery import DeliveryResult, InvalidConfiguration, Outcome
 from goaltrack.goals import Goal, InvalidGoal
 from goaltrack.providers import PROVIDERS, Provider, get_provider
+from goaltrack.script_tag import script_tag
 from goaltrack.tracker import GoalTracker, TrackerOptions, configure, flush, get_tracker, track
 from goaltrack.transports import Stats
 
@@ -32,6 +33,7 @@ __all__ = [
     "flush",
     "get_provider",
     "get_tracker",
+    "script_tag",
     "track",
     "visitor_from_cookies",
 ]

@@ -62,3 +62,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def is_long(item: pytest.Item) -> bool:
     return "/system/" in item.nodeid or item.get_closest_marker("slow") is not None
+
+
+@pytest.fixture
+def warning_not_yet_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process has not yet warned that the script tag has no tracking id."""
+    # goaltrack.script_tag is the function; its module is only reachable through sys.modules.
+    import sys
+
+    monkeypatch.setattr(sys.modules["goaltrack.script_tag"], "_warned", False)

@@ -601,6 +601,23 @@ TABLE: tuple[Option, ...] = (
         "is sent (serverless). False: no waiting.",
         SECONDS_OR_BOOLEAN,
     ),
+    Option(
+        "tracking_id",
+        "adapter",
+        "str | None",
+        None,
+        "The website id of the provider's tracking script, for the script tag "
+        "(`goaltrack.script_tag()`, Django's `{% goaltrack_script %}`, the `goaltrack_script()` "
+        "Jinja global): DataFast's `data-website-id` (`dfid_…`), not the API's `website_id`. "
+        "Without it the tag renders nothing (one warning).",
+    ),
+    Option(
+        "domain",
+        "adapter",
+        "str | None",
+        None,
+        "The site's domain, the script tag's `data-domain` (`example.com`); left out when unset.",
+    ),
 )
 
 #: Every option by name, in the table's order.
@@ -669,6 +686,10 @@ class AdapterSettings:
     flush_at_request_end: float | None = None
     """Seconds a request that tracked goals waits for their delivery before it ends; None: no
     waiting. For hosts that freeze the process once the response is sent (serverless)."""
+    tracking_id: str | None = None
+    """The tracking script's website id, for the script tag (DataFast's ``dfid_…``)."""
+    domain: str | None = None
+    """The site's domain, the script tag's ``data-domain``."""
 
     def check_tracker_options(self) -> None:
         """Raise for tracker options that cannot work, as ``GoalTracker(...)`` would."""
@@ -723,7 +744,8 @@ _SCOPE_TITLES: dict[Scope, tuple[str, str]] = {
     "adapter": (
         "The adapters",
         "What the Django, Flask and ASGI adapters add, with the same meaning in each; not "
-        "`GoalTracker` arguments.",
+        "`GoalTracker` arguments. `goaltrack.script_tag()` reads `tracking_id` and `domain` "
+        "from the environment.",
     ),
 }
 

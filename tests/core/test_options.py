@@ -148,6 +148,8 @@ FROM_STRINGS: dict[str, tuple[str, object]] = {
     "debug": ("1", True),
     "skip_bots": ("no", False),
     "flush_at_request_end": ("0.5", 0.5),
+    "tracking_id": ("dfid_options", "dfid_options"),
+    "domain": ("example.com", "example.com"),
 }
 
 
@@ -162,6 +164,8 @@ def test_every_option_can_come_from_the_environment(monkeypatch: pytest.MonkeyPa
         **settings.hooks,
         "skip_bots": settings.skip_bots,
         "flush_at_request_end": settings.flush_at_request_end,
+        "tracking_id": settings.tracking_id,
+        "domain": settings.domain,
     }
 
     assert read == {name: value for name, (_, value) in FROM_STRINGS.items()}
