@@ -7,7 +7,10 @@ Django-only ones: ``goaltrack.E100`` the setting is not a dict, ``goaltrack.W100
 (probably misspelled) key, ``goaltrack.W101`` a setting whose name is close to ``GOALTRACK``
 (``GOALTRAK``, ``GOAL_TRACK``) or starts with ``GOALTRACK_`` (Flask's spelling), which
 goaltrack does not read, ``goaltrack.E101`` a bad ``ON_COMMIT``, ``goaltrack.E102`` a bad
-``AUTH_GOALS`` entry.
+``AUTH_GOALS`` entry, ``goaltrack.W102`` a ``TRACKING_ID`` set for DataFast that is not a
+``dfid_…`` id (probably the API's ``WEBSITE_ID`` or key). An unset ``TRACKING_ID`` is not
+reported: apps that do not use ``{% goaltrack_script %}`` do not need it (the tag warns once
+when it renders nothing).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from goaltrack.django import wiring
 from goaltrack.django.conf import goaltrack_settings
 from goaltrack.django.wiring import AUTH_SIGNAL_NAMES
 from goaltrack.goals import InvalidGoal
-from goaltrack.options import parse_bool
+from goaltrack.options import DEFAULT_PROVIDER, parse_bool
 from goaltrack.startup import OPTION_PROBLEM, read_configuration
 
 __all__ = ["check_settings"]
@@ -74,7 +77,27 @@ def check_settings(
             )
         )
     messages.extend(_auth_goal_problems())
+    messages.extend(_tracking_id_problems())
     return messages
+
+
+def _tracking_id_problems() -> list[CheckMessage]:
+    tracking_id = goaltrack_settings.tracking_id
+    provider = goaltrack_settings.effective_account().get("provider") or DEFAULT_PROVIDER
+    if not tracking_id or str(provider).strip().lower() != DEFAULT_PROVIDER:
+        return []
+    if str(tracking_id).startswith("dfid_"):
+        return []
+    return [
+        Warning(
+            "GOALTRACK TRACKING_ID does not start with dfid_: it is not a DataFast script id, "
+            "so the script would not count visits",
+            hint="copy data-website-id from DataFast's script snippet; WEBSITE_ID and API_KEY "
+            "are the API's",
+            obj=OBJ,
+            id="goaltrack.W102",
+        )
+    ]
 
 
 def _lookalike_settings() -> list[CheckMessage]:

@@ -50,16 +50,24 @@ DEFAULT_AUTH_GOALS: Mapping[str, str] = {"user_logged_in": "login"}
 
 
 #: The values read at request time; see :meth:`GoalTrackSettings.__getattr__`.
-_REQUEST_TIME_NAMES = ("on_commit", "skip_bots", "flush_at_request_end", "auth_goals")
+_REQUEST_TIME_NAMES = (
+    "on_commit",
+    "skip_bots",
+    "flush_at_request_end",
+    "auth_goals",
+    "tracking_id",
+    "domain",
+)
 
 
 class GoalTrackSettings:
     """Typed, lazy access to ``settings.GOALTRACK``.
 
     The values read on every request (``on_commit``, ``skip_bots``, ``flush_at_request_end``,
-    ``auth_goals``) are parsed on first use into plain instance attributes, kept until the
-    setting changes (:meth:`reset`, called on Django's ``setting_changed``): a request reads
-    them as cheaply as any attribute, never re-reading settings. A bad value reads as the
+    ``auth_goals``, and the script tag's ``tracking_id`` and ``domain``) are parsed on first
+    use into plain instance attributes, kept until the setting changes (:meth:`reset`, called
+    on Django's ``setting_changed``): a request reads them as cheaply as any attribute, never
+    re-reading settings. A bad value reads as the
     default there (the system checks report it: ``goaltrack.E101``), never as a 500.
     """
 
@@ -69,6 +77,10 @@ class GoalTrackSettings:
     """Seconds a request that tracked goals waits for them at its end, or None not to wait."""
     auth_goals: Mapping[str, str]
     """``django.contrib.auth`` signal name -> goal name, for the opt-in auth goals."""
+    tracking_id: str | None
+    """The tracking script's website id, for ``{% goaltrack_script %}``."""
+    domain: str | None
+    """The site's domain, the script tag's ``data-domain``."""
 
     def reset(self) -> None:
         for name in _REQUEST_TIME_NAMES:

@@ -1,0 +1,1 @@
+"""goaltrack's template tag library: ``{% load goaltrack %}``."""
