@@ -4,9 +4,10 @@ This package is ASGI's glue to the core (:mod:`goaltrack.adapter`, :mod:`goaltra
 :mod:`goaltrack.decorator`): :class:`GoalTrackMiddleware` (``middleware``: the visitor from the
 raw ``Cookie`` header once per HTTP request, the flush at request end and at lifespan shutdown),
 :func:`track_goal` (a call on a request or scope, or an endpoint decorator), :func:`connect_goal`
-and FastAPI's dependency ``GoalTrackerDep`` / :func:`goal_tracker` (``tracking``), and the
+and FastAPI's dependency ``GoalTrackerDep`` / :func:`goal_tracker` (``tracking``), the
 blinker signals ``goal_tracked`` / ``goal_delivered`` / ``goal_failed`` / ``goal_dropped``
-(``signals``). :mod:`goaltrack.fastapi` imports from here, never the reverse.
+(``signals``), and :func:`script_global`, the script tag as a Jinja global (``script``).
+:mod:`goaltrack.fastapi` imports from here, never the reverse.
 
 Nothing here needs Starlette: the middleware speaks plain ASGI, and ``track_goal`` takes anything
 with a ``.scope`` (a Starlette/FastAPI ``Request``) or a raw scope.
@@ -34,6 +35,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("goaltrack.asgi needs blinker: pip install 'goaltrack[asgi]'") from exc
 
 from goaltrack.asgi.middleware import GoalTrackMiddleware, RequestGoals
+from goaltrack.asgi.script import script_global
 from goaltrack.asgi.signals import (
     get_tracker,
     goal_delivered,
@@ -60,6 +62,7 @@ __all__ = [
     "goal_failed",
     "goal_tracked",
     "goal_tracker",
+    "script_global",
     "track_goal",
 ]
 

@@ -107,7 +107,8 @@ class GoalTrackMiddleware:
 
     Its keyword arguments are goaltrack's options (:data:`goaltrack.options.TABLE`), with the
     meaning they have in every adapter; None (or not given): the ``GOALTRACK_*`` environment
-    variable, else the option's default. ``skip_bots`` and ``flush_at_request_end`` are the
+    variable, else the option's default. ``skip_bots``, ``flush_at_request_end`` and the script
+    tag's ``tracking_id`` and ``domain`` (:func:`goaltrack.asgi.script_global`) are the
     middleware's own; the account, ``on_delivery`` / ``on_failure`` / ``on_drop`` and any other
     ``GoalTracker`` option configure the tracker the middleware builds.
 
@@ -130,6 +131,8 @@ class GoalTrackMiddleware:
         tracker: GoalTracker | None = None,
         skip_bots: bool | str | None = None,
         flush_at_request_end: bool | float | str | None = None,
+        tracking_id: str | None = None,
+        domain: str | None = None,
         debug: bool | str = False,
         **tracker_options: Any,
     ) -> None:
@@ -152,7 +155,13 @@ class GoalTrackMiddleware:
             self.debug = parse_bool("debug", debug)
         except InvalidConfiguration:
             self.debug = False  # the tracker's setup reports the value
-        values = {**given, "skip_bots": skip_bots, "flush_at_request_end": flush_at_request_end}
+        values = {
+            **given,
+            "skip_bots": skip_bots,
+            "flush_at_request_end": flush_at_request_end,
+            "tracking_id": tracking_id,
+            "domain": domain,
+        }
         # Never raises for the configuration (goaltrack.startup): Starlette builds its
         # middleware on the first ASGI call, where an exception would fail every request.
         source = "GoalTrackMiddleware's configuration"
@@ -179,6 +188,9 @@ class GoalTrackMiddleware:
         # Read on every request: plain attributes, not the adapter's properties.
         self.skip_bots = settings.skip_bots
         self._flush_at_request_end = settings.flush_at_request_end
+        # The script tag's (goaltrack.asgi.script_global): not tracker arguments.
+        self.tracking_id = settings.tracking_id
+        self.domain = settings.domain
 
     @property
     def tracker(self) -> GoalTracker:

@@ -4,18 +4,21 @@ This package is Flask's glue to the core's contract (:mod:`goaltrack.adapter`). 
 owns the extension: the ``GOALTRACK_*`` config (:mod:`goaltrack.flask.config`), then the
 ``GOALTRACK_*`` environment variables, read at ``init_app`` into one
 :class:`~goaltrack.GoalTracker` per app (``app.extensions["goaltrack"]``, built by
-:func:`goaltrack.startup.build_tracker`), the request middleware and the CLI registered.
-Tracking from views is :mod:`goaltrack.flask.tracking`, the signals
-:mod:`goaltrack.flask.signals`, the ``flask goaltrack`` commands :mod:`goaltrack.flask.cli`.
+:func:`goaltrack.startup.build_tracker`), the request middleware and the CLI registered,
+and the ``goaltrack_script()`` Jinja global (the provider's script tag). Tracking from views
+is :mod:`goaltrack.flask.tracking`, the signals :mod:`goaltrack.flask.signals`, the ``flask
+goaltrack`` commands :mod:`goaltrack.flask.cli`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 try:
     import blinker  # noqa: F401
     from flask import Flask
+    from markupsafe import Markup
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "goaltrack.flask needs Flask and blinker: pip install 'goaltrack[flask]'"
@@ -34,6 +37,7 @@ from goaltrack.flask.tracking import (
     track_goal,
 )
 from goaltrack.options import OPTIONS
+from goaltrack.script_tag import script_tag
 from goaltrack.startup import build_tracker
 from goaltrack.tracker import GoalTracker
 
@@ -121,11 +125,33 @@ class GoalTrack:
             app.wsgi_app, app.extensions[ADAPTER_KEY], app.view_functions
         )
         app.cli.add_command(goaltrack_cli)
+        app.jinja_env.globals["goaltrack_script"] = _script_global(
+            tracker.provider, settings.tracking_id, settings.domain
+        )
 
     @property
     def tracker(self) -> GoalTracker:
         """The current app's tracker (needs an app context)."""
         return get_tracker()
+
+
+def _script_global(
+    provider: object, tracking_id: str | None, domain: str | None
+) -> Callable[..., Markup]:
+    """The ``goaltrack_script()`` Jinja global: :func:`goaltrack.script_tag` with the app's
+    ``GOALTRACK_PROVIDER``, ``GOALTRACK_TRACKING_ID`` and ``GOALTRACK_DOMAIN``; keyword
+    arguments override them (``goaltrack_script(nonce=csp_nonce)``)."""
+
+    def goaltrack_script(**overrides: Any) -> Markup:
+        values: dict[str, Any] = {
+            "provider": provider,
+            "tracking_id": tracking_id,
+            "domain": domain,
+            **overrides,
+        }
+        return Markup(script_tag(**values))  # noqa: S704 - every value is escaped by script_tag
+
+    return goaltrack_script
 
 
 def get_tracker(app: Flask | None = None) -> GoalTracker:
