@@ -35,18 +35,22 @@ logger = logging.getLogger("goaltrack")
 SCRIPT_URLS: dict[str, str] = {"datafast": "https://datafa.st/js/script.js"}
 
 _warned_lock = threading.Lock()
-_warned = False
+_warned: set[str] = set()
+
+
+def _warn_once(reason: str, message: str) -> None:
+    with _warned_lock:
+        if reason in _warned:
+            return
+        _warned.add(reason)
+    logger.warning(message)
 
 
 def _warn_once_without_tracking_id() -> None:
-    global _warned
-    with _warned_lock:
-        if _warned:
-            return
-        _warned = True
-    logger.warning(
+    _warn_once(
+        "tracking_id",
         "goaltrack: no tracking id for the script tag (GOALTRACK_TRACKING_ID, or tracking_id=): "
-        "it renders nothing, so visitors get no cookie and goals cannot be attributed"
+        "it renders nothing, so visitors get no cookie and goals cannot be attributed",
     )
 
 
@@ -78,8 +82,8 @@ def script_tag(
     ``data-api-url="/x"``). Omitted values come from the process-wide settings (see the module).
 
     Without a tracking id, returns ``""`` (nothing rather than a broken tag) and logs one
-    WARNING per process. Raises ValueError for a provider whose script URL the docs we have do
-    not give (Faurya, Flowsery) when *src* is not given.
+    WARNING per process; so does a provider whose script URL the docs we have do not give
+    (Faurya, Flowsery) when *src* is not given. A page renders whatever the settings.
     """
     described = get_provider(provider if provider is not None else _process_provider())
     tracking_id = tracking_id or os.environ.get(env_name("tracking_id")) or None
@@ -88,11 +92,14 @@ def script_tag(
         _warn_once_without_tracking_id()
         return ""
     url = src or SCRIPT_URLS.get(described.name)
-    if url is None:
-        raise ValueError(
-            f"the docs goaltrack was written from do not give {described.name}'s script snippet: "
-            "pass src= (and any other attribute) as your dashboard shows them"
+    if url is None:  # a page must render whatever the settings: nothing, and one warning
+        _warn_once(
+            f"src:{described.name}",
+            f"goaltrack: the docs goaltrack was written from do not give {described.name}'s "
+            "script snippet, so the script tag renders nothing: pass src= (and any other "
+            "attribute) as your dashboard shows them",
         )
+        return ""
     pairs: list[tuple[str, str]] = [("data-website-id", tracking_id)]
     if domain:
         pairs.append(("data-domain", domain))

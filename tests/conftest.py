@@ -70,4 +70,4 @@ def warning_not_yet_given(monkeypatch: pytest.MonkeyPatch) -> None:
     # goaltrack.script_tag is the function; its module is only reachable through sys.modules.
     import sys
 
-    monkeypatch.setattr(sys.modules["goaltrack.script_tag"], "_warned", False)
+    monkeypatch.setattr(sys.modules["goaltrack.script_tag"], "_warned", set())
