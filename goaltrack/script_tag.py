@@ -14,7 +14,8 @@ Only DataFast's snippet is documented in what goaltrack was written from
 (``<script defer data-website-id="dfid_…" data-domain="example.com"
 src="https://datafa.st/js/script.js"></script>``); the docs we have do not give Faurya's or
 Flowsery's snippet, so for them ``src=`` is required: pass it, and any other attribute, as your
-dashboard shows them.
+dashboard shows them. Against the bundled fake API (goals to plain HTTP on a loopback host) every
+provider's tag loads the fake API's stand-in script instead.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import html
 import logging
 import os
 import threading
+from urllib.parse import urlsplit
 
+from goaltrack.delivery import is_loopback
 from goaltrack.options import DEFAULT_PROVIDER, env_name
 from goaltrack.providers import Provider, get_provider
 
@@ -31,6 +34,8 @@ __all__ = ["SCRIPT_URLS", "script_tag"]
 
 logger = logging.getLogger("goaltrack")
 
+#: Where the bundled fake API serves its stand-in script, below its goals URL.
+FAKE_SCRIPT_PATH = "/js/script.js"
 #: Provider name -> the URL of its tracking script, where the docs we have give it.
 SCRIPT_URLS: dict[str, str] = {"datafast": "https://datafa.st/js/script.js"}
 
@@ -63,6 +68,25 @@ def _process_provider() -> str | Provider:
     return os.environ.get(env_name("provider")) or DEFAULT_PROVIDER
 
 
+def _process_api_url() -> str | None:
+    from goaltrack import tracker as tracker_module
+
+    configured = tracker_module._process_tracker
+    if configured is not None:
+        return configured.api_url
+    return os.environ.get(env_name("api_url")) or None
+
+
+def _fake_api_script(api_url: str | None) -> str | None:
+    """The fake API's stand-in script, when goals go to one (plain HTTP on a loopback host)."""
+    if not api_url:
+        return None
+    parts = urlsplit(api_url)
+    if parts.scheme != "http" or not parts.hostname or not is_loopback(parts.hostname):
+        return None
+    return f"{api_url.rstrip('/')}{FAKE_SCRIPT_PATH}"
+
+
 def script_tag(
     provider: str | Provider | None = None,
     tracking_id: str | None = None,
@@ -70,6 +94,7 @@ def script_tag(
     *,
     nonce: str | None = None,
     src: str | None = None,
+    api_url: str | None = None,
     **attributes: str,
 ) -> str:
     """The ``<script>`` tag loading *provider*'s tracking script, every value HTML-escaped.
@@ -77,7 +102,10 @@ def script_tag(
     ``<script defer data-website-id="…" data-domain="…" [nonce="…"] [data-…="…"] src="…">
     </script>``: *tracking_id* is the script's website id (DataFast's ``dfid_…``, not the API's
     ``website_id``), *domain* the site's domain; *nonce* a Content-Security-Policy nonce; *src*
-    the script's URL instead of the provider's (a proxy, the fake API's stand-in script). Extra
+    the script's URL instead of the provider's (a proxy, a CDN). When goals go to the bundled
+    fake API (*api_url*, else the configured tracker's or ``GOALTRACK_API_URL``: plain HTTP on a
+    loopback host), the tag loads the fake API's stand-in script, which sets the cookie and
+    records the pageview as the provider's does, so a local page works as in production. Extra
     *attributes* are added with ``_`` written ``-`` (``data_api_url="/x"`` gives
     ``data-api-url="/x"``). Omitted values come from the process-wide settings (see the module).
 
@@ -91,7 +119,7 @@ def script_tag(
     if not tracking_id:
         _warn_once_without_tracking_id()
         return ""
-    url = src or SCRIPT_URLS.get(described.name)
+    url = src or _fake_api_script(api_url or _process_api_url()) or SCRIPT_URLS.get(described.name)
     if url is None:  # a page must render whatever the settings: nothing, and one warning
         _warn_once(
             f"src:{described.name}",

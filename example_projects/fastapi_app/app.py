@@ -13,14 +13,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
-from goaltrack.asgi import GoalTrackerDep, GoalTrackMiddleware, track_goal
+from goaltrack.asgi import GoalTrackerDep, GoalTrackMiddleware, script_global, track_goal
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
@@ -62,6 +61,13 @@ else:
         api_url=f"{fake_api_url}/datafast",
     )
 
+# {{ goaltrack_script() }} in the templates: the provider's script tag, with the script's website
+# id; while goals go to the fake API, the tag loads its stand-in script instead.
+templates.env.globals["goaltrack_script"] = script_global(
+    tracking_id=os.environ.get("GOALTRACK_TRACKING_ID", "dfid_example_app"),
+    api_url=None if fake_api_url is None else f"{fake_api_url}/datafast",
+)
+
 
 @app.get("/", response_class=HTMLResponse)
 async def index(request: Request) -> HTMLResponse:
@@ -73,9 +79,6 @@ async def index(request: Request) -> HTMLResponse:
             "visitor": visitor,
             "plans": PRICES,
             "fake_api_url": fake_api_url,
-            "tracking_script_url": tracking_script_url(
-                os.environ.get("GOALTRACK_API_URL") or f"{fake_api_url}/datafast"
-            ),
         },
     )
     if fake_api_url is not None and visitor is None:
@@ -86,17 +89,6 @@ async def index(request: Request) -> HTMLResponse:
             answer = await client.post("/_fake/pageviews", json={"provider": "datafast"})
         response.set_cookie("datafast_visitor_id", answer.json()["visitor_id"], samesite="lax")
     return response
-
-
-def tracking_script_url(api_url: str) -> str | None:
-    """The fake API's stand-in for the provider's tracking script, when goals go to a fake API.
-
-    On a real site, paste the provider's own snippet into the page instead.
-    """
-    parts = urlsplit(api_url)
-    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost"):
-        return f"{api_url.rstrip('/')}/js/script.js"
-    return None
 
 
 def signup_metadata(result: dict[str, Any], body: Signup) -> dict[str, str]:

@@ -29,6 +29,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["SECRET_KEY"] = os.environ.get("FLASK_BLOG_SECRET_KEY", "dev-only-not-a-secret")
     # Every GOALTRACK_* variable that is set; goaltrack converts "true"/"3" to the option's type.
     app.config.update({key: os.environ[key] for key in CONFIG_DEFAULTS if os.environ.get(key)})
+    # The script tag's website id ({{ goaltrack_script() }} in the pages); while goals go to the
+    # fake API, the tag loads its stand-in script instead of the provider's.
+    app.config.setdefault("GOALTRACK_TRACKING_ID", "dfid_example_blog")
     app.config.update(config or {})
     if not app.config.get("GOALTRACK_API_KEY"):
         start_demo_api(app)

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from blinker import Namespace
 from flask import (
@@ -48,7 +47,7 @@ POSTS = [
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>goaltrack Flask blog</title>
-{% if tracking_script_url %}<script defer src="{{ tracking_script_url }}"></script>{% endif %}
+{{ goaltrack_script() }}
 </head><body>
 <h1>goaltrack Flask blog</h1>
 {% for message in get_flashed_messages() %}<p><b>{{ message }}</b></p>{% endfor %}
@@ -81,7 +80,6 @@ def index() -> Response:
             visitor=visitor,
             user=session.get("user"),
             fake_api_url=fake_api.url if fake_api else None,
-            tracking_script_url=tracking_script_url(current_app.config.get("GOALTRACK_API_URL")),
         )
     )
     if fake_api is not None and visitor is None:
@@ -89,19 +87,6 @@ def index() -> Response:
         visitor_id = fake_api.add_pageview("datafast")
         response.set_cookie("datafast_visitor_id", visitor_id, max_age=365 * 24 * 3600)
     return response
-
-
-def tracking_script_url(api_url: str | None) -> str | None:
-    """The fake API's stand-in for the provider's tracking script, when goals go to a fake API.
-
-    On a real site, paste the provider's own snippet into the page instead.
-    """
-    if not api_url:
-        return None
-    parts = urlsplit(api_url)
-    if parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost"):
-        return f"{api_url.rstrip('/')}/js/script.js"
-    return None
 
 
 SIGNUP_PAGE = """<!doctype html><title>Sign up</title><h1>Sign up</h1>

@@ -126,7 +126,7 @@ class GoalTrack:
         )
         app.cli.add_command(goaltrack_cli)
         app.jinja_env.globals["goaltrack_script"] = _script_global(
-            tracker.provider, settings.tracking_id, settings.domain
+            tracker.provider, tracker.api_url, settings.tracking_id, settings.domain
         )
 
     @property
@@ -136,15 +136,17 @@ class GoalTrack:
 
 
 def _script_global(
-    provider: object, tracking_id: str | None, domain: str | None
+    provider: object, api_url: str, tracking_id: str | None, domain: str | None
 ) -> Callable[..., Markup]:
     """The ``goaltrack_script()`` Jinja global: :func:`goaltrack.script_tag` with the app's
-    ``GOALTRACK_PROVIDER``, ``GOALTRACK_TRACKING_ID`` and ``GOALTRACK_DOMAIN``; keyword
-    arguments override them (``goaltrack_script(nonce=csp_nonce)``)."""
+    ``GOALTRACK_PROVIDER``, ``GOALTRACK_API_URL`` (the bundled fake API's stand-in script when
+    goals go there), ``GOALTRACK_TRACKING_ID`` and ``GOALTRACK_DOMAIN``; keyword arguments
+    override them (``goaltrack_script(nonce=csp_nonce)``)."""
 
     def goaltrack_script(**overrides: Any) -> Markup:
         values: dict[str, Any] = {
             "provider": provider,
+            "api_url": api_url,
             "tracking_id": tracking_id,
             "domain": domain,
             **overrides,

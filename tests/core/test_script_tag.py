@@ -104,3 +104,20 @@ def test_the_provider_of_the_configured_tracker(monkeypatch: pytest.MonkeyPatch)
         assert script_tag(tracking_id=TRACKING_ID) == ""  # Faurya's snippet needs src=
     finally:
         configured.close(0)
+
+
+def test_goals_to_the_fake_api_load_its_stand_in_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    from goaltrack import tracker as tracker_module
+
+    monkeypatch.setattr(tracker_module, "_process_tracker", None)
+    fake = "http://127.0.0.1:8765/flowsery"
+    # Any provider, Flowsery included (whose real snippet needs src=): the stand-in script.
+    tag = script_tag("flowsery", "site", api_url=fake)
+    assert tag.endswith(f'src="{fake}/js/script.js"></script>')
+    monkeypatch.setenv("GOALTRACK_API_URL", "http://localhost:9000/datafast/")
+    assert 'src="http://localhost:9000/datafast/js/script.js"' in script_tag("datafast", "site")
+    # A real API (https, or a host that is not loopback) keeps the provider's script; src= wins.
+    for real in ("https://127.0.0.1:8765", "http://analytics.example.com"):
+        tag = script_tag("datafast", "site", api_url=real)
+        assert 'src="https://datafa.st/js/script.js"' in tag
+    assert 'src="/mine.js"' in script_tag("datafast", "site", api_url=fake, src="/mine.js")

@@ -72,6 +72,9 @@ GOALTRACK = {
     "PROVIDER": PROVIDER,
     "API_URL": os.environ.get("GOALTRACK_API_URL", f"{FAKE_API_URL}/{PROVIDER}"),
     "WEBSITE_ID": os.environ.get("GOALTRACK_WEBSITE_ID") or None,
+    # The script tag's website id ({% goaltrack_script %} in base.html); while goals go to the
+    # fake API, the tag loads its stand-in script instead of the provider's.
+    "TRACKING_ID": os.environ.get("GOALTRACK_TRACKING_ID", "dfid_example_shop"),
     "ON_COMMIT": True,  # a signup rolled back is not counted
 }
 

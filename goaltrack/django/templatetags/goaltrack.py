@@ -1,7 +1,8 @@
 """``{% load goaltrack %}{% goaltrack_script %}``: the provider's tracking script tag.
 
 The tag renders :func:`goaltrack.script_tag` with the ``GOALTRACK`` setting's ``PROVIDER``,
-``TRACKING_ID`` and ``DOMAIN`` (the ``GOALTRACK_*`` environment variables filling in what the
+``API_URL`` (the bundled fake API's stand-in script when goals go there), ``TRACKING_ID`` and
+``DOMAIN`` (the ``GOALTRACK_*`` environment variables filling in what the
 setting leaves out), the request's ``csp_nonce`` when there is one (django-csp), and keyword
 overrides: ``{% goaltrack_script domain="example.com" src="/js/script.js" %}``.
 """
@@ -27,8 +28,10 @@ def goaltrack_script(context: template.Context, **overrides: Any) -> SafeString:
     """The script tag for this site; empty without a tracking id (one warning per process)."""
     request = context.get("request")
     nonce = getattr(request, "csp_nonce", None) if request is not None else None
+    account = goaltrack_settings.effective_account()
     values: dict[str, Any] = {
-        "provider": goaltrack_settings.effective_account().get("provider") or DEFAULT_PROVIDER,
+        "provider": account.get("provider") or DEFAULT_PROVIDER,
+        "api_url": account.get("api_url"),
         "tracking_id": goaltrack_settings.tracking_id,
         "domain": goaltrack_settings.domain,
         "nonce": str(nonce) if nonce else None,
