@@ -618,6 +618,25 @@ TABLE: tuple[Option, ...] = (
         None,
         "The site's domain, the script tag's `data-domain` (`example.com`); left out when unset.",
     ),
+    Option(
+        "script_proxy",
+        "adapter",
+        "bool",
+        False,
+        "Serve the provider's tracking script and forward its events from the site itself "
+        "(`<script_proxy_prefix>/script.js`, `<script_proxy_prefix>/events`), so that blockers "
+        "of third-party hosts do not stop them; the script tag then points there. The ASGI "
+        "middleware only, for now; DataFast only unless upstream URLs are given (not the "
+        "outbound HTTP `proxy`).",
+        STRICT_BOOLEAN,
+    ),
+    Option(
+        "script_proxy_prefix",
+        "adapter",
+        "str",
+        "/_goaltrack",
+        "The path under which `script_proxy` serves the script and the events endpoint.",
+    ),
 )
 
 #: Every option by name, in the table's order.
@@ -690,6 +709,10 @@ class AdapterSettings:
     """The tracking script's website id, for the script tag (DataFast's ``dfid_…``)."""
     domain: str | None = None
     """The site's domain, the script tag's ``data-domain``."""
+    script_proxy: bool = False
+    """Serve the tracking script and forward its events from the site (ASGI only, for now)."""
+    script_proxy_prefix: str = "/_goaltrack"
+    """The path the script proxy answers under."""
 
     def check_tracker_options(self) -> None:
         """Raise for tracker options that cannot work, as ``GoalTracker(...)`` would."""

@@ -150,6 +150,8 @@ FROM_STRINGS: dict[str, tuple[str, object]] = {
     "flush_at_request_end": ("0.5", 0.5),
     "tracking_id": ("dfid_options", "dfid_options"),
     "domain": ("example.com", "example.com"),
+    "script_proxy": ("on", True),
+    "script_proxy_prefix": ("/_gt", "/_gt"),
 }
 
 
@@ -166,6 +168,8 @@ def test_every_option_can_come_from_the_environment(monkeypatch: pytest.MonkeyPa
         "flush_at_request_end": settings.flush_at_request_end,
         "tracking_id": settings.tracking_id,
         "domain": settings.domain,
+        "script_proxy": settings.script_proxy,
+        "script_proxy_prefix": settings.script_proxy_prefix,
     }
 
     assert read == {name: value for name, (_, value) in FROM_STRINGS.items()}
