@@ -12,11 +12,12 @@ Per-request state stays in locals and the scope; nothing here needs Starlette.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from goaltrack import context
 from goaltrack.adapter import Adapter
+from goaltrack.asgi.proxy import ScriptProxyApp
 from goaltrack.asgi.signals import signals
 from goaltrack.bots import request_is_bot
 from goaltrack.context import bind_visitor, unbind_visitor
@@ -24,6 +25,7 @@ from goaltrack.cookies import HeaderReader, Visitor, header_reader
 from goaltrack.delivery import InvalidConfiguration
 from goaltrack.options import parse_bool
 from goaltrack.providers import Provider
+from goaltrack.script_proxy import Upstream, upstream_for
 from goaltrack.startup import (
     MisconfiguredTracker,
     build_tracker,
@@ -112,6 +114,12 @@ class GoalTrackMiddleware:
     middleware's own; the account, ``on_delivery`` / ``on_failure`` / ``on_drop`` and any other
     ``GoalTracker`` option configure the tracker the middleware builds.
 
+    ``script_proxy=True`` makes it answer ``GET <script_proxy_prefix>/script.js`` and
+    ``POST <script_proxy_prefix>/events`` itself (:mod:`goaltrack.asgi.proxy`), every other
+    request passing through; ``script_proxy_upstream`` gives the script and events URLs (needed
+    for Faurya and Flowsery), ``trusted_proxies`` the addresses of the reverse proxies whose
+    ``X-Forwarded-For`` names the visitor (none by default).
+
     ``debug=True`` is development mode (and the tracker's ``debug`` option): goals are strict
     unless ``strict`` is given, and a configuration that cannot work fails the lifespan startup
     (and, under a server without lifespan, every tracking call) with its ids. Otherwise such a
@@ -133,6 +141,10 @@ class GoalTrackMiddleware:
         flush_at_request_end: bool | float | str | None = None,
         tracking_id: str | None = None,
         domain: str | None = None,
+        script_proxy: bool | str | None = None,
+        script_proxy_prefix: str | None = None,
+        script_proxy_upstream: Upstream | None = None,
+        trusted_proxies: Iterable[str] = (),
         debug: bool | str = False,
         **tracker_options: Any,
     ) -> None:
@@ -161,6 +173,8 @@ class GoalTrackMiddleware:
             "flush_at_request_end": flush_at_request_end,
             "tracking_id": tracking_id,
             "domain": domain,
+            "script_proxy": script_proxy,
+            "script_proxy_prefix": script_proxy_prefix,
         }
         # Never raises for the configuration (goaltrack.startup): Starlette builds its
         # middleware on the first ASGI call, where an exception would fail every request.
@@ -191,6 +205,22 @@ class GoalTrackMiddleware:
         # The script tag's (goaltrack.asgi.script_global): not tracker arguments.
         self.tracking_id = settings.tracking_id
         self.domain = settings.domain
+        self.script_proxy = settings.script_proxy
+        self.script_proxy_prefix = settings.script_proxy_prefix
+        self._proxy_upstream = script_proxy_upstream
+        self._trusted_proxies = tuple(trusted_proxies)
+        self._proxy: ScriptProxyApp | None = None
+
+    def _script_proxy(self) -> ScriptProxyApp:
+        """The script proxy, for the provider of the tracker in use; raises
+        :class:`~goaltrack.InvalidConfiguration` when its upstream URLs are unknown."""
+        upstream = upstream_for(self.tracker.provider, self._proxy_upstream)
+        proxy = self._proxy
+        if proxy is None or proxy.upstream != upstream:
+            proxy = self._proxy = ScriptProxyApp(
+                upstream, self.script_proxy_prefix, trusted_proxies=self._trusted_proxies
+            )
+        return proxy
 
     @property
     def tracker(self) -> GoalTracker:
@@ -205,6 +235,15 @@ class GoalTrackMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
+        if self.script_proxy and scope["path"].startswith(self.script_proxy_prefix):
+            try:
+                proxy = self._script_proxy()
+            except InvalidConfiguration:
+                logger.exception("goaltrack: the script proxy cannot run")
+                proxy = None
+            if proxy is not None and proxy.handles(scope):
+                await proxy(scope, receive, send)
+                return
 
         tracker = self._tracker or get_tracker()
         cookie = user_agent = None
@@ -317,6 +356,15 @@ class GoalTrackMiddleware:
         error, with its ids), else None. Nothing else depends on the lifespan having run."""
         tracker = self.tracker
         logger.debug("goaltrack ready: %r", tracker)
+        proxy_error = None
+        if self.script_proxy:
+            try:
+                self._script_proxy()
+            except InvalidConfiguration as exc:
+                proxy_error = str(exc)
+                logger.error("goaltrack: %s", proxy_error)
+        if proxy_error is not None and self.debug:
+            return f"goaltrack: {proxy_error}"
         if not self.debug:
             return None
         if self._setup_error is not None:
@@ -326,6 +374,8 @@ class GoalTrackMiddleware:
         return None
 
     async def _flush_at_shutdown(self) -> None:
+        if self._proxy is not None:
+            await self._proxy.aclose()
         tracker = self.tracker
         timeout = tracker.options.shutdown_timeout
         try:

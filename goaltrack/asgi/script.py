@@ -19,6 +19,8 @@ def script_global(
     provider: str | Provider | None = None,
     tracking_id: str | None = None,
     domain: str | None = None,
+    *,
+    proxy_prefix: str | None = None,
     **defaults: Any,
 ) -> Callable[..., Any]:
     """A Jinja global rendering the provider's script tag as ``markupsafe.Markup``.
@@ -27,6 +29,9 @@ def script_global(
     given once; each call may override them (``goaltrack_script(nonce=request.state.nonce)``).
     Omitted, they come from the process-wide settings: ``GOALTRACK_TRACKING_ID``,
     ``GOALTRACK_DOMAIN`` and the provider of ``goaltrack.configure()`` / ``GOALTRACK_PROVIDER``.
+    *proxy_prefix*: the prefix of ``GoalTrackMiddleware(script_proxy=True)``'s script proxy
+    (``middleware.script_proxy_prefix``); the tag then loads ``<prefix>/script.js`` and sends
+    its events to ``<prefix>/events`` (``src`` and ``data_api_url``, unless given).
     Needs markupsafe (installed with Jinja2).
     """
     from markupsafe import Markup
@@ -37,6 +42,10 @@ def script_global(
         "domain": domain,
         **defaults,
     }
+    if proxy_prefix is not None:
+        prefix = "/" + proxy_prefix.strip("/")
+        bound.setdefault("src", prefix + "/script.js")
+        bound.setdefault("data_api_url", prefix + "/events")
 
     def goaltrack_script(**overrides: Any) -> Markup:
         return Markup(script_tag(**{**bound, **overrides}))  # noqa: S704 - escaped by script_tag

@@ -15,13 +15,14 @@ import uvicorn
 
 
 @contextmanager
-def serve_asgi(app: Any) -> Iterator[str]:
-    """Run *app* under uvicorn in a thread on a free loopback port; yield its base URL."""
+def serve_asgi(app: Any, **config: Any) -> Iterator[str]:
+    """Run *app* under uvicorn in a thread on a free loopback port; yield its base URL.
+    *config*: more ``uvicorn.Config`` arguments (``proxy_headers=False``)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app, log_config=None, log_level="warning", lifespan="on", ws="websockets-sansio"
+        app, log_config=None, log_level="warning", lifespan="on", ws="websockets-sansio", **config
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -1,0 +1,221 @@
+"""The ASGI script proxy over real HTTP: uvicorn in threads, the fake API or a small upstream of
+the test's own that records what it receives (and can fail or stall on demand)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from goaltrack import GoalTracker
+from goaltrack.asgi import GoalTrackMiddleware, script_global
+from goaltrack.script_proxy import REAL_IP_HEADER, Upstream
+from goaltrack.testing.server import FakeAPIServer
+from tests.support.keys import DATAFAST_KEY
+from tests.support.threaded import serve_asgi as serve_with_proxy_headers
+
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+SCRIPT = b"/* upstream script */"
+
+
+class Recorder:
+    """A stand-in upstream: counts script fetches, keeps the events' headers and bodies."""
+
+    def __init__(self) -> None:
+        self.script_hits = 0
+        self.events: list[tuple[dict[str, str], bytes]] = []
+        self.failing = False
+        self.delay = 0.0
+        self.lock = threading.Lock()
+
+    def app(self) -> Starlette:
+        async def script(request: Request) -> Response:
+            with self.lock:
+                self.script_hits += 1
+            if self.failing:
+                return PlainTextResponse("down", 503)
+            return Response(SCRIPT, media_type="text/javascript")
+
+        async def events(request: Request) -> Response:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            body = await request.body()
+            with self.lock:
+                self.events.append((dict(request.headers), body))
+            return JSONResponse({"status": "success"})
+
+        return Starlette(
+            routes=[Route("/js/script.js", script), Route("/api/events", events, methods=["POST"])]
+        )
+
+
+async def other_route(request: Request) -> Response:
+    return PlainTextResponse("app")
+
+
+def serve_asgi(app: Any) -> Any:
+    # uvicorn would itself rewrite the client from X-Forwarded-For of a loopback peer: here the
+    # proxy decides, from the ASGI client it is given.
+    return serve_with_proxy_headers(app, proxy_headers=False)
+
+
+def site(upstream: Upstream, **options: Any) -> GoalTrackMiddleware:
+    app = Starlette(routes=[Route("/page", other_route), Route("/_goaltrack/other", other_route)])
+    tracker = GoalTracker(DATAFAST_KEY, mode="disabled", flush_at_exit=False)
+    return GoalTrackMiddleware(
+        app, tracker=tracker, script_proxy=True, script_proxy_upstream=upstream, **options
+    )
+
+
+@pytest.fixture
+def recorder() -> Iterator[tuple[Recorder, Upstream]]:
+    recorder = Recorder()
+    with serve_asgi(recorder.app()) as url:
+        yield recorder, Upstream(url + "/js/script.js", url + "/api/events")
+
+
+def test_the_fake_apis_script_is_served_through_the_proxy(fake_api: FakeAPIServer) -> None:
+    base = fake_api.api_url("datafast").rstrip("/")
+    upstream = Upstream(base + "/js/script.js", base + "/api/events")
+    with serve_asgi(site(upstream)) as url:
+        response = httpx.get(url + "/_goaltrack/script.js")
+        assert response.status_code == 200
+        assert response.text == httpx.get(upstream.script_url).text
+        assert httpx.get(url + "/page").text == "app"
+        assert httpx.get(url + "/_goaltrack/other").text == "app"
+
+
+def test_the_script_is_cached_and_served_stale_when_upstream_fails(
+    recorder: tuple[Recorder, Upstream],
+) -> None:
+    upstream_app, upstream = recorder
+    middleware = site(upstream)
+    with serve_asgi(middleware) as url:
+        assert httpx.get(url + "/_goaltrack/script.js").content == SCRIPT
+        assert httpx.get(url + "/_goaltrack/script.js").content == SCRIPT
+        assert upstream_app.script_hits == 1
+
+        assert middleware._proxy is not None
+        middleware._proxy.cache.ttl = 0  # every entry stale from now on
+        upstream_app.failing = True
+        response = httpx.get(url + "/_goaltrack/script.js")
+        assert (response.status_code, response.content) == (200, SCRIPT)
+        assert upstream_app.script_hits == 2
+
+
+def test_without_a_cached_script_a_failing_upstream_is_a_502() -> None:
+    upstream = Upstream("http://127.0.0.1:9/js/script.js", "http://127.0.0.1:9/api/events")
+    with serve_asgi(site(upstream)) as url:
+        assert httpx.get(url + "/_goaltrack/script.js").status_code == 502
+
+
+def test_events_are_forwarded_with_the_ip_and_without_the_sites_credentials(
+    recorder: tuple[Recorder, Upstream],
+) -> None:
+    upstream_app, upstream = recorder
+    with serve_asgi(site(upstream)) as url:
+        response = httpx.post(
+            url + "/_goaltrack/events",
+            content=b'{"type":"pageview"}',
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": BROWSER,
+                "Origin": "https://example.com",
+                "Cookie": "sessionid=secret; datafast_visitor_id=v1",
+                "Authorization": "Bearer site-secret",
+                "X-Custom": "private",
+                "X-Forwarded-For": "203.0.113.7",
+            },
+        )
+    assert response.status_code == 200
+    assert response.json() == {"status": "success"}
+    [(headers, body)] = upstream_app.events
+    assert body == b'{"type":"pageview"}'
+    assert headers["user-agent"] == BROWSER
+    assert headers["content-type"] == "application/json"
+    assert headers["origin"] == "https://example.com"
+    assert headers[REAL_IP_HEADER] == "127.0.0.1"  # the peer: X-Forwarded-For not trusted
+    for private in ("cookie", "authorization", "x-custom", "x-forwarded-for"):
+        assert private not in headers
+
+
+def test_x_forwarded_for_counts_only_from_a_trusted_proxy(
+    recorder: tuple[Recorder, Upstream],
+) -> None:
+    upstream_app, upstream = recorder
+    with serve_asgi(site(upstream, trusted_proxies=["127.0.0.1"])) as url:
+        httpx.post(
+            url + "/_goaltrack/events",
+            content=b"{}",
+            headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.7"},
+        )
+    [(headers, _)] = upstream_app.events
+    assert headers[REAL_IP_HEADER] == "203.0.113.7"
+
+
+def test_a_10_mb_event_is_refused(recorder: tuple[Recorder, Upstream]) -> None:
+    upstream_app, upstream = recorder
+    with serve_asgi(site(upstream)) as url:
+        response = httpx.post(url + "/_goaltrack/events", content=b"x" * (10 * 1024 * 1024))
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the bound while reading
+            for _ in range(160):
+                yield b"x" * 65536
+
+        try:
+            streamed = httpx.post(url + "/_goaltrack/events", content=chunks()).status_code
+        except httpx.TransportError:  # the server may close before the upload ends
+            streamed = 413
+    assert response.status_code == 413
+    assert streamed == 413
+    assert upstream_app.events == []
+
+
+def test_a_slow_upstream_does_not_slow_the_app(recorder: tuple[Recorder, Upstream]) -> None:
+    upstream_app, upstream = recorder
+    upstream_app.delay = 2.0
+    with serve_asgi(site(upstream)) as url:
+        slow_result: list[int] = []
+        slow = threading.Thread(
+            target=lambda: slow_result.append(
+                httpx.post(url + "/_goaltrack/events", content=b"{}", timeout=10).status_code
+            )
+        )
+        started = time.monotonic()
+        slow.start()
+        time.sleep(0.2)  # the event is on its way to the stalled upstream
+        latencies = []
+        for _ in range(5):
+            before = time.monotonic()
+            assert httpx.get(url + "/page").text == "app"
+            latencies.append(time.monotonic() - before)
+        slow.join(10)
+    assert slow_result == [200]
+    assert time.monotonic() - started >= 2.0
+    assert max(latencies) < 1.0, latencies
+
+
+def test_the_script_tag_points_at_the_proxy() -> None:
+    tag = script_global("datafast", "dfid_proxy", proxy_prefix="/_goaltrack")()
+    assert 'src="/_goaltrack/script.js"' in tag
+    assert 'data-api-url="/_goaltrack/events"' in tag
+
+
+def test_off_by_default_every_request_passes_through(
+    recorder: tuple[Recorder, Upstream],
+) -> None:
+    upstream_app, _ = recorder
+    app = Starlette(routes=[Route("/page", other_route)])
+    tracker = GoalTracker(DATAFAST_KEY, mode="disabled", flush_at_exit=False)
+    with serve_asgi(GoalTrackMiddleware(app, tracker=tracker)) as url:
+        assert httpx.get(url + "/_goaltrack/script.js").status_code == 404
+    assert upstream_app.script_hits == 0
