@@ -4,6 +4,7 @@ the test's own that records what it receives (and can fail or stall on demand)."
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -162,21 +163,34 @@ def test_x_forwarded_for_counts_only_from_a_trusted_proxy(
     assert headers[REAL_IP_HEADER] == "203.0.113.7"
 
 
+def post_status(url: str, content: Any) -> int | None:
+    """The status of a POST whose body the server may stop reading: None when the connection
+    was closed before the client had sent it all (the server refused it without reading on)."""
+    try:
+        return httpx.post(url, content=content).status_code
+    except httpx.TransportError:
+        return None
+
+
 def test_a_10_mb_event_is_refused(recorder: tuple[Recorder, Upstream]) -> None:
     upstream_app, upstream = recorder
     with serve_asgi(site(upstream)) as url:
-        response = httpx.post(url + "/_goaltrack/events", content=b"x" * (10 * 1024 * 1024))
+        # Declared 10 MB, nothing of it sent: answered 413 at once, the body never waited for.
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(
+                b"POST /_goaltrack/events HTTP/1.1\r\nHost: x\r\nContent-Length: 10485760\r\n\r\n"
+            )
+            assert sock.recv(4096).startswith(b"HTTP/1.1 413 ")
 
         def chunks() -> Iterator[bytes]:  # no Content-Length: the bound while reading
             for _ in range(160):
                 yield b"x" * 65536
 
-        try:
-            streamed = httpx.post(url + "/_goaltrack/events", content=chunks()).status_code
-        except httpx.TransportError:  # the server may close before the upload ends
-            streamed = 413
-    assert response.status_code == 413
-    assert streamed == 413
+        events = url + "/_goaltrack/events"
+        assert post_status(events, b"x" * (10 * 1024 * 1024)) in (413, None)
+        assert post_status(events, chunks()) in (413, None)
+        assert httpx.get(url + "/page").text == "app"  # the server is fine
     assert upstream_app.events == []
 
 
@@ -219,3 +233,18 @@ def test_off_by_default_every_request_passes_through(
     with serve_asgi(GoalTrackMiddleware(app, tracker=tracker)) as url:
         assert httpx.get(url + "/_goaltrack/script.js").status_code == 404
     assert upstream_app.script_hits == 0
+
+
+def test_without_upstream_urls_faurya_has_no_proxy_and_development_refuses_to_start() -> None:
+    from goaltrack import InvalidConfiguration
+    from goaltrack.script_proxy import upstream_for
+
+    with pytest.raises(InvalidConfiguration, match="unknown"):
+        upstream_for("faurya")
+    app = Starlette(routes=[Route("/page", other_route)])
+    tracker = GoalTracker("faurya-key", provider="faurya", mode="disabled", flush_at_exit=False)
+    middleware = GoalTrackMiddleware(app, tracker=tracker, script_proxy=True, debug=True)
+    assert middleware._startup() is not None
+    with serve_asgi(GoalTrackMiddleware(app, tracker=tracker, script_proxy=True)) as url:
+        assert httpx.get(url + "/_goaltrack/script.js").status_code == 404
+        assert httpx.get(url + "/page").text == "app"
