@@ -210,6 +210,7 @@ class GoalTrackMiddleware:
         self._proxy_upstream = script_proxy_upstream
         self._trusted_proxies = tuple(trusted_proxies)
         self._proxy: ScriptProxyApp | None = None
+        self._said_proxy_error = False
 
     def _script_proxy(self) -> ScriptProxyApp:
         """The script proxy, for the provider of the tracker in use; raises
@@ -238,8 +239,10 @@ class GoalTrackMiddleware:
         if self.script_proxy and scope["path"].startswith(self.script_proxy_prefix):
             try:
                 proxy = self._script_proxy()
-            except InvalidConfiguration:
-                logger.exception("goaltrack: the script proxy cannot run")
+            except InvalidConfiguration as exc:
+                if not self._said_proxy_error:  # once, not on every request for the script
+                    self._said_proxy_error = True
+                    logger.error("goaltrack: the script proxy cannot run: %s", exc)
                 proxy = None
             if proxy is not None and proxy.handles(scope):
                 await proxy(scope, receive, send)

@@ -4,6 +4,7 @@ the test's own that records what it receives (and can fail or stall on demand)."
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
@@ -235,7 +236,9 @@ def test_off_by_default_every_request_passes_through(
     assert upstream_app.script_hits == 0
 
 
-def test_without_upstream_urls_faurya_has_no_proxy_and_development_refuses_to_start() -> None:
+def test_without_upstream_urls_faurya_has_no_proxy_and_development_refuses_to_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from goaltrack import InvalidConfiguration
     from goaltrack.script_proxy import upstream_for
 
@@ -245,6 +248,11 @@ def test_without_upstream_urls_faurya_has_no_proxy_and_development_refuses_to_st
     tracker = GoalTracker("faurya-key", provider="faurya", mode="disabled", flush_at_exit=False)
     middleware = GoalTrackMiddleware(app, tracker=tracker, script_proxy=True, debug=True)
     assert middleware._startup() is not None
+    caplog.set_level(logging.ERROR, logger="goaltrack")
     with serve_asgi(GoalTrackMiddleware(app, tracker=tracker, script_proxy=True)) as url:
-        assert httpx.get(url + "/_goaltrack/script.js").status_code == 404
+        caplog.clear()  # what the lifespan startup said
+        for _ in range(3):
+            assert httpx.get(url + "/_goaltrack/script.js").status_code == 404
         assert httpx.get(url + "/page").text == "app"
+    said = [r.getMessage() for r in caplog.records if "script proxy cannot run" in r.getMessage()]
+    assert len(said) == 1, said  # once, not per request
