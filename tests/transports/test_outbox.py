@@ -16,9 +16,8 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -29,29 +28,6 @@ from goaltrack.testing.server import FakeAPIServer
 from goaltrack.transports.outbox import Outbox
 from tests.support.keys import DATAFAST_KEY as KEY
 from tests.support.waiting import wait_until
-
-
-@pytest.fixture
-def outbox_path(tmp_path: Path) -> str:
-    return str(tmp_path / "goals.sqlite3")
-
-
-@pytest.fixture
-def make_tracker(fake_api: FakeAPIServer, outbox_path: str) -> Iterator[Callable[..., GoalTracker]]:
-    made: list[GoalTracker] = []
-
-    def make(**options: Any) -> GoalTracker:
-        options.setdefault("backoff_base", 0.05)
-        options.setdefault("backoff_max", 0.2)
-        options.setdefault("flush_at_exit", False)
-        options.setdefault("outbox", outbox_path)
-        tracker = GoalTracker(KEY, api_url=fake_api.api_url("datafast"), **options)
-        made.append(tracker)
-        return tracker
-
-    yield make
-    for tracker in made:
-        tracker.close(timeout=2)
 
 
 def ids_delivered(fake_api: FakeAPIServer) -> Counter[str]:

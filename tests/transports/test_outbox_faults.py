@@ -26,7 +26,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -47,30 +47,6 @@ from tests.support.waiting import wait_until
 KEY = DATAFAST_KEY
 KEY_B = "df_secret_faults_key_B456"
 ROOT = str(REPO)
-
-
-@pytest.fixture
-def outbox_path(tmp_path: Path) -> str:
-    return str(tmp_path / "goals.sqlite3")
-
-
-@pytest.fixture
-def make_tracker(fake_api: FakeAPIServer, outbox_path: str) -> Iterator[Callable[..., GoalTracker]]:
-    made: list[GoalTracker] = []
-
-    def make(key: str = KEY, **options: Any) -> GoalTracker:
-        options.setdefault("backoff_base", 0.05)
-        options.setdefault("backoff_max", 0.2)
-        options.setdefault("flush_at_exit", False)
-        options.setdefault("outbox", outbox_path)
-        options.setdefault("api_url", fake_api.api_url("datafast"))
-        tracker = GoalTracker(key, **options)
-        made.append(tracker)
-        return tracker
-
-    yield make
-    for tracker in made:
-        tracker.close(timeout=2)
 
 
 def ids_delivered(fake_api: FakeAPIServer) -> Counter[str]:

@@ -16,9 +16,8 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -30,29 +29,6 @@ from tests.support.waiting import wait_until
 
 #: How long a child may take to deliver its goal: generous, the machine may be loaded 4x over.
 CHILD_BOUND = 60.0
-
-
-@pytest.fixture
-def outbox_path(tmp_path: Path) -> str:
-    return str(tmp_path / "goals.sqlite3")
-
-
-@pytest.fixture
-def make_tracker(fake_api: FakeAPIServer, outbox_path: str) -> Iterator[Callable[..., GoalTracker]]:
-    made: list[GoalTracker] = []
-
-    def make(**options: Any) -> GoalTracker:
-        options.setdefault("backoff_base", 0.05)
-        options.setdefault("backoff_max", 0.2)
-        options.setdefault("flush_at_exit", False)
-        options.setdefault("outbox", outbox_path)
-        tracker = GoalTracker(KEY, api_url=fake_api.api_url("datafast"), **options)
-        made.append(tracker)
-        return tracker
-
-    yield make
-    for tracker in made:
-        tracker.close(timeout=2)
 
 
 def fork_child(tracker: GoalTracker, visitor: str, name: str) -> int:
