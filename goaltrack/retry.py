@@ -531,21 +531,21 @@ class CircuitBreaker:
             level, "goaltrack: %s %s; delivering the %s held", self.name, what, self._held_goals()
         )
 
-    def _held_goals(self) -> str:
+    def _held_count(self) -> int | None:
         if self.held is None:
-            return "goals"
+            return None
         try:
-            return f"{self.held()} goal(s)"
+            return self.held()
         except Exception:  # a count for a log line must not break delivery
-            return "goals"
+            return None
+
+    def _held_goals(self) -> str:
+        count = self._held_count()
+        return "goals" if count is None else f"{count} goal(s)"
 
     def _held_text(self) -> str:
-        if self.held is None:
-            return ""
-        try:
-            return f" ({self.held()} now)"
-        except Exception:  # a count for a log line must not break delivery
-            return ""
+        count = self._held_count()
+        return "" if count is None else f" ({count} now)"
 
     def _grow(self) -> None:
         cap = self.refused_interval_max if self.refusal is not None else self.probe_interval_max
