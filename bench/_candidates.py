@@ -175,40 +175,26 @@ def _readable(sock: socket.socket) -> bool:
 # -- a minimal pool of delivery threads ------------------------------------------------------
 
 
-class ThreadPool:
-    """*in_flight* threads taking bodies from a deque, each delivering them with *post*."""
+class _Settlements:
+    """The counts of bodies submitted, delivered and failed, and a ``flush`` that waits for
+    them to meet: what the in-process candidates share. ``_lock`` guards the counts."""
 
-    def __init__(
-        self,
-        post: Callable[[bytes], bool],
-        close: Callable[[], None],
-        in_flight: int = IN_FLIGHT,
-    ) -> None:
-        self._post = post
-        self._close_poster = close
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._work_ready = threading.Condition(self._lock)
         self._all_settled = threading.Condition(self._lock)
-        self._queue: deque[bytes] = deque()
-        self._idle = 0
         self._waiting = 0
-        self._closed = False
         self.submitted = 0
         self.delivered = 0
         self.failed = 0
-        self._threads = [
-            threading.Thread(target=self._work, name=f"bench-pool-{i}", daemon=True)
-            for i in range(in_flight)
-        ]
-        for thread in self._threads:
-            thread.start()
 
-    def submit(self, body: bytes) -> None:
+    def _settled(self, ok: bool) -> None:
         with self._lock:
-            self._queue.append(body)
-            self.submitted += 1
-            if self._idle:
-                self._work_ready.notify()
+            if ok:
+                self.delivered += 1
+            else:
+                self.failed += 1
+            if self._waiting:
+                self._all_settled.notify_all()
 
     def flush(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -223,6 +209,37 @@ class ThreadPool:
                 return True
             finally:
                 self._waiting -= 1
+
+
+class ThreadPool(_Settlements):
+    """*in_flight* threads taking bodies from a deque, each delivering them with *post*."""
+
+    def __init__(
+        self,
+        post: Callable[[bytes], bool],
+        close: Callable[[], None],
+        in_flight: int = IN_FLIGHT,
+    ) -> None:
+        super().__init__()
+        self._post = post
+        self._close_poster = close
+        self._work_ready = threading.Condition(self._lock)
+        self._queue: deque[bytes] = deque()
+        self._idle = 0
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"bench-pool-{i}", daemon=True)
+            for i in range(in_flight)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, body: bytes) -> None:
+        with self._lock:
+            self._queue.append(body)
+            self.submitted += 1
+            if self._idle:
+                self._work_ready.notify()
 
     def close(self) -> None:
         with self._lock:
@@ -242,14 +259,7 @@ class ThreadPool:
                 if self._closed:
                     return
                 body = self._queue.popleft()
-            ok = self._post(body)
-            with self._lock:
-                if ok:
-                    self.delivered += 1
-                else:
-                    self.failed += 1
-                if self._waiting:
-                    self._all_settled.notify_all()
+            self._settled(self._post(body))
 
 
 def httptools_pool(url: str, headers: Mapping[str, str]) -> ThreadPool:
@@ -281,21 +291,16 @@ def http_client_pool(
 # -- (b) aiohttp on one event loop thread ----------------------------------------------------
 
 
-class AiohttpPipeline:
+class AiohttpPipeline(_Settlements):
     """One asyncio loop thread with one ``aiohttp.ClientSession`` and *in_flight* workers."""
 
     def __init__(self, url: str, headers: Mapping[str, str], in_flight: int = IN_FLIGHT) -> None:
+        super().__init__()
         self._url = url
         self._headers = dict(headers)
         self._in_flight = in_flight
         self._incoming: deque[bytes] = deque()
         self._wake_pending = False
-        self._lock = threading.Lock()
-        self._all_settled = threading.Condition(self._lock)
-        self._waiting = 0
-        self.submitted = 0
-        self.delivered = 0
-        self.failed = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="bench-aiohttp")
         self._thread.daemon = True
@@ -326,14 +331,7 @@ class AiohttpPipeline:
     async def _work(self) -> None:
         while True:
             body = await self._queue.get()
-            ok = await self._post(body)
-            with self._lock:
-                if ok:
-                    self.delivered += 1
-                else:
-                    self.failed += 1
-                if self._waiting:
-                    self._all_settled.notify_all()
+            self._settled(await self._post(body))
 
     async def _post(self, body: bytes) -> bool:
         try:
@@ -349,20 +347,6 @@ class AiohttpPipeline:
                 return resp.status == 200
         except (aiohttp.ClientError, asyncio.TimeoutError):
             return False
-
-    def flush(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            self._waiting += 1
-            try:
-                while self.delivered + self.failed < self.submitted:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return False
-                    self._all_settled.wait(left)
-                return True
-            finally:
-                self._waiting -= 1
 
     async def _stop(self) -> None:
         for worker in self._workers:
