@@ -57,6 +57,8 @@ from goaltrack.transports.base import (
     describe,
     use_process_delivery_setup,
 )
+from goaltrack.transports.courier import CourierTransport, courier_unavailable
+from goaltrack.transports.courier.wire import CourierConfig
 
 __all__ = ["GoalTracker", "TrackerOptions", "configure", "flush", "get_tracker", "track"]
 
@@ -97,6 +99,7 @@ class TrackerOptions:
     mode: Mode
     max_queue_size: int
     max_in_flight: int
+    delivery_process: bool | None
     max_retries: int
     backoff_base: float
     backoff_max: float
@@ -156,6 +159,7 @@ class GoalTracker:
         mode: Mode = "background",
         max_queue_size: int = 10_000,
         max_in_flight: int = 4,
+        delivery_process: bool | None = None,
         max_retries: int = 10,
         backoff_base: float = 0.5,
         backoff_max: float = 60.0,
@@ -269,15 +273,49 @@ class GoalTracker:
                 max_goals=opts.outbox_max_goals,
                 max_age=opts.outbox_max_age,
             )
-        return BackgroundTransport(
+
+        def threads() -> BackgroundTransport:
+            return BackgroundTransport(
+                endpoint,
+                self._settlement,
+                retry=retry,
+                max_queue_size=opts.max_queue_size,
+                max_in_flight=opts.max_in_flight,
+                shutdown_timeout=opts.shutdown_timeout,
+                flush_at_exit=opts.flush_at_exit,
+                http=http,
+            )
+
+        if opts.delivery_process is False:
+            return threads()
+        unavailable = courier_unavailable(provider=self.provider, http_client=opts.http_client)
+        if unavailable is not None:
+            if opts.delivery_process:
+                logger.warning(
+                    "goaltrack: delivery_process=True, but no delivery process can run here "
+                    "(%s): delivering from this process's threads",
+                    unavailable,
+                )
+            return threads()
+        assert api_key is not None
+        return CourierTransport(
             endpoint,
             self._settlement,
-            retry=retry,
-            max_queue_size=opts.max_queue_size,
-            max_in_flight=opts.max_in_flight,
-            shutdown_timeout=opts.shutdown_timeout,
+            config=CourierConfig(
+                provider=self.provider.name,
+                api_key=api_key,
+                api_url=self.api_url,
+                website_id=self.website_id,
+                retry=retry,
+                max_queue_size=opts.max_queue_size,
+                max_in_flight=opts.max_in_flight,
+                timeout=opts.timeout,
+                proxy=opts.proxy,
+                shutdown_timeout=opts.shutdown_timeout,
+                log_level=logging.getLogger("goaltrack").getEffectiveLevel(),
+            ),
             flush_at_exit=opts.flush_at_exit,
-            http=http,
+            fallback=threads,
         )
 
     def _http_factory(self, timeout: float | None = None) -> Callable[[], HttpPoster]:

@@ -344,6 +344,20 @@ TABLE: tuple[Option, ...] = (
         (_at_least_1,),
     ),
     Option(
+        "delivery_process",
+        "tracker",
+        "bool | None",
+        None,
+        'How `"background"` mode delivers. True: from a separate process per web process (the '
+        "courier, `goaltrack.transports.courier`): `track()` writes the goal to a pipe, and the "
+        "network, HTTP and retries cost the courier's CPU, not the web process's. False: from "
+        "worker threads in the web process. None: the courier wherever it can run (not with "
+        "`outbox` or `http_client`, under uWSGI or gevent, or when the interpreter is embedded), "
+        "else the threads; True asks for it where it can run, with a warning where it cannot.",
+        BOOLEAN,
+        (_true_false_or_none,),
+    ),
+    Option(
         "max_retries",
         "tracker",
         "int",

@@ -118,6 +118,7 @@ FROM_STRINGS: dict[str, tuple[str, object]] = {
     "mode": ("sync", "sync"),
     "max_queue_size": ("50", 50),
     "max_in_flight": ("2", 2),
+    "delivery_process": ("off", False),
     "max_retries": ("3", 3),
     "backoff_base": ("0.25", 0.25),
     "backoff_max": ("7", 7.0),

@@ -306,7 +306,7 @@ def test_a_transport_forked_without_pythons_hooks_starts_afresh_in_the_child(
 import os
 from goaltrack import GoalTracker
 tracker = GoalTracker({KEYS["datafast"]!r}, api_url={fake_api.api_url("datafast")!r},
-                      flush_at_exit=False)
+                      flush_at_exit=False, delivery_process=False)
 transport = tracker._transport
 transport._pid = -1  # as if made in another process
 transport._queue.append("the parent's")

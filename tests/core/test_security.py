@@ -62,6 +62,7 @@ def test_the_key_never_shows_in_logs_reprs_or_errors_across_failures(
         api_url=fake_api.api_url("datafast"),
         max_retries=2,
         backoff_base=0.01,
+        refusal_give_up=0.5,
         on_failure=lambda goal, result: failures.append(result.reason),
     )
     try:
@@ -73,7 +74,6 @@ def test_the_key_never_shows_in_logs_reprs_or_errors_across_failures(
         tracker.track("unknown_visitor", visitor_id=str(uuid.uuid4()))  # 404, final
         assert tracker.flush(timeout=20)
         # 401: the goal is held while the key is refused, and fails after refusal_give_up.
-        tracker._transport._breaker.refusal_give_up = 0.5  # type: ignore[attr-defined]
         fake_api.state.revoke_key(SECRET)
         tracker.track("revoked", visitor_id=known)
         assert tracker.flush(timeout=20)

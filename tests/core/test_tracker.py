@@ -182,8 +182,7 @@ def test_auth_failures_hold_the_goal_until_refusal_give_up(
     fake_api.state.suspend("df_suspended")
     fake_api.state.deny_goals_write("df_noscope")
     recorder = Recorder()
-    tracker = make_tracker(api_key=api_key, **recorder.hooks())
-    tracker._transport._breaker.refusal_give_up = 1.0  # type: ignore[attr-defined]
+    tracker = make_tracker(api_key=api_key, refusal_give_up=1.0, **recorder.hooks())
     tracker.track("signup", visitor_id=fake_api.add_pageview("datafast"))
     assert tracker.flush(10)
     assert [r["status"] for r in fake_api.requests] == [status, status]
