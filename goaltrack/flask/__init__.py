@@ -38,6 +38,7 @@ from goaltrack.flask.tracking import (
     connect_goal,
     track_goal,
 )
+from goaltrack.delivery import InvalidConfiguration
 from goaltrack.options import OPTIONS
 from goaltrack.script_proxy import tag_attributes
 from goaltrack.script_proxy_sync import ScriptProxyWSGI, proxy_for
@@ -114,6 +115,11 @@ class GoalTrack:
             setup.tracker.close(0)
             raise setup.error
         settings = setup.settings
+        try:
+            proxy = proxy_for(setup.tracker, settings, development=development)
+        except InvalidConfiguration:
+            setup.tracker.close(0)
+            raise
         # What was read, for ``flask goaltrack check`` to agree with the tracker; the app's
         # config stays as the app set it.
         app.extensions[VALUES_KEY] = values
@@ -128,7 +134,6 @@ class GoalTrack:
         app.wsgi_app = VisitorMiddleware(  # type: ignore[method-assign]
             app.wsgi_app, app.extensions[ADAPTER_KEY], app.view_functions
         )
-        proxy = proxy_for(tracker, settings, development=development)
         if proxy is not None:
             app.wsgi_app = ScriptProxyWSGI(  # type: ignore[method-assign]
                 app.wsgi_app, settings.script_proxy_prefix, lambda: proxy
