@@ -29,11 +29,18 @@ class Recorder:
 
     def __init__(self) -> None:
         self.script_hits = 0
+        self.events_arrived = 0  # counted as each event arrives, before any delay
         self.events: list[tuple[dict[str, str], bytes]] = []
         self.failing = False
         self.delay = 0.0
         self.url = ""
         self.lock = threading.Lock()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.script_hits = self.events_arrived = 0
+            self.events.clear()
+            self.failing, self.delay = False, 0.0
 
     @property
     def upstream(self) -> Upstream:
@@ -48,6 +55,8 @@ class Recorder:
             return Response(SCRIPT, media_type="text/javascript")
 
         async def events(request: Request) -> Response:
+            with self.lock:
+                self.events_arrived += 1
             if self.delay:
                 await asyncio.sleep(self.delay)  # a slow provider, as the test asked
             body = await request.body()
