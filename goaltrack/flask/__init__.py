@@ -28,6 +28,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from goaltrack import adapter
 from goaltrack.context import current_visitor
+from goaltrack.delivery import InvalidConfiguration
 from goaltrack.flask.cli import goaltrack_cli, loading_for_goaltrack_command
 from goaltrack.flask.config import CONFIG_DEFAULTS, VALUES_KEY, config_key, read_values
 from goaltrack.flask.signals import goal_delivered, goal_dropped, goal_failed, goal_tracked, signals
@@ -38,7 +39,6 @@ from goaltrack.flask.tracking import (
     connect_goal,
     track_goal,
 )
-from goaltrack.delivery import InvalidConfiguration
 from goaltrack.options import OPTIONS
 from goaltrack.script_proxy import tag_attributes
 from goaltrack.script_proxy_sync import ScriptProxyWSGI, proxy_for
