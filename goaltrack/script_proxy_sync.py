@@ -99,6 +99,15 @@ def _http_client(timeout: float, connections: int) -> httpx.Client:
     )
 
 
+def _http_client_available() -> None:
+    try:
+        import httpx  # noqa: F401
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise InvalidConfiguration(
+            "the script proxy needs httpx: pip install 'goaltrack[django]' (or [flask])"
+        ) from None
+
+
 # -- the background pool -------------------------------------------------------------------------
 
 
@@ -442,6 +451,7 @@ def proxy_for(
         return None
     try:
         upstream = upstream_for(tracker.provider, api_url=tracker.api_url)
+        _http_client_available()
     except InvalidConfiguration as exc:
         if development:
             raise
