@@ -3,13 +3,19 @@
 It owns what the proxy forwards and where to, not how a framework answers:
 
 - :func:`upstream_for`: the provider's script and events URLs (:data:`UPSTREAMS`: DataFast's;
-  the docs we have give none for Faurya and Flowsery, so for them the proxy needs both URLs);
+  the docs we have give none for Faurya and Flowsery, so for them the proxy needs both URLs;
+  while goals go to the bundled fake API, its stand-in script and events endpoint);
 - :class:`ScriptCache`: the script, kept in memory for :data:`SCRIPT_TTL` seconds, bounded in
   entries and size, and served stale when the upstream fails;
 - :func:`client_ip` and :func:`event_headers`: the headers an event is forwarded with (the
   browser's ``User-Agent``, ``Content-Type``, an ``Origin`` and the client's address as
-  ``x-datafast-real-ip``; never ``Cookie``, ``Authorization`` or any other header);
-- :data:`MAX_EVENT_BODY`: the largest event body forwarded.
+  ``x-datafast-real-ip``; never ``Cookie``, ``Authorization`` or any other header), the
+  address from ``X-Forwarded-For`` only through :class:`TrustedProxies`;
+- :data:`MAX_EVENT_BODY`: the largest event body forwarded; :data:`UPSTREAM_TIMEOUT`;
+- :func:`tag_attributes`: what the script tag needs to load the script from the proxy.
+
+How each server answers is the adapters': :mod:`goaltrack.asgi.proxy` (async) and
+:mod:`goaltrack.script_proxy_sync` (threaded servers: Django, Flask).
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from goaltrack.delivery import InvalidConfiguration
+from goaltrack.delivery import InvalidConfiguration, is_loopback
 from goaltrack.providers import Provider, get_provider
 
 __all__ = [
@@ -28,11 +35,17 @@ __all__ = [
     "REAL_IP_HEADER",
     "SCRIPT_TTL",
     "UPSTREAMS",
+    "UPSTREAM_TIMEOUT",
     "CachedScript",
     "ScriptCache",
+    "TrustedProxies",
     "Upstream",
     "client_ip",
     "event_headers",
+    "fake_api_upstream",
+    "normalize_prefix",
+    "parse_networks",
+    "tag_attributes",
     "upstream_for",
 ]
 
@@ -42,6 +55,11 @@ MAX_EVENT_BODY = 64 * 1024
 SCRIPT_TTL = 3600.0
 #: The header carrying the visitor's address to the provider.
 REAL_IP_HEADER = "x-datafast-real-ip"
+#: Seconds an upstream call may take.
+UPSTREAM_TIMEOUT = 5.0
+#: Where the bundled fake API serves its stand-in script and events endpoint, below its goals URL.
+FAKE_SCRIPT_PATH = "/js/script.js"
+FAKE_EVENTS_PATH = "/api/events"
 
 
 @dataclass(frozen=True)
@@ -58,11 +76,29 @@ UPSTREAMS: dict[str, Upstream] = {
 }
 
 
-def upstream_for(provider: str | Provider, given: Upstream | None = None) -> Upstream:
-    """*given*, else *provider*'s upstream; raises :class:`~goaltrack.InvalidConfiguration` for
-    a provider whose URLs are unknown (Faurya, Flowsery) when none are given."""
+def fake_api_upstream(api_url: str | None) -> Upstream | None:
+    """The bundled fake API's stand-in script and events endpoint, when goals go to one (plain
+    HTTP on a loopback host: *api_url*); else None."""
+    if not api_url:
+        return None
+    parts = urlsplit(api_url)
+    if parts.scheme != "http" or not parts.hostname or not is_loopback(parts.hostname):
+        return None
+    base = api_url.rstrip("/")
+    return Upstream(base + FAKE_SCRIPT_PATH, base + FAKE_EVENTS_PATH)
+
+
+def upstream_for(
+    provider: str | Provider, given: Upstream | None = None, *, api_url: str | None = None
+) -> Upstream:
+    """*given*, else the fake API's when goals go to one (*api_url*), else *provider*'s
+    upstream; raises :class:`~goaltrack.InvalidConfiguration` for a provider whose URLs are
+    unknown (Faurya, Flowsery) when none are given."""
     if given is not None:
         return given
+    fake = fake_api_upstream(api_url)
+    if fake is not None:
+        return fake
     name = get_provider(provider).name
     try:
         return UPSTREAMS[name]
@@ -133,12 +169,67 @@ def _address(text: str) -> str | None:
         return None
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(label: str, entries: object) -> tuple[str, ...]:
+    """Addresses and CIDR networks (``"10.0.0.1"``, ``"10.0.0.0/8"``, ``"::1"``), given as an
+    iterable or one comma-separated string, normalized (``"10.0.0.0/8"``); raises
+    :class:`~goaltrack.InvalidConfiguration` naming *label* for an entry that is neither."""
+    if isinstance(entries, str):
+        entries = entries.split(",")
+    if not isinstance(entries, Iterable):
+        raise InvalidConfiguration(f"{label} must be addresses or networks, not {entries!r}")
+    networks = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise InvalidConfiguration(f"{label}: {entry!r} is not an address or a network")
+        if not entry.strip():
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
+        except ValueError:
+            raise InvalidConfiguration(
+                f"{label}: {entry.strip()!r} is not an address or a network (10.0.0.0/8)"
+            ) from None
+    return tuple(networks)
+
+
+class TrustedProxies:
+    """The reverse proxies whose ``X-Forwarded-For`` names the visitor: addresses and CIDR
+    networks (see :func:`parse_networks`). ``address in trusted`` tests one."""
+
+    def __init__(self, entries: str | Iterable[str] = ()) -> None:
+        self.networks: tuple[Network, ...] = tuple(
+            ipaddress.ip_network(n) for n in parse_networks("trusted_proxies", entries)
+        )
+
+    def __contains__(self, address: object) -> bool:
+        if not self.networks or not isinstance(address, str):
+            return False
+        try:
+            ip = ipaddress.ip_address(address.strip())
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def __repr__(self) -> str:
+        return f"TrustedProxies({[str(n) for n in self.networks]!r})"
+
+
 def client_ip(
-    peer: str | None, forwarded_for: Iterable[str], trusted_proxies: frozenset[str]
+    peer: str | None,
+    forwarded_for: Iterable[str],
+    trusted_proxies: TrustedProxies | Iterable[str],
 ) -> str | None:
     """The visitor's address: *peer* (the direct connection's), or, when *peer* is one of
     *trusted_proxies*, the last ``X-Forwarded-For`` address that is not a trusted proxy.
     *forwarded_for* are the ``X-Forwarded-For`` header values, in order."""
+    if not isinstance(trusted_proxies, TrustedProxies):
+        trusted_proxies = TrustedProxies(trusted_proxies)
     if peer is None or peer not in trusted_proxies:
         return peer
     hops = [hop for value in forwarded_for for hop in value.split(",")]
@@ -163,3 +254,15 @@ def event_headers(
     if ip:
         headers[REAL_IP_HEADER] = ip
     return headers
+
+
+def tag_attributes(prefix: str) -> dict[str, str]:
+    """The script tag's ``src`` and ``data-api-url`` (as :func:`goaltrack.script_tag` keyword
+    arguments) for a proxy under *prefix*: the script and its events from the site itself."""
+    prefix = normalize_prefix(prefix)
+    return {"src": prefix + "/script.js", "data_api_url": prefix + "/events"}
+
+
+def normalize_prefix(prefix: str) -> str:
+    """``"_goaltrack/"`` -> ``"/_goaltrack"``: one leading slash, none trailing."""
+    return "/" + prefix.strip("/")

@@ -24,18 +24,15 @@ import html
 import logging
 import os
 import threading
-from urllib.parse import urlsplit
 
-from goaltrack.delivery import is_loopback
 from goaltrack.options import DEFAULT_PROVIDER, env_name
 from goaltrack.providers import Provider, get_provider
+from goaltrack.script_proxy import fake_api_upstream
 
 __all__ = ["SCRIPT_URLS", "script_tag"]
 
 logger = logging.getLogger("goaltrack")
 
-#: Where the bundled fake API serves its stand-in script, below its goals URL.
-FAKE_SCRIPT_PATH = "/js/script.js"
 #: Provider name -> the URL of its tracking script, where the docs we have give it.
 SCRIPT_URLS: dict[str, str] = {"datafast": "https://datafa.st/js/script.js"}
 
@@ -79,12 +76,8 @@ def _process_api_url() -> str | None:
 
 def _fake_api_script(api_url: str | None) -> str | None:
     """The fake API's stand-in script, when goals go to one (plain HTTP on a loopback host)."""
-    if not api_url:
-        return None
-    parts = urlsplit(api_url)
-    if parts.scheme != "http" or not parts.hostname or not is_loopback(parts.hostname):
-        return None
-    return f"{api_url.rstrip('/')}{FAKE_SCRIPT_PATH}"
+    upstream = fake_api_upstream(api_url)
+    return None if upstream is None else upstream.script_url
 
 
 def script_tag(

@@ -25,7 +25,7 @@ from goaltrack.cookies import HeaderReader, Visitor, header_reader
 from goaltrack.delivery import InvalidConfiguration
 from goaltrack.options import parse_bool
 from goaltrack.providers import Provider
-from goaltrack.script_proxy import Upstream, upstream_for
+from goaltrack.script_proxy import TrustedProxies, Upstream, upstream_for
 from goaltrack.startup import (
     MisconfiguredTracker,
     build_tracker,
@@ -117,7 +117,8 @@ class GoalTrackMiddleware:
     ``script_proxy=True`` makes it answer ``GET <script_proxy_prefix>/script.js`` and
     ``POST <script_proxy_prefix>/events`` itself (:mod:`goaltrack.asgi.proxy`), every other
     request passing through; ``script_proxy_upstream`` gives the script and events URLs (needed
-    for Faurya and Flowsery), ``trusted_proxies`` the addresses of the reverse proxies whose
+    for Faurya and Flowsery; while goals go to the bundled fake API, its stand-in script),
+    ``trusted_proxies`` the addresses or networks of the reverse proxies whose
     ``X-Forwarded-For`` names the visitor (none by default).
 
     ``debug=True`` is development mode (and the tracker's ``debug`` option): goals are strict
@@ -144,7 +145,7 @@ class GoalTrackMiddleware:
         script_proxy: bool | str | None = None,
         script_proxy_prefix: str | None = None,
         script_proxy_upstream: Upstream | None = None,
-        trusted_proxies: Iterable[str] = (),
+        trusted_proxies: Iterable[str] | str | None = None,
         debug: bool | str = False,
         **tracker_options: Any,
     ) -> None:
@@ -175,6 +176,7 @@ class GoalTrackMiddleware:
             "domain": domain,
             "script_proxy": script_proxy,
             "script_proxy_prefix": script_proxy_prefix,
+            "trusted_proxies": trusted_proxies,
         }
         # Never raises for the configuration (goaltrack.startup): Starlette builds its
         # middleware on the first ASGI call, where an exception would fail every request.
@@ -208,14 +210,15 @@ class GoalTrackMiddleware:
         self.script_proxy = settings.script_proxy
         self.script_proxy_prefix = settings.script_proxy_prefix
         self._proxy_upstream = script_proxy_upstream
-        self._trusted_proxies = tuple(trusted_proxies)
+        self._trusted_proxies = TrustedProxies(settings.trusted_proxies)
         self._proxy: ScriptProxyApp | None = None
         self._said_proxy_error = False
 
     def _script_proxy(self) -> ScriptProxyApp:
         """The script proxy, for the provider of the tracker in use; raises
         :class:`~goaltrack.InvalidConfiguration` when its upstream URLs are unknown."""
-        upstream = upstream_for(self.tracker.provider, self._proxy_upstream)
+        tracker = self.tracker
+        upstream = upstream_for(tracker.provider, self._proxy_upstream, api_url=tracker.api_url)
         proxy = self._proxy
         if proxy is None or proxy.upstream != upstream:
             proxy = self._proxy = ScriptProxyApp(

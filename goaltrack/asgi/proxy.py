@@ -16,10 +16,13 @@ import httpx
 
 from goaltrack.script_proxy import (
     MAX_EVENT_BODY,
+    UPSTREAM_TIMEOUT,
     ScriptCache,
+    TrustedProxies,
     Upstream,
     client_ip,
     event_headers,
+    normalize_prefix,
 )
 
 __all__ = ["UPSTREAM_TIMEOUT", "ScriptProxyApp"]
@@ -30,9 +33,6 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-#: Seconds an upstream call may take in all.
-UPSTREAM_TIMEOUT = 5.0
 
 
 class _TooLarge(Exception):
@@ -52,15 +52,19 @@ class ScriptProxyApp:
         upstream: Upstream,
         prefix: str = "/_goaltrack",
         *,
-        trusted_proxies: Iterable[str] = (),
+        trusted_proxies: TrustedProxies | Iterable[str] = (),
         cache: ScriptCache | None = None,
         timeout: float = UPSTREAM_TIMEOUT,
     ) -> None:
         self.upstream = upstream
-        prefix = "/" + prefix.strip("/")
+        prefix = normalize_prefix(prefix)
         self.script_path = prefix + "/script.js"
         self.events_path = prefix + "/events"
-        self.trusted_proxies = frozenset(trusted_proxies)
+        self.trusted_proxies = (
+            trusted_proxies
+            if isinstance(trusted_proxies, TrustedProxies)
+            else TrustedProxies(trusted_proxies)
+        )
         self.cache = cache or ScriptCache()
         self.timeout = timeout
         self._client: httpx.AsyncClient | None = None

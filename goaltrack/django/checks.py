@@ -8,7 +8,9 @@ Django-only ones: ``goaltrack.E100`` the setting is not a dict, ``goaltrack.W100
 (``GOALTRAK``, ``GOAL_TRACK``) or starts with ``GOALTRACK_`` (Flask's spelling), which
 goaltrack does not read, ``goaltrack.E101`` a bad ``ON_COMMIT``, ``goaltrack.E102`` a bad
 ``AUTH_GOALS`` entry, ``goaltrack.W102`` a ``TRACKING_ID`` set for DataFast that is not a
-``dfid_…`` id (probably the API's ``WEBSITE_ID`` or key). An unset ``TRACKING_ID`` is not
+``dfid_…`` id (probably the API's ``WEBSITE_ID`` or key), ``goaltrack.W103`` ``SCRIPT_PROXY``
+on without goaltrack's middleware, ``goaltrack.E103`` ``SCRIPT_PROXY`` for a provider whose
+script and events URLs are unknown. An unset ``TRACKING_ID`` is not
 reported: apps that do not use ``{% goaltrack_script %}`` do not need it (the tag warns once
 when it renders nothing).
 """
@@ -24,11 +26,13 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 
 from goaltrack.decorator import precheck_goal_name
+from goaltrack.delivery import InvalidConfiguration
 from goaltrack.django import wiring
 from goaltrack.django.conf import goaltrack_settings
 from goaltrack.django.wiring import AUTH_SIGNAL_NAMES
 from goaltrack.goals import InvalidGoal
 from goaltrack.options import DEFAULT_PROVIDER, parse_bool
+from goaltrack.script_proxy import upstream_for
 from goaltrack.startup import OPTION_PROBLEM, read_configuration
 
 __all__ = ["check_settings"]
@@ -78,6 +82,39 @@ def check_settings(
         )
     messages.extend(_auth_goal_problems())
     messages.extend(_tracking_id_problems())
+    messages.extend(_script_proxy_problems())
+    return messages
+
+
+MIDDLEWARE_PATH = "goaltrack.django.middleware.GoalTrackMiddleware"
+
+
+def _script_proxy_problems() -> list[CheckMessage]:
+    if not goaltrack_settings.script_proxy:
+        return []
+    messages: list[CheckMessage] = []
+    if MIDDLEWARE_PATH not in getattr(settings, "MIDDLEWARE", ()):
+        messages.append(
+            Warning(
+                "GOALTRACK SCRIPT_PROXY is on but goaltrack's middleware is not installed, so "
+                "nothing answers the proxy's paths",
+                hint=f'add "{MIDDLEWARE_PATH}" to MIDDLEWARE',
+                obj=OBJ,
+                id="goaltrack.W103",
+            )
+        )
+    account = goaltrack_settings.effective_account()
+    try:
+        upstream_for(account.get("provider") or DEFAULT_PROVIDER, api_url=account.get("api_url"))
+    except (InvalidConfiguration, ValueError) as exc:
+        messages.append(
+            Error(
+                f"the script proxy cannot run: {exc}",
+                hint="use the ASGI middleware's script_proxy_upstream, or turn SCRIPT_PROXY off",
+                obj=OBJ,
+                id="goaltrack.E103",
+            )
+        )
     return messages
 
 

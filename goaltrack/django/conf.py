@@ -57,6 +57,9 @@ _REQUEST_TIME_NAMES = (
     "auth_goals",
     "tracking_id",
     "domain",
+    "script_proxy",
+    "script_proxy_prefix",
+    "trusted_proxies",
 )
 
 
@@ -64,7 +67,8 @@ class GoalTrackSettings:
     """Typed, lazy access to ``settings.GOALTRACK``.
 
     The values read on every request (``on_commit``, ``skip_bots``, ``flush_at_request_end``,
-    ``auth_goals``, and the script tag's ``tracking_id`` and ``domain``) are parsed on first
+    ``auth_goals``, the script tag's ``tracking_id`` and ``domain``, and the script proxy's
+    ``script_proxy``, ``script_proxy_prefix`` and ``trusted_proxies``) are parsed on first
     use into plain instance attributes, kept until the setting changes (:meth:`reset`, called
     on Django's ``setting_changed``): a request reads them as cheaply as any attribute, never
     re-reading settings. A bad value reads as the
@@ -81,6 +85,12 @@ class GoalTrackSettings:
     """The tracking script's website id, for ``{% goaltrack_script %}``."""
     domain: str | None
     """The site's domain, the script tag's ``data-domain``."""
+    script_proxy: bool
+    """``GoalTrackMiddleware`` serves the script and forwards its events."""
+    script_proxy_prefix: str
+    """Where the script proxy answers (``/_goaltrack``)."""
+    trusted_proxies: tuple[str, ...]
+    """The reverse proxies whose ``X-Forwarded-For`` names the visitor."""
 
     def reset(self) -> None:
         for name in _REQUEST_TIME_NAMES:

@@ -8,6 +8,11 @@ for a substring test and a ContextVar. Known bots get no visitor, so nothing is 
 With ``FLUSH_AT_REQUEST_END``, a request that tracked goals waits for their delivery before its
 response leaves the middleware. It works in sync (WSGI) and async (ASGI) stacks without
 switching per request, and tracks nothing itself.
+
+With ``GOALTRACK["SCRIPT_PROXY"]`` it also answers ``<SCRIPT_PROXY_PREFIX>/script.js`` and
+``<SCRIPT_PROXY_PREFIX>/events`` itself (:mod:`goaltrack.script_proxy_sync`: events answered at
+once and forwarded from a small background pool, the script from a cache), before any view, so
+``urls.py`` needs nothing; every other request passes through as before.
 """
 
 from __future__ import annotations
@@ -15,13 +20,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import FileResponse, HttpRequest, HttpResponseBase, StreamingHttpResponse
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.http import (
+    FileResponse,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    StreamingHttpResponse,
+)
 
 from goaltrack.context import bind_visitor, unbind_visitor
 from goaltrack.cookies import Visitor
 from goaltrack.django.conf import goaltrack_settings
 from goaltrack.django.helpers import REQUEST_ATTRIBUTE, RequestGoals, django_adapter
+from goaltrack.script_proxy_sync import ProxyResponse, SyncScriptProxy, proxy_for
 from goaltrack.tracker import get_tracker
 
 __all__ = ["GoalTrackMiddleware"]
@@ -44,6 +56,8 @@ class GoalTrackMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
+        if goaltrack_settings.script_proxy and (proxy := _proxy_of(request)) is not None:
+            return _answer(proxy, request)
         get_response: GetResponse = self.get_response  # type: ignore[assignment]
         state = _visitor_state(request)
         if state is None:
@@ -61,6 +75,9 @@ class GoalTrackMiddleware:
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        if goaltrack_settings.script_proxy and (proxy := _proxy_of(request)) is not None:
+            # Never waits for the provider but for a cold script cache: off the event loop.
+            return await sync_to_async(_answer, thread_sensitive=False)(proxy, request)
         get_response: AsyncGetResponse = self.get_response  # type: ignore[assignment]
         state = _visitor_state(request)
         if state is None:
@@ -76,6 +93,44 @@ class GoalTrackMiddleware:
         if goaltrack_settings.flush_at_request_end is not None:
             await django_adapter.aflush_after(request.__dict__.get(REQUEST_ATTRIBUTE))
         return response
+
+
+# -- the script proxy ----------------------------------------------------------------------------
+
+# (provider, api_url, prefix, trusted proxies) -> the proxy for them (None: it cannot run); the
+# last one only, rebuilt when the setting changes.
+_proxy: tuple[tuple[object, ...], SyncScriptProxy | None] | None = None
+
+
+def _proxy_of(request: HttpRequest) -> SyncScriptProxy | None:
+    """The script proxy when *request* is for one of its paths, else None."""
+    global _proxy
+    prefix = goaltrack_settings.script_proxy_prefix
+    path = request.path_info
+    if not path.startswith(prefix.rstrip("/") + "/"):
+        return None
+    tracker = get_tracker()
+    key = (tracker.provider, tracker.api_url, prefix, goaltrack_settings.trusted_proxies)
+    made = _proxy
+    if made is None or made[0] != key:
+        # A provider without known URLs: logged once here, and reported by manage.py check.
+        made = _proxy = (key, proxy_for(tracker, goaltrack_settings, development=False))
+    proxy = made[1]
+    return proxy if proxy is not None and proxy.handles(path) else None
+
+
+def _answer(proxy: SyncScriptProxy, request: HttpRequest) -> HttpResponse:
+    answer: ProxyResponse = proxy.handle(
+        request.method or "GET",
+        request.path_info,
+        request.META,
+        request.read,
+        request.scheme or "http",
+    )
+    response = HttpResponse(answer.body, status=answer.status)
+    for name, value in answer.headers:
+        response[name] = value
+    return response
 
 
 def _visitor_state(request: HttpRequest) -> RequestGoals | None:

@@ -5,7 +5,9 @@ owns the extension: the ``GOALTRACK_*`` config (:mod:`goaltrack.flask.config`), 
 ``GOALTRACK_*`` environment variables, read at ``init_app`` into one
 :class:`~goaltrack.GoalTracker` per app (``app.extensions["goaltrack"]``, built by
 :func:`goaltrack.startup.build_tracker`), the request middleware and the CLI registered,
-and the ``goaltrack_script()`` Jinja global (the provider's script tag). Tracking from views
+the ``goaltrack_script()`` Jinja global (the provider's script tag), and with
+``GOALTRACK_SCRIPT_PROXY`` the first-party script proxy (:class:`goaltrack.script_proxy_sync.
+ScriptProxyWSGI` around ``app.wsgi_app``). Tracking from views
 is :mod:`goaltrack.flask.tracking`, the signals :mod:`goaltrack.flask.signals`, the ``flask
 goaltrack`` commands :mod:`goaltrack.flask.cli`.
 """
@@ -26,6 +28,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from goaltrack import adapter
 from goaltrack.context import current_visitor
+from goaltrack.delivery import InvalidConfiguration
 from goaltrack.flask.cli import goaltrack_cli, loading_for_goaltrack_command
 from goaltrack.flask.config import CONFIG_DEFAULTS, VALUES_KEY, config_key, read_values
 from goaltrack.flask.signals import goal_delivered, goal_dropped, goal_failed, goal_tracked, signals
@@ -37,6 +40,8 @@ from goaltrack.flask.tracking import (
     track_goal,
 )
 from goaltrack.options import OPTIONS
+from goaltrack.script_proxy import tag_attributes
+from goaltrack.script_proxy_sync import ScriptProxyWSGI, proxy_for
 from goaltrack.script_tag import script_tag
 from goaltrack.startup import build_tracker
 from goaltrack.tracker import GoalTracker
@@ -110,6 +115,11 @@ class GoalTrack:
             setup.tracker.close(0)
             raise setup.error
         settings = setup.settings
+        try:
+            proxy = proxy_for(setup.tracker, settings, development=development)
+        except InvalidConfiguration:
+            setup.tracker.close(0)
+            raise
         # What was read, for ``flask goaltrack check`` to agree with the tracker; the app's
         # config stays as the app set it.
         app.extensions[VALUES_KEY] = values
@@ -124,9 +134,16 @@ class GoalTrack:
         app.wsgi_app = VisitorMiddleware(  # type: ignore[method-assign]
             app.wsgi_app, app.extensions[ADAPTER_KEY], app.view_functions
         )
+        if proxy is not None:
+            app.wsgi_app = ScriptProxyWSGI(  # type: ignore[method-assign]
+                app.wsgi_app, settings.script_proxy_prefix, lambda: proxy
+            )
         app.cli.add_command(goaltrack_cli)
+        tag = {"tracking_id": settings.tracking_id, "domain": settings.domain}
+        if proxy is not None:
+            tag.update(tag_attributes(settings.script_proxy_prefix))
         app.jinja_env.globals["goaltrack_script"] = _script_global(
-            tracker.provider, tracker.api_url, settings.tracking_id, settings.domain
+            tracker.provider, tracker.api_url, tag
         )
 
     @property
@@ -136,21 +153,16 @@ class GoalTrack:
 
 
 def _script_global(
-    provider: object, api_url: str, tracking_id: str | None, domain: str | None
+    provider: object, api_url: str, tag: dict[str, str | None]
 ) -> Callable[..., Markup]:
     """The ``goaltrack_script()`` Jinja global: :func:`goaltrack.script_tag` with the app's
     ``GOALTRACK_PROVIDER``, ``GOALTRACK_API_URL`` (the bundled fake API's stand-in script when
-    goals go there), ``GOALTRACK_TRACKING_ID`` and ``GOALTRACK_DOMAIN``; keyword arguments
+    goals go there), ``GOALTRACK_TRACKING_ID`` and ``GOALTRACK_DOMAIN``, and the script proxy's
+    ``src`` and ``data-api-url`` when ``GOALTRACK_SCRIPT_PROXY`` is on; keyword arguments
     override them (``goaltrack_script(nonce=csp_nonce)``)."""
 
     def goaltrack_script(**overrides: Any) -> Markup:
-        values: dict[str, Any] = {
-            "provider": provider,
-            "api_url": api_url,
-            "tracking_id": tracking_id,
-            "domain": domain,
-            **overrides,
-        }
+        values: dict[str, Any] = {"provider": provider, "api_url": api_url, **tag, **overrides}
         return Markup(script_tag(**values))  # noqa: S704 - every value is escaped by script_tag
 
     return goaltrack_script

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from goaltrack.delivery import InvalidConfiguration
 from goaltrack.httpx_client import is_httpx_client
+from goaltrack.script_proxy import parse_networks
 
 __all__ = [
     "DEFAULT_FLUSH_TIMEOUT",
@@ -165,6 +166,9 @@ BOOLEAN = Conversion("`1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`", _string_
 #: Checked whatever its type (a bool, 0/1, or one of the strings).
 STRICT_BOOLEAN = Conversion(BOOLEAN.form, parse_bool)
 IMPORTED = Conversion('`"package.module:attribute"`, imported', _imported)
+NETWORKS = Conversion(
+    'comma-separated addresses or networks: `"10.0.0.1, 172.16.0.0/12"`', parse_networks
+)
 SECONDS_OR_BOOLEAN = Conversion(
     "`true` (2 s), `false`, or a number of seconds: `0.5`", parse_flush_at_request_end
 )
@@ -639,9 +643,12 @@ TABLE: tuple[Option, ...] = (
         False,
         "Serve the provider's tracking script and forward its events from the site itself "
         "(`<script_proxy_prefix>/script.js`, `<script_proxy_prefix>/events`), so that blockers "
-        "of third-party hosts do not stop them; the script tag then points there. The ASGI "
-        "middleware only, for now; DataFast only unless upstream URLs are given (not the "
-        "outbound HTTP `proxy`).",
+        "of third-party hosts do not stop them; the script tag then points there. Forwards "
+        "only the event's body, `User-Agent`, `Content-Type`, `Origin` and the visitor's "
+        "address; never the site's cookies or `Authorization`. Django needs goaltrack's "
+        "middleware; Django and Flask answer events at once (202) and forward them from a "
+        "small background pool. DataFast (and the bundled fake API) only unless the ASGI "
+        "middleware's `script_proxy_upstream` gives the URLs (not the outbound HTTP `proxy`).",
         STRICT_BOOLEAN,
     ),
     Option(
@@ -650,6 +657,16 @@ TABLE: tuple[Option, ...] = (
         "str",
         "/_goaltrack",
         "The path under which `script_proxy` serves the script and the events endpoint.",
+    ),
+    Option(
+        "trusted_proxies",
+        "adapter",
+        "tuple[str, ...]",
+        (),
+        "The reverse proxies (addresses or CIDR networks) whose `X-Forwarded-For` names the "
+        "visitor whose events `script_proxy` forwards; from anyone else the header is ignored "
+        "and the connection's address is the visitor's.",
+        NETWORKS,
     ),
 )
 
@@ -724,9 +741,11 @@ class AdapterSettings:
     domain: str | None = None
     """The site's domain, the script tag's ``data-domain``."""
     script_proxy: bool = False
-    """Serve the tracking script and forward its events from the site (ASGI only, for now)."""
+    """Serve the tracking script and forward its events from the site."""
     script_proxy_prefix: str = "/_goaltrack"
     """The path the script proxy answers under."""
+    trusted_proxies: tuple[str, ...] = ()
+    """The reverse proxies (normalized networks) whose ``X-Forwarded-For`` names the visitor."""
 
     def check_tracker_options(self) -> None:
         """Raise for tracker options that cannot work, as ``GoalTracker(...)`` would."""

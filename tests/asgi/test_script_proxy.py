@@ -3,7 +3,6 @@ the test's own that records what it receives (and can fail or stall on demand)."
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import threading
@@ -15,7 +14,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from goaltrack import GoalTracker
@@ -23,41 +22,10 @@ from goaltrack.asgi import GoalTrackMiddleware, script_global
 from goaltrack.script_proxy import REAL_IP_HEADER, Upstream
 from goaltrack.testing.server import FakeAPIServer
 from tests.support.keys import DATAFAST_KEY
+from tests.support.script_upstream import SCRIPT, Recorder, recording_upstream
 from tests.support.threaded import serve_asgi as serve_with_proxy_headers
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
-SCRIPT = b"/* upstream script */"
-
-
-class Recorder:
-    """A stand-in upstream: counts script fetches, keeps the events' headers and bodies."""
-
-    def __init__(self) -> None:
-        self.script_hits = 0
-        self.events: list[tuple[dict[str, str], bytes]] = []
-        self.failing = False
-        self.delay = 0.0
-        self.lock = threading.Lock()
-
-    def app(self) -> Starlette:
-        async def script(request: Request) -> Response:
-            with self.lock:
-                self.script_hits += 1
-            if self.failing:
-                return PlainTextResponse("down", 503)
-            return Response(SCRIPT, media_type="text/javascript")
-
-        async def events(request: Request) -> Response:
-            if self.delay:
-                await asyncio.sleep(self.delay)
-            body = await request.body()
-            with self.lock:
-                self.events.append((dict(request.headers), body))
-            return JSONResponse({"status": "success"})
-
-        return Starlette(
-            routes=[Route("/js/script.js", script), Route("/api/events", events, methods=["POST"])]
-        )
 
 
 async def other_route(request: Request) -> Response:
@@ -80,9 +48,8 @@ def site(upstream: Upstream, **options: Any) -> GoalTrackMiddleware:
 
 @pytest.fixture
 def recorder() -> Iterator[tuple[Recorder, Upstream]]:
-    recorder = Recorder()
-    with serve_asgi(recorder.app()) as url:
-        yield recorder, Upstream(url + "/js/script.js", url + "/api/events")
+    with recording_upstream() as recorder:
+        yield recorder, recorder.upstream
 
 
 def test_the_fake_apis_script_is_served_through_the_proxy(fake_api: FakeAPIServer) -> None:

@@ -153,6 +153,7 @@ FROM_STRINGS: dict[str, tuple[str, object]] = {
     "domain": ("example.com", "example.com"),
     "script_proxy": ("on", True),
     "script_proxy_prefix": ("/_gt", "/_gt"),
+    "trusted_proxies": ("10.0.0.1, 172.16.0.0/12", ("10.0.0.1/32", "172.16.0.0/12")),
 }
 
 
@@ -171,6 +172,7 @@ def test_every_option_can_come_from_the_environment(monkeypatch: pytest.MonkeyPa
         "domain": settings.domain,
         "script_proxy": settings.script_proxy,
         "script_proxy_prefix": settings.script_proxy_prefix,
+        "trusted_proxies": settings.trusted_proxies,
     }
 
     assert read == {name: value for name, (_, value) in FROM_STRINGS.items()}

@@ -6,7 +6,9 @@ visitor cookie on the site's origin and records the pageview cross-origin, the v
 the signup form, and the fake API must receive exactly that goal for exactly the visitor id in
 the browser's cookie, with the form's metadata. Then the journeys that go wrong on purpose: a
 DataFast visitor whose pageview never reached the API (an ad blocker ate the script), and a
-Flowsery visitor, whose goal carries the session id too.
+Flowsery visitor, whose goal carries the session id too. Last, the provider's host blocked in
+the browser as an ad blocker would: without the script proxy no cookie and no goal, with it
+(``GOALTRACK_SCRIPT_PROXY=1``) both, in each framework.
 
 Runs Debian's ``chromium`` through Playwright (never a downloaded browser); skipped where either
 is missing. CI installs both (``.ci/run``).
@@ -240,3 +242,101 @@ def test_flowsery_goal_carries_the_visitor_and_session_ids(
         session_id,
     )
     assert goal["metadata"] == {"plan": "free"}
+
+
+# -- behind an ad blocker: the provider's host blocked in the browser ----------------------------
+
+PROXY_ENV = {"GOALTRACK_SCRIPT_PROXY": "1"}
+
+
+def _proxied_server(name: str, api: FakeAPIServer) -> Iterator[RunningExample]:
+    with serve_example(name, api.api_url("datafast"), env=PROXY_ENV) as running:
+        yield running
+    assert KEYS["datafast"] not in running.output
+
+
+@pytest.fixture(scope="module")
+def django_shop_proxied(fake_api_server: FakeAPIServer) -> Iterator[RunningExample]:
+    yield from _proxied_server("django", fake_api_server)
+
+
+@pytest.fixture(scope="module")
+def flask_blog_proxied(fake_api_server: FakeAPIServer) -> Iterator[RunningExample]:
+    yield from _proxied_server("flask", fake_api_server)
+
+
+@pytest.fixture(scope="module")
+def fastapi_app_proxied(fake_api_server: FakeAPIServer) -> Iterator[RunningExample]:
+    yield from _proxied_server("fastapi", fake_api_server)
+
+
+def block_the_provider(page: sync_api.Page, api: FakeAPIServer) -> list[str]:
+    """Abort every request to the fake API's origin, as an ad blocker does to the provider's
+    host; the URLs blocked are listed."""
+    blocked: list[str] = []
+
+    def abort(route: sync_api.Route) -> None:
+        blocked.append(route.request.url)
+        route.abort()
+
+    page.route(f"{api.url}/**", abort)
+    return blocked
+
+
+def sign_up(name: str, page: sync_api.Page, url: str) -> tuple[str, ...]:
+    """Open the example's signup page, submit the form; the goals it tracks."""
+    if name == "django":
+        page.goto(f"{url}/signup/")
+        page.fill("input[name=email]", f"ann-{uuid.uuid4().hex[:8]}@example.com")
+        page.fill("input[name=password]", "correct horse battery")
+        with page.expect_navigation():
+            page.click("button:has-text('Create my account')")
+        return ("login", "signup")
+    page.goto(url)
+    if name == "flask":
+        signup = page.locator("form[action='/signup']")
+        signup.locator("input[name=email]").fill("ann@example.com")
+        with page.expect_navigation():
+            signup.locator("button").click()
+    else:
+        page.fill("#signup input[name=email]", "ann@example.com")
+        page.click("#signup button")
+        page.wait_for_function("document.getElementById('answer').textContent.startsWith('201')")
+    return ("signup",)
+
+
+@pytest.mark.parametrize("name", ["django", "flask", "fastapi"])
+def test_behind_an_ad_blocker_only_the_proxy_brings_the_cookie_and_the_goal(
+    name: str,
+    request: pytest.FixtureRequest,
+    fake_api: FakeAPIServer,
+    page: sync_api.Page,
+) -> None:
+    direct: RunningExample = request.getfixturevalue(f"{EXAMPLE_FIXTURES[name]}")
+    proxied: RunningExample = request.getfixturevalue(f"{EXAMPLE_FIXTURES[name]}_proxied")
+    blocked = block_the_provider(page, fake_api)
+
+    # Without the proxy: the script is blocked, so no cookie, and the signup tracks nothing.
+    sign_up(name, page, direct.url)
+    assert any(url.endswith("/js/script.js") for url in blocked), blocked
+    assert page.get_attribute("html", "data-goaltrack-pageview") is None
+    assert [c for c in page.context.cookies() if c["name"] == "datafast_visitor_id"] == []
+    page.context.clear_cookies()
+    blocked.clear()
+
+    # With it: the script and its events come from the site itself.
+    open_and_wait_for_the_script(page, proxied.url)
+    visitor_id = cookie(page, "datafast_visitor_id")
+    [pageview] = fake_api.state.wait_for_pageviews(1, timeout=GOAL_TIMEOUT_S)
+    assert (pageview["visitor_id"], pageview["source"]) == (visitor_id, "script")
+    assert "cookie" not in pageview["headers"]  # the site's cookies stay on the site
+    expected = sign_up(name, page, proxied.url)
+    goals = fake_api.wait_for_goals(len(expected), timeout=GOAL_TIMEOUT_S)
+    assert sorted(goal["name"] for goal in goals) == sorted(expected)
+    # The sentinel has landed: the blocked visit's signup sent nothing.
+    assert {goal["visitor_id"] for goal in goals} == {visitor_id}
+    assert len(fake_api.requests) == len(expected)
+    assert blocked == []  # the browser never needed the provider's host
+
+
+EXAMPLE_FIXTURES = {"django": "django_shop", "flask": "flask_blog", "fastapi": "fastapi_app"}

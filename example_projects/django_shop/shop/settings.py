@@ -36,7 +36,6 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    "shop.fake_script.FakeTrackingScriptMiddleware",
     "goaltrack.django.middleware.GoalTrackMiddleware",
 ]
 
@@ -76,10 +75,9 @@ GOALTRACK = {
     # fake API, the tag loads its stand-in script instead of the provider's.
     "TRACKING_ID": os.environ.get("GOALTRACK_TRACKING_ID", "dfid_example_shop"),
     "ON_COMMIT": True,  # a signup rolled back is not counted
+    # GOALTRACK_SCRIPT_PROXY=1 serves the script and its events from the shop itself
+    # (/_goaltrack/...), past blockers of the provider's host; the environment fills it in.
 }
-
-#: Stand in for the provider's tracking script while on the fake API (see shop/fake_script.py).
-SHOP_FAKE_TRACKING_SCRIPT = GOALTRACK["API_URL"].startswith("http://127.0.0.1")
 
 LOGGING = {
     "version": 1,

@@ -269,7 +269,12 @@ class _Endpoints:
         except (_ControlError, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, 400, headers=cors)
         self.state.add_pageview(
-            provider, visitor_id, session_id=session_id, url=url, source="script"
+            provider,
+            visitor_id,
+            session_id=session_id,
+            url=url,
+            source="script",
+            headers=request.headers,
         )
         return JSONResponse({"status": "success"}, headers=cors)
 

@@ -3,8 +3,9 @@
 This module owns the JavaScript the fake serves and the cookies it sets: like the providers' own
 script, it sets the visitor and session cookies on the page's origin (DataFast's and Faurya's
 names with UUID ids, Flowsery's ``_fs_vid`` / ``_fs_sid`` with url-safe tokens) and records a
-pageview with a cross-origin ``POST [/<provider>]/api/events``, which the app answers with CORS
-headers and registers as the visitor's pageview.
+pageview with a cross-origin ``POST [/<provider>]/api/events`` (or to the tag's
+``data-api-url``, a first-party proxy, as the providers' scripts do), which the app answers with
+CORS headers and registers as the visitor's pageview.
 """
 
 from __future__ import annotations
@@ -69,8 +70,13 @@ _SCRIPT_TEMPLATE = """\
   var sessionId = readCookie(config.sessionCookie) || (config.uuidIds ? "s" + uuid4() : token());
   writeCookie(config.visitorCookie, visitorId, config.visitorMaxAge);
   writeCookie(config.sessionCookie, sessionId, config.sessionMaxAge);
+  // As the providers' scripts do, data-api-url on the tag sends the events elsewhere (a
+  // first-party proxy); relative to the page.
+  var tag = document.currentScript;
+  var apiUrl = tag && tag.getAttribute("data-api-url");
+  var eventsUrl = apiUrl ? new URL(apiUrl, location.href).href : config.eventsUrl;
   var root = document.documentElement;
-  fetch(config.eventsUrl, {
+  fetch(eventsUrl, {
     method: "POST",
     mode: "cors",
     keepalive: true,

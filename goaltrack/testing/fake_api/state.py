@@ -66,6 +66,7 @@ class PageviewRecord(TypedDict):
     session_id: str | None
     url: str | None  # the page's address, as the tracking script reported it
     source: Literal["script", "control"]  # the tracking script, or add_pageview / /_fake/
+    headers: dict[str, str]  # the script's event request's headers (lower-case names); {} else
     received_at: str
     received_at_epoch: float
 
@@ -246,6 +247,7 @@ class FakeAPIState:
         session_id: str | None = None,
         url: str | None = None,
         source: Literal["script", "control"] = "control",
+        headers: Mapping[str, str] | None = None,
     ) -> str:
         """Register a pageview by a visitor (a fresh UUID v4 if none given); return its id.
 
@@ -265,6 +267,7 @@ class FakeAPIState:
                     session_id=session_id,
                     url=url,
                     source=source,
+                    headers=dict(headers or {}),
                     received_at=_iso(received),
                     received_at_epoch=received,
                 )
