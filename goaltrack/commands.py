@@ -377,11 +377,11 @@ def _dead_letters(path: str, limit: int, echo: Echo) -> None:
         echo("no dead letters", "")
         return
     for letter in letters:
-        goal = letter.goal
+        item = letter.goal
         failed = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(letter.failed_at))
         echo(
-            f"#{letter.id} {failed} {goal.provider.name} goal {goal.name!r} "
-            f"visitor {goal.visitor_id} after {letter.attempts} attempt(s): {letter.reason}",
+            f"#{letter.id} {failed} {item.provider.name} {item.label} "
+            f"visitor {item.visitor_id} after {letter.attempts} attempt(s): {letter.reason}",
             "",
         )
     if total > len(letters):

@@ -290,7 +290,7 @@ class RequestGoals(VisitorSource):
         if sent:
             self.tracked += 1
             signals = self.adapter.signals
-            if signals.signals["tracked"].receivers:
+            if signals.signals["goal_tracked"].receivers:
                 signals.tracked(tracker, name, self._visitor, metadata, self.request)
         return sent
 
