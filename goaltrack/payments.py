@@ -17,12 +17,12 @@ import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 from goaltrack.goals import InvalidGoal, _check_encodable
 from goaltrack.providers import Provider
 
-__all__ = ["Amount", "InvalidPayment", "Payment"]
+__all__ = ["Amount", "InvalidPayment", "Payment", "PaymentOptions"]
 
 #: What an amount may be given as.
 Amount = Decimal | int | float
@@ -33,6 +33,20 @@ TEXT_MAX_CHARS = 255
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class PaymentOptions(TypedDict, total=False):
+    """The keyword arguments of every ``track_payment``, after amount, currency and id."""
+
+    visitor_id: str | None
+    session_id: str | None
+    email: str | None
+    name: str | None
+    customer_id: str | None
+    renewal: bool
+    refunded: bool
+    free_trial: bool | None
+    timestamp: _dt.datetime | str | None
 
 
 class InvalidPayment(InvalidGoal):
