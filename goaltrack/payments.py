@@ -199,6 +199,8 @@ class Payment:
 
 
 def _check_amount(amount: object) -> int | float:
+    if type(amount) is int and 0 <= amount <= MAX_AMOUNT:
+        return amount
     rule = f"a finite number from 0 to {MAX_AMOUNT} (Decimal, int or float; 0 is a free trial)"
     if isinstance(amount, bool) or not isinstance(amount, (int, float, Decimal)):
         hint = ""
@@ -236,6 +238,9 @@ def _check_amount(amount: object) -> int | float:
 
 
 def _check_currency(currency: object) -> str:
+    known = _known_currencies.get(currency) if type(currency) is str else None
+    if known is not None:
+        return known
     rule = "an ISO 4217 currency code: three letters, such as USD or EUR"
     if not isinstance(currency, str):
         raise InvalidPayment(
@@ -244,16 +249,24 @@ def _check_currency(currency: object) -> str:
     code = currency.upper()
     if _CURRENCY.fullmatch(code) is None:
         raise InvalidPayment(f"invalid currency {currency[:40]!r}", field="currency", rule=rule)
+    if len(_known_currencies) < 1024:
+        _known_currencies[currency] = code
     return code
 
 
+#: Currency codes already checked, as given -> as sent: apps use one or a few.
+_known_currencies: dict[str, str] = {}
+
+
 def _check_text(value: object, field: str, what: str, *, required: bool = False) -> str | None:
+    if value is None and not required:
+        return None
+    if type(value) is str and 0 < len(value) <= TEXT_MAX_CHARS and value.isalnum():
+        return value  # the common case (ids): nothing else to check
     rule = (
         f"{what} is a non-empty string of at most {TEXT_MAX_CHARS} characters, "
         "without control characters"
     )
-    if value is None and not required:
-        return None
     if not isinstance(value, str):
         got = "nothing" if value is None else type(value).__name__
         raise InvalidPayment(f"{what} must be a string, got {got}", field=field, rule=rule)
