@@ -1,8 +1,8 @@
 """The provider descriptions: everything that differs between DataFast, Faurya and Flowsery.
 
 This module is data. Nothing else in goaltrack branches on a provider's name: cookie names, body
-field names, goal-name rules, auth rules, default URLs, which statuses are final and how errors
-are shaped are all read from a :class:`Provider`.
+field names (goals' and payments'), goal-name rules, auth rules, default URLs, which statuses are
+final and how errors are shaped are all read from a :class:`Provider`.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _snake_case_payments(visitor: str) -> PaymentFields:
 
 @dataclass(frozen=True)
 class Provider:
-    """How one analytics provider wants its goals."""
+    """How one analytics provider wants its goals and payments."""
 
     name: str
     default_api_url: str
