@@ -1,4 +1,5 @@
-"""goaltrack: server-side custom goals for DataFast, Faurya and Flowsery, never slowing a request.
+"""goaltrack: server-side custom goals and payments for DataFast, Faurya and Flowsery, never
+slowing a request.
 
 Public names only; each lives in the module named in its docstring.
 """
@@ -7,9 +8,18 @@ from goaltrack.config import Problem, configuration_problems
 from goaltrack.cookies import Visitor, visitor_from_cookies
 from goaltrack.delivery import DeliveryResult, InvalidConfiguration, Outcome
 from goaltrack.goals import Goal, InvalidGoal
+from goaltrack.payments import InvalidPayment, Payment
 from goaltrack.providers import PROVIDERS, Provider, get_provider
 from goaltrack.script_tag import script_tag
-from goaltrack.tracker import GoalTracker, TrackerOptions, configure, flush, get_tracker, track
+from goaltrack.tracker import (
+    GoalTracker,
+    TrackerOptions,
+    configure,
+    flush,
+    get_tracker,
+    track,
+    track_payment,
+)
 from goaltrack.transports import Stats
 
 __version__ = "0.1.0"
@@ -21,7 +31,9 @@ __all__ = [
     "GoalTracker",
     "InvalidConfiguration",
     "InvalidGoal",
+    "InvalidPayment",
     "Outcome",
+    "Payment",
     "Problem",
     "Provider",
     "Stats",
@@ -35,5 +47,6 @@ __all__ = [
     "get_tracker",
     "script_tag",
     "track",
+    "track_payment",
     "visitor_from_cookies",
 ]

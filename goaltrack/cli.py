@@ -1,5 +1,5 @@
-"""The ``goaltrack`` command: ``check`` a configuration, ``send`` one goal, look after the
-``outbox``, run the ``fake-api``.
+"""The ``goaltrack`` command: ``check`` a configuration, ``send`` one goal or payment, look
+after the ``outbox``, run the ``fake-api``.
 
 A thin front end over :mod:`goaltrack.commands` (the same bodies and flags as ``manage.py`` and
 ``flask goaltrack``). Configuration comes from the ``GOALTRACK_*`` environment variables,
@@ -49,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"goaltrack {__version__}")
     subcommands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    send = subcommands.add_parser("send", help="send one goal now and say what the API answered")
+    send = subcommands.add_parser(
+        "send", help="send one goal (or payment) now and say what the API answered"
+    )
     commands.add_arguments(send, SEND_FLAGS)
     _add_account_arguments(send)
     send.set_defaults(command=_send)
@@ -102,18 +104,8 @@ def _echo(line: str, tone: str) -> None:
 
 
 def _send(args: argparse.Namespace) -> None:
-    commands.send(
-        _settings(args),
-        name=args.name,
-        visitor_id=args.visitor_id,
-        session_id=args.session_id,
-        metadata=args.metadata,
-        description=args.description,
-        timezone=args.timezone,
-        timeout=args.timeout,
-        echo=_echo,
-        source=SOURCE,
-    )
+    flags = {flag.dest: getattr(args, flag.dest) for flag in SEND_FLAGS}
+    commands.send(_settings(args), **flags, echo=_echo, source=SOURCE)
 
 
 def _check(args: argparse.Namespace) -> None:

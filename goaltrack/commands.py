@@ -16,12 +16,14 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from goaltrack.config import Problem
 from goaltrack.delivery import DeliveryResult, InvalidConfiguration
 from goaltrack.goals import Goal, InvalidGoal
 from goaltrack.options import DEFAULT_PROVIDER, OPTIONS
+from goaltrack.payments import Payment
 from goaltrack.tracker import GoalTracker
 from goaltrack.transports.outbox import Outbox
 from goaltrack.transports.outbox.store import unusable
@@ -81,7 +83,8 @@ class Flag:
     type: type = str
     default: Any = None
     kind: str = "value"
-    """"value", "switch" (a boolean flag) or "repeat" (may be given several times)."""
+    """"value", "switch" (a boolean flag) or "repeat" (may be given several times); for a
+    positional argument, "optional" when it may be left out."""
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
 
@@ -91,7 +94,7 @@ CHECK_FLAGS = (
     Flag("timeout", "seconds to wait for the API (default 5)", ("--timeout",), float, 5.0),
 )
 SEND_FLAGS = (
-    Flag("name", "the goal name, e.g. signup"),
+    Flag("name", "the goal name, e.g. signup (leave it out to send a payment)", kind="optional"),
     Flag(
         "visitor_id",
         "the visitor id (the provider's visitor cookie's value)",
@@ -107,6 +110,17 @@ SEND_FLAGS = (
     ),
     Flag("description", "a description (DataFast)", ("--description",)),
     Flag("timezone", "an IANA time zone (Flowsery)", ("--timezone",)),
+    Flag("amount", "send a payment of this amount, e.g. 29.90 (0: a free trial)", ("--amount",)),
+    Flag("currency", "the payment's ISO 4217 currency, e.g. USD", ("--currency",)),
+    Flag("transaction_id", "the payment's transaction id", ("--transaction-id",)),
+    Flag("email", "the paying customer's email", ("--email",)),
+    Flag("customer_name", "the paying customer's name", ("--customer-name",)),
+    Flag("customer_id", "the paying customer's id", ("--customer-id",)),
+    Flag("renewal", "the payment renews a subscription", ("--renewal",), kind="switch"),
+    Flag("refunded", "the payment is a refund", ("--refunded",), kind="switch"),
+    Flag(
+        "free_trial", "the payment starts a free trial (DataFast)", ("--free-trial",), kind="switch"
+    ),
     Flag(
         "timeout", "seconds to try for, retries included (default 10)", ("--timeout",), float, 10.0
     ),
@@ -132,7 +146,12 @@ def add_arguments(parser: argparse.ArgumentParser, flags: Sequence[Flag]) -> Non
     """Add *flags* to an argparse parser (the ``goaltrack`` CLI, Django's commands)."""
     for flag in flags:
         if not flag.names:
-            parser.add_argument(flag.dest, help=flag.help, choices=flag.choices)
+            parser.add_argument(
+                flag.dest,
+                help=flag.help,
+                choices=flag.choices,
+                nargs="?" if flag.kind == "optional" else None,
+            )
         elif flag.kind == "switch":
             parser.add_argument(*flag.names, dest=flag.dest, action="store_true", help=flag.help)
         elif flag.kind == "repeat":
@@ -217,21 +236,47 @@ def check(
 def send(
     settings: Mapping[str, Any],
     *,
-    name: str,
+    name: str | None = None,
     visitor_id: str | None = None,
     session_id: str | None = None,
     metadata: Sequence[str] = (),
     description: str | None = None,
     timezone: str | None = None,
+    amount: str | None = None,
+    currency: str | None = None,
+    transaction_id: str | None = None,
+    email: str | None = None,
+    customer_name: str | None = None,
+    customer_id: str | None = None,
+    renewal: bool = False,
+    refunded: bool = False,
+    free_trial: bool = False,
     timeout: float = 10.0,
     echo: Echo,
     source: Source,
 ) -> None:
-    """Send one goal now (inline, retries included within *timeout*) and print the API's answer.
+    """Send one goal *name*, or one payment (``--amount``, ``--currency``,
+    ``--transaction-id``), now (inline, retries included within *timeout*) and print the API's
+    answer.
 
     *settings* are the tracker arguments in effect; *metadata* ``KEY=VALUE`` entries. Raises
     :class:`CommandFailed`: status 2 for bad input or configuration, 1 when not delivered.
     """
+    paying = any((amount, currency, transaction_id, email, customer_name, customer_id)) or any(
+        (renewal, refunded, free_trial)
+    )
+    if paying and (name is not None or metadata or description or timezone):
+        raise CommandFailed(
+            "send takes a goal NAME (with --metadata, --description, --timezone) or a payment "
+            "(--amount, --currency, --transaction-id), not both",
+            2,
+        )
+    if paying and not (amount and currency and transaction_id):
+        raise CommandFailed("a payment needs --amount, --currency and --transaction-id", 2)
+    if not paying and name is None:
+        raise CommandFailed(
+            "send what? a goal NAME, or a payment: --amount, --currency and --transaction-id", 2
+        )
     entries: dict[str, str] = {}
     for entry in metadata:
         key, sep, value = entry.partition("=")
@@ -257,28 +302,54 @@ def send(
     except (InvalidConfiguration, TypeError, ValueError) as exc:
         raise CommandFailed(f"invalid {source.name}: {exc}", 2) from None
     tracker._settlement.log_failures = False  # the CommandFailed below says it, once
+    item: Goal | Payment
     with tracker:
         try:
-            goal = Goal.create(
-                tracker.provider,
-                name,
-                visitor_id=visitor_id,
-                session_id=session_id,
-                metadata=entries or None,
-                description=description,
-                timezone=timezone,
-            )
+            if paying:
+                item = Payment.create(
+                    tracker.provider,
+                    _amount(str(amount)),
+                    str(currency),
+                    str(transaction_id),
+                    visitor_id=visitor_id,
+                    session_id=session_id,
+                    email=email,
+                    name=customer_name,
+                    customer_id=customer_id,
+                    renewal=renewal,
+                    refunded=refunded,
+                    free_trial=free_trial or None,
+                )
+            else:
+                assert name is not None
+                item = Goal.create(
+                    tracker.provider,
+                    name,
+                    visitor_id=visitor_id,
+                    session_id=session_id,
+                    metadata=entries or None,
+                    description=description,
+                    timezone=timezone,
+                )
         except InvalidGoal as exc:
-            raise CommandFailed(f"invalid goal: {exc}", 2) from None
-        tracker.submit(goal)
+            raise CommandFailed(f"invalid {'payment' if paying else 'goal'}: {exc}", 2) from None
+        tracker.submit(item)
     if not outcome:
-        raise CommandFailed(f"goal {goal.name!r} was not sent")
+        raise CommandFailed(f"{item.label} was not sent")
     delivered, result = outcome[0]
     status = f"HTTP {result.status}" if result.status is not None else "no answer"
     if not delivered:
         raise CommandFailed(f"not delivered to {tracker.provider.name}: {result.reason or status}")
     event = f", event id {result.event_id}" if result.event_id else ""
-    echo(f"delivered goal {goal.name!r} to {tracker.provider.name} ({status}{event})", "ok")
+    duplicate = ", recorded before: a duplicate" if result.duplicate else ""
+    echo(f"delivered {item.label} to {tracker.provider.name} ({status}{event}{duplicate})", "ok")
+
+
+def _amount(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except ArithmeticError:
+        raise CommandFailed(f"--amount takes a number such as 29.90, not {text!r}", 2) from None
 
 
 # -- outbox --------------------------------------------------------------------------------------
@@ -377,11 +448,11 @@ def _dead_letters(path: str, limit: int, echo: Echo) -> None:
         echo("no dead letters", "")
         return
     for letter in letters:
-        goal = letter.goal
+        item = letter.goal
         failed = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(letter.failed_at))
         echo(
-            f"#{letter.id} {failed} {goal.provider.name} goal {goal.name!r} "
-            f"visitor {goal.visitor_id} after {letter.attempts} attempt(s): {letter.reason}",
+            f"#{letter.id} {failed} {item.provider.name} {item.label} "
+            f"visitor {item.visitor_id} after {letter.attempts} attempt(s): {letter.reason}",
             "",
         )
     if total > len(letters):

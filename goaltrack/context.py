@@ -13,11 +13,15 @@
   (:mod:`goaltrack.bots`), hand the goal to the tracker now or, where the adapter has
   transactions (Django's ``on_commit``), once the current one commits; never raise anything
   else. With ``debug``, a goal not sent says why.
+- :meth:`RequestGoals.track_payment`: the same for a payment, for the request's visitor or one
+  given (a payment webhook carries no visitor cookie: the id captured at checkout is passed).
+  No bot rule: revenue is recorded whoever made the request.
 - :func:`log_untracked`: the one log line for a goal that request-time code could not track.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import functools
 import logging
 from collections.abc import Callable, Mapping
@@ -27,6 +31,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from goaltrack.bots import request_is_bot
 from goaltrack.cookies import Visitor, visitor_from_cookies
 from goaltrack.goals import Goal, InvalidGoal, MetadataValue
+from goaltrack.payments import Amount, Payment
 from goaltrack.providers import Provider
 
 if TYPE_CHECKING:
@@ -290,9 +295,87 @@ class RequestGoals(VisitorSource):
         if sent:
             self.tracked += 1
             signals = self.adapter.signals
-            if signals.signals["tracked"].receivers:
+            if signals.signals["goal_tracked"].receivers:
                 signals.tracked(tracker, name, self._visitor, metadata, self.request)
         return sent
+
+    def track_payment(
+        self,
+        amount: Amount,
+        currency: str,
+        transaction_id: str,
+        *,
+        visitor_id: str | None = None,
+        session_id: str | None = None,
+        email: str | None = None,
+        name: str | None = None,
+        customer_id: str | None = None,
+        renewal: bool = False,
+        refunded: bool = False,
+        free_trial: bool | None = None,
+        timestamp: _dt.datetime | str | None = None,
+        on_commit: bool | None = None,
+    ) -> bool:
+        """Queue a payment for this request's visitor, or for *visitor_id* when given (a
+        payment webhook: the id captured at checkout); never waits for the network.
+
+        The arguments of :meth:`GoalTracker.track_payment <goaltrack.GoalTracker.track_payment>`.
+        Without *visitor_id* the visitor (and session) come from the request's cookies; a
+        request without them records the payment unattributed. An invalid payment follows the
+        tracker's ``strict`` rule. Returns True when the payment was accepted for delivery (or
+        will be, at commit: *on_commit* as for goals, Django only).
+        """
+        if visitor_id is None:
+            self.is_bot  # noqa: B018 - reads the cookies (a bot's visitor is not attributed)
+            visitor = self._visitor
+            if visitor is not None:
+                visitor_id = visitor.visitor_id
+                session_id = visitor.session_id if session_id is None else session_id
+        payment = self.adapter.tracker.make_payment(
+            amount,
+            currency,
+            transaction_id,
+            visitor_id=visitor_id,
+            session_id=session_id,
+            email=email,
+            name=name,
+            customer_id=customer_id,
+            renewal=renewal,
+            refunded=refunded,
+            free_trial=free_trial,
+            timestamp=timestamp,
+        )
+        if payment is None:
+            return False
+        at_commit = self.adapter.at_commit(on_commit)
+        if at_commit is None:
+            return self.send_payment(payment)
+        at_commit(functools.partial(self._send_payment_at_commit, payment))
+        return True
+
+    def send_payment(self, payment: Payment) -> bool:
+        """Hand a validated payment to the tracker; ``payment_tracked`` if it was taken."""
+        tracker = self.adapter.tracker
+        sent = tracker.submit(payment)
+        if sent:
+            self.tracked += 1
+            signals = self.adapter.signals
+            if signals.signals["payment_tracked"].receivers:
+                visitor = None
+                if payment.visitor_id is not None:
+                    visitor = Visitor(payment.visitor_id, payment.session_id)
+                signals.payment_tracked(tracker, payment, visitor, self.request)
+        return sent
+
+    def _send_payment_at_commit(self, payment: Payment) -> None:
+        try:
+            self.send_payment(payment)
+        except Exception:  # the commit has happened: nothing must raise into its caller
+            logger.exception(
+                "goaltrack: %s from a transaction's commit was not tracked (%s)",
+                payment.label,
+                self.describe(),
+            )
 
     def _send_at_commit(self, goal: Goal, name: str, metadata: Metadata | None) -> None:
         try:

@@ -1,6 +1,7 @@
 """One exchange with the API, and how its answer is read: what every transport sends and hears.
 
-- Where to: :class:`Endpoint` (URL, query, auth header; its repr hides the key), whose URL
+- Where to: :class:`Endpoint` (URL, query, auth header; its repr hides the key; ``url`` is the
+  goals endpoint, which names the destination, :meth:`Endpoint.url_for` any path), whose URL
   :func:`check_api_url` accepts only over https, or plain http to a loopback host
   (:func:`is_loopback`).
 - One attempt: :func:`deliver` (one HTTP request, never raising for anything the network or API
@@ -8,6 +9,8 @@
   delivered; 429 (unless the provider says it is final), 408, 5xx, timeouts and connection
   errors worth retrying, with the ``Retry-After`` read by :func:`parse_retry_after`; 401 and 403
   (:data:`REFUSED_STATUSES`, a refused key) an outage of the account; other 4xx and 3xx final.
+  For an idempotent item (a payment), an answer saying the API has it already (a "duplicate"
+  message, or 409) is delivered, with ``duplicate`` set.
   Every reason built from an API answer or a network error goes through
   :func:`goaltrack.redaction.redact`.
 - A check: :func:`probe` says whether the API is reachable and takes the key, recording nothing.
@@ -24,14 +27,17 @@ import enum
 import ipaddress
 import json
 import math
+import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
-from goaltrack.goals import Goal
 from goaltrack.http_client import HttpError, HttpPoster, HttpResponse
 from goaltrack.providers import Provider
 from goaltrack.redaction import key_fingerprint, redact, remember_secret
+
+if TYPE_CHECKING:
+    from goaltrack.items import Tracked
 
 __all__ = [
     "REFUSED_STATUSES",
@@ -86,6 +92,9 @@ class DeliveryResult:
     """Seconds the API asked us to wait (``Retry-After``), when it did."""
     may_have_arrived: bool = False
     """The request may have reached the API although no answer came back (timeouts)."""
+    duplicate: bool = False
+    """Delivered: the API had this payment's transaction id already (a resend after a timeout,
+    or the same transaction tracked twice)."""
 
 
 class Endpoint:
@@ -94,7 +103,7 @@ class Endpoint:
     Holds the API key; its repr never shows it.
     """
 
-    __slots__ = ("_headers", "key_fp", "provider", "url")
+    __slots__ = ("_base", "_headers", "_query", "_urls", "key_fp", "provider", "url")
 
     def __init__(
         self, provider: Provider, api_key: str, api_url: str | None, website_id: str | None
@@ -105,16 +114,26 @@ class Endpoint:
         """The key's fingerprint (:func:`~goaltrack.redaction.key_fingerprint`), never the key."""
         base = (api_url or provider.default_api_url).rstrip("/")
         check_api_url(base)
-        url = base + provider.goals_path
-        if website_id:
-            url += "?" + urlencode({provider.website_query_param: website_id})
-        self.url = url
+        self._base = base
+        self._query = (
+            "?" + urlencode({provider.website_query_param: website_id}) if website_id else ""
+        )
+        self._urls: dict[str, str] = {}
+        self.url = self.url_for(provider.goals_path)
+        """The goals endpoint: it names the destination (breakers, outbox rows, log lines)."""
         self._headers = {
             "Authorization": f"Bearer {api_key}",
             "Content-Type": "application/json",
             "Accept": "application/json",
             "User-Agent": _USER_AGENT,
         }
+
+    def url_for(self, path: str) -> str:
+        """The URL of the endpoint at *path* (``item.path``), with the website's query."""
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = self._base + path + self._query
+        return url
 
     def __repr__(self) -> str:
         return f"Endpoint({self.url!r}, key=<redacted>)"
@@ -151,21 +170,60 @@ def is_loopback(host: str) -> bool:
 
 
 def deliver(
-    goal: Goal, endpoint: Endpoint, http: HttpPoster, *, deadline: float | None = None
+    item: Tracked, endpoint: Endpoint, http: HttpPoster, *, deadline: float | None = None
 ) -> DeliveryResult:
-    """Make one attempt at delivering *goal*; never raises for anything the network or API does.
+    """Make one attempt at delivering *item* (a goal or a payment); never raises for anything
+    the network or API does.
 
     The attempt takes at most the client's ``timeout``, or until *deadline*
     (``time.monotonic()``) if sooner.
     """
-    body = json.dumps(goal.body(), separators=(",", ":"), ensure_ascii=False).encode()
+    body = json.dumps(item.body(), separators=(",", ":"), ensure_ascii=False).encode()
     try:
-        response = http.post(endpoint.url, endpoint._headers, body, deadline=deadline)
+        response = http.post(
+            endpoint.url_for(item.path), endpoint._headers, body, deadline=deadline
+        )
     except HttpError as exc:
         return DeliveryResult(
             Outcome.RETRY, redact(str(exc)), may_have_arrived=exc.may_have_arrived
         )
-    return classify(response, endpoint.provider)
+    result = classify(response, endpoint.provider)
+    if item.idempotent:
+        return _idempotent_answer(result, response)
+    return result
+
+
+def _idempotent_answer(result: DeliveryResult, response: HttpResponse) -> DeliveryResult:
+    """A payment's answer: one saying the transaction is recorded already is its delivery."""
+    if result.outcome is Outcome.DELIVERED:
+        if _DUPLICATE.search(_success_message(response.body)):
+            return dataclasses.replace(result, reason="delivered (a duplicate)", duplicate=True)
+        return result
+    if response.status == 409:  # Conflict: the transaction id is taken, by this payment
+        return DeliveryResult(
+            Outcome.DELIVERED,
+            f"delivered (a duplicate: {result.reason})",
+            status=409,
+            duplicate=True,
+        )
+    return result
+
+
+_DUPLICATE = re.compile(r"duplicate|already", re.IGNORECASE)
+
+
+def _success_message(body: bytes) -> str:
+    """The message of a success body: ``{"message": ...}`` or ``{"data": [{"message": ...}]}``."""
+    data = _json(body)
+    if not isinstance(data, dict):
+        return ""
+    payload = data.get("data")
+    if isinstance(payload, list) and payload:
+        payload = payload[0]
+    for holder in (data, payload):
+        if isinstance(holder, dict) and isinstance(holder.get("message"), str):
+            return str(holder["message"])
+    return ""
 
 
 def classify(response: HttpResponse, provider: Provider) -> DeliveryResult:

@@ -16,13 +16,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from goaltrack.asgi import GoalTrackMiddleware, track_goal
+from goaltrack.asgi import GoalTrackMiddleware, track_goal, track_payment
 from goaltrack.asgi.tracking import endpoint_status, goal_tracker
 
 if TYPE_CHECKING:
     from goaltrack.asgi.tracking import GoalTrackerDep
 
-__all__ = ["GoalTrackMiddleware", "GoalTrackerDep", "endpoint_status", "goal_tracker", "track_goal"]
+__all__ = [
+    "GoalTrackMiddleware",
+    "GoalTrackerDep",
+    "endpoint_status",
+    "goal_tracker",
+    "track_goal",
+    "track_payment",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from goaltrack.providers import (
     METADATA_KEY_PATTERN,
@@ -77,7 +77,14 @@ class Goal:
 
     Build one with :meth:`Goal.create`; treat it as immutable. (Not a frozen dataclass: a
     frozen ``__init__`` costs a microsecond on every ``track`` call.)
+
+    What a transport needs of it it needs of a :class:`~goaltrack.Payment` too: ``kind``,
+    ``idempotent``, ``path``, ``body()``, ``label`` and ``describe()``.
     """
+
+    kind: ClassVar[str] = "goal"
+    idempotent: ClassVar[bool] = False
+    """The goals API has no idempotency key: a goal sent twice counts twice."""
 
     provider: Provider
     name: str
@@ -136,6 +143,24 @@ class Goal:
         if self.timezone is not None:
             body["timezone"] = self.timezone
         return body
+
+    @property
+    def path(self) -> str:
+        """The endpoint's path, after the API's base URL."""
+        return self.provider.goals_path
+
+    @property
+    def label(self) -> str:
+        """The goal in a log line: ``goal 'signup'``."""
+        return f"goal {self.name!r}"
+
+    def describe(self) -> str:
+        """The goal for the debug log: provider, name, visitor, session and metadata."""
+        session = f" session {self.session_id!r}" if self.session_id is not None else ""
+        return (
+            f"{self.provider.name} goal {self.name!r} for visitor {self.visitor_id!r}{session} "
+            f"metadata {dict(self.metadata or {})!r}"
+        )
 
     def __repr__(self) -> str:
         return (

@@ -1,21 +1,26 @@
-"""Hooks and signals: the four signals every adapter has, who sends them, every call isolated.
+"""Hooks and signals: the signals every adapter has, who sends them, every call isolated.
 
 Every adapter (:mod:`goaltrack.django.signals`, :mod:`goaltrack.flask.signals`,
-:mod:`goaltrack.asgi.signals`) has the same four signals, named alike (blinker's are
-``goaltrack.goal-tracked``, ``goaltrack.goal-delivered``, ``goaltrack.goal-failed`` and
-``goaltrack.goal-dropped``; Django's are the module's ``Signal`` objects of the same Python names),
-sent with the same sender and the same keyword arguments:
+:mod:`goaltrack.asgi.signals`) has the same eight signals, one per kind of item (``goal``,
+``payment``) and event (``tracked``, ``delivered``, ``failed``, ``dropped``), named by one scheme:
+the Python name ``<kind>_<event>`` and, in blinker, ``goaltrack.<kind>-<event>``
+(``goal_delivered`` is ``goaltrack.goal-delivered``, ``payment_failed`` is
+``goaltrack.payment-failed``; Django's are the module's ``Signal`` objects of the Python names),
+sent with the same sender and the same keyword arguments, the item under its kind's name:
 
 - ``goal_tracked``: a goal was queued for delivery, in the thread that tracked it (the request's).
   Kwargs: ``name``, ``visitor`` (a :class:`~goaltrack.Visitor` or None), ``metadata`` (as given)
-  and ``request`` (the framework's request, or None outside one).
-- ``goal_delivered``: the provider stored the goal. Kwargs: ``goal``, ``result``.
-- ``goal_failed``: the provider refused the goal, or goaltrack gave up retrying. Kwargs: ``goal``,
-  ``result`` (a :class:`~goaltrack.DeliveryResult`) and ``reason``.
-- ``goal_dropped``: the goal was never sent (queue full, tracker closed). Kwargs: ``goal``,
+  and ``request`` (the framework's request, or None outside one). ``payment_tracked``: kwargs
+  ``payment`` (the :class:`~goaltrack.Payment`), ``visitor`` and ``request``.
+- ``goal_delivered`` / ``payment_delivered``: the provider stored it. Kwargs: ``goal`` (or
+  ``payment``), ``result`` (``result.duplicate``: the API had the payment already).
+- ``goal_failed`` / ``payment_failed``: the provider refused it, or goaltrack gave up retrying.
+  Kwargs: ``goal`` (or ``payment``), ``result`` (a :class:`~goaltrack.DeliveryResult`) and
   ``reason``.
+- ``goal_dropped`` / ``payment_dropped``: it was never sent (queue full, tracker closed). Kwargs:
+  ``goal`` (or ``payment``), ``reason``.
 
-**The sender is the** :class:`~goaltrack.GoalTracker` **instance the goal went through**, in every
+**The sender is the** :class:`~goaltrack.GoalTracker` **instance the item went through**, in every
 adapter: the one the adapter's ``get_tracker()`` returns (``goaltrack.flask.get_tracker(app)``,
 ``goaltrack.django.get_tracker()``, ``goaltrack.asgi.get_tracker()``; ``goaltrack.get_tracker()``
 for the process-wide one). Why the tracker: it is the one object every framework has, and the
@@ -30,10 +35,11 @@ The delivery signals need no wiring: each adapter's signal module registers its 
 (:func:`register_signals`; a blinker adapter makes them with :func:`blinker_signals`) when it is
 imported, and every :class:`~goaltrack.GoalTracker` (the process-wide one, one built by hand, a
 middleware's or an app's) sends each registered set's delivery signals, after the user's hook
-(the tracker options ``on_delivery``, ``on_failure``, ``on_drop``). ``goal_tracked`` is sent by
-the adapter that tracked the goal, on its own signal.
+(the tracker options ``on_delivery``, ``on_failure``, ``on_drop``, which get goals and payments
+alike). ``goal_tracked`` and ``payment_tracked`` are sent by the adapter that tracked the item,
+on its own signal.
 
-Each call is isolated: one that raises is logged with the goal's name, and the next one still
+Each call is isolated: one that raises is logged with the item's label, and the next one still
 runs; nothing raises into the request, the delivery worker or the code that tracked the goal. The
 delivery signals come from goaltrack's worker thread: receivers must be thread-safe and quick,
 and must not expect the request.
@@ -49,10 +55,13 @@ from typing import Any, Protocol, TypeVar
 
 from goaltrack.cookies import Visitor
 from goaltrack.delivery import DeliveryResult
-from goaltrack.goals import Goal
+from goaltrack.items import Tracked
+from goaltrack.payments import Payment
 
 __all__ = [
     "EVENTS",
+    "KINDS",
+    "SIGNAL_NAMES",
     "Signal",
     "SignalSet",
     "blinker_signals",
@@ -65,16 +74,25 @@ __all__ = [
 
 logger = logging.getLogger("goaltrack")
 
-#: The events, each an adapter's ``goal_<event>`` signal.
+#: The events, each an adapter's ``<kind>_<event>`` signal.
 EVENTS = ("tracked", "delivered", "failed", "dropped")
+#: The kinds of item (``item.kind``), each with a signal per event.
+KINDS = ("goal", "payment")
+#: Every adapter's signals, by their Python names: ``goal_tracked``, ..., ``payment_dropped``.
+SIGNAL_NAMES = tuple(f"{kind}_{event}" for kind in KINDS for event in EVENTS)
 #: The names of blinker's signals (one scheme for every blinker adapter).
-BLINKER_NAMES = {event: f"goaltrack.goal-{event}" for event in EVENTS}
+BLINKER_NAMES = {
+    f"{kind}_{event}": f"goaltrack.{kind}-{event}" for kind in KINDS for event in EVENTS
+}
+_EVENT_DOCS = {
+    "tracked": "A {kind} was queued for delivery.",
+    "delivered": "The provider stored a {kind}.",
+    "failed": "A {kind} will never be stored.",
+    "dropped": "A {kind} was never sent.",
+}
 #: The docs of blinker's signals.
 BLINKER_DOCS = {
-    "tracked": "A goal was queued for delivery.",
-    "delivered": "The provider stored a goal.",
-    "failed": "A goal will never be stored.",
-    "dropped": "A goal was never sent.",
+    f"{kind}_{event}": doc.format(kind=kind) for kind in KINDS for event, doc in _EVENT_DOCS.items()
 }
 
 S = TypeVar("S")
@@ -106,35 +124,35 @@ def send_robust_blinker(
 
 
 class SignalSet:
-    """One adapter's four signals and how to send them robustly."""
+    """One adapter's signals (by :data:`SIGNAL_NAMES`) and how to send them robustly."""
 
     __slots__ = ("_send_robust", "signals")
 
     def __init__(self, signals: Mapping[str, Signal], *, send_robust: RobustSend) -> None:
-        missing = set(EVENTS) - set(signals)
+        missing = set(SIGNAL_NAMES) - set(signals)
         if missing:
-            raise TypeError(f"SignalSet needs a signal for each event; missing {sorted(missing)}")
+            raise TypeError(f"SignalSet needs a signal for each name; missing {sorted(missing)}")
         self.signals = dict(signals)
         self._send_robust = send_robust
 
-    def emit(self, event: str, sender: object, goal_name: str, **kwargs: object) -> None:
-        """Send ``goal_<event>`` from *sender*; a receiver that raises is logged with the goal's
-        name."""
-        signal = self.signals[event]
+    def emit(self, signal_name: str, sender: object, label: str, **kwargs: object) -> None:
+        """Send the signal *signal_name* (``goal_delivered``) from *sender*; a receiver that
+        raises is logged with the item's *label* (``goal 'signup'``)."""
+        signal = self.signals[signal_name]
         if not signal.receivers:
             return
         try:
             outcomes = self._send_robust(signal, sender, kwargs)
         except Exception:  # the framework's own sending failed (Django's, on some receivers)
-            logger.exception("goaltrack: sending goal_%s failed for goal %r", event, goal_name)
+            logger.exception("goaltrack: sending %s failed for %s", signal_name, label)
             return
         for receiver, outcome in outcomes:
             if isinstance(outcome, Exception):
                 logger.error(
-                    "goaltrack: receiver %s of goal_%s raised for goal %r",
+                    "goaltrack: receiver %s of %s raised for %s",
                     getattr(receiver, "__qualname__", receiver),
-                    event,
-                    goal_name,
+                    signal_name,
+                    label,
                     exc_info=outcome,
                 )
 
@@ -148,7 +166,26 @@ class SignalSet:
     ) -> None:
         """``goal_tracked`` from *sender* (the tracker), in the thread that tracked the goal."""
         self.emit(
-            "tracked", sender, name, name=name, visitor=visitor, metadata=metadata, request=request
+            "goal_tracked",
+            sender,
+            f"goal {name!r}",
+            name=name,
+            visitor=visitor,
+            metadata=metadata,
+            request=request,
+        )
+
+    def payment_tracked(
+        self, sender: object, payment: Payment, visitor: Visitor | None, request: object
+    ) -> None:
+        """``payment_tracked`` from *sender* (the tracker), in the thread that tracked it."""
+        self.emit(
+            "payment_tracked",
+            sender,
+            payment.label,
+            payment=payment,
+            visitor=visitor,
+            request=request,
         )
 
 
@@ -165,25 +202,16 @@ def register(signal_set: SignalSet) -> SignalSet:
     return signal_set
 
 
-def register_signals(
-    tracked: Signal, delivered: Signal, failed: Signal, dropped: Signal, *, send_robust: RobustSend
-) -> SignalSet:
-    """:func:`register` an adapter's four signals, sent with *send_robust*."""
-    return register(
-        SignalSet(
-            {"tracked": tracked, "delivered": delivered, "failed": failed, "dropped": dropped},
-            send_robust=send_robust,
-        )
-    )
+def register_signals(signals: Mapping[str, Signal], *, send_robust: RobustSend) -> SignalSet:
+    """:func:`register` an adapter's signals (by :data:`SIGNAL_NAMES`), sent with
+    *send_robust*."""
+    return register(SignalSet(signals, send_robust=send_robust))
 
 
-def blinker_signals(new_signal: Callable[..., S]) -> tuple[S, S, S, S]:
-    """A blinker adapter's four signals, in the order of :data:`EVENTS`: *new_signal* (its
-    ``Namespace``'s ``signal``) called with each one's name and doc."""
-    tracked, delivered, failed, dropped = (
-        new_signal(BLINKER_NAMES[event], doc=BLINKER_DOCS[event]) for event in EVENTS
-    )
-    return tracked, delivered, failed, dropped
+def blinker_signals(new_signal: Callable[..., S]) -> dict[str, S]:
+    """A blinker adapter's signals by :data:`SIGNAL_NAMES`: *new_signal* (its ``Namespace``'s
+    ``signal``) called with each one's blinker name and doc."""
+    return {name: new_signal(BLINKER_NAMES[name], doc=BLINKER_DOCS[name]) for name in SIGNAL_NAMES}
 
 
 def signal_sets() -> tuple[SignalSet, ...]:
@@ -206,30 +234,45 @@ def signalled_hooks(
     """
     sender_ref = weakref.ref(sender)
 
-    def delivered(goal: Goal, result: DeliveryResult) -> None:
-        _call_hook(on_delivery, "on_delivery", goal, result)
-        for signal_set in _registered:
-            signal_set.emit("delivered", sender_ref(), goal.name, goal=goal, result=result)
-
-    def failed(goal: Goal, result: DeliveryResult) -> None:
-        _call_hook(on_failure, "on_failure", goal, result)
+    def delivered(item: Tracked, result: DeliveryResult) -> None:
+        _call_hook(on_delivery, "on_delivery", item, result)
         for signal_set in _registered:
             signal_set.emit(
-                "failed", sender_ref(), goal.name, goal=goal, result=result, reason=result.reason
+                f"{item.kind}_delivered",
+                sender_ref(),
+                item.label,
+                result=result,
+                **{item.kind: item},
             )
 
-    def dropped(goal: Goal, reason: str) -> None:
-        _call_hook(on_drop, "on_drop", goal, reason)
+    def failed(item: Tracked, result: DeliveryResult) -> None:
+        _call_hook(on_failure, "on_failure", item, result)
         for signal_set in _registered:
-            signal_set.emit("dropped", sender_ref(), goal.name, goal=goal, reason=reason)
+            signal_set.emit(
+                f"{item.kind}_failed",
+                sender_ref(),
+                item.label,
+                result=result,
+                reason=result.reason,
+                **{item.kind: item},
+            )
+
+    def dropped(item: Tracked, reason: str) -> None:
+        _call_hook(on_drop, "on_drop", item, reason)
+        for signal_set in _registered:
+            signal_set.emit(
+                f"{item.kind}_dropped", sender_ref(), item.label, reason=reason, **{item.kind: item}
+            )
 
     return {"on_delivery": delivered, "on_failure": failed, "on_drop": dropped}
 
 
-def _call_hook(hook: Callable[..., object] | None, name: str, goal: Goal, detail: object) -> None:
+def _call_hook(
+    hook: Callable[..., object] | None, name: str, item: Tracked, detail: object
+) -> None:
     if hook is None:
         return
     try:
-        hook(goal, detail)
+        hook(item, detail)
     except Exception:
-        logger.exception("goaltrack: the %s hook raised for goal %r", name, goal.name)
+        logger.exception("goaltrack: the %s hook raised for %s", name, item.label)

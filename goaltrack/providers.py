@@ -1,8 +1,8 @@
 """The provider descriptions: everything that differs between DataFast, Faurya and Flowsery.
 
 This module is data. Nothing else in goaltrack branches on a provider's name: cookie names, body
-field names, goal-name rules, auth rules, default URLs, which statuses are final and how errors
-are shaped are all read from a :class:`Provider`.
+field names (goals' and payments'), goal-name rules, auth rules, default URLs, which statuses are
+final and how errors are shaped are all read from a :class:`Provider`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["PROVIDERS", "Provider", "get_provider"]
+__all__ = ["PROVIDERS", "PaymentFields", "Provider", "get_provider"]
 
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 #: Ids set by a script we do not know the exact shape of: url-safe tokens, bounded length.
@@ -18,8 +18,44 @@ _OPAQUE_ID = r"[A-Za-z0-9_\-.]{1,128}"
 
 
 @dataclass(frozen=True)
+class PaymentFields:
+    """The body field names of one provider's payments endpoint; None: the API has no such field."""
+
+    amount: str
+    currency: str
+    transaction_id: str
+    visitor: str
+    session: str | None
+    email: str
+    name: str
+    customer_id: str
+    renewal: str
+    refunded: str
+    free_trial: str | None
+    timestamp: str | None
+
+
+def _snake_case_payments(visitor: str) -> PaymentFields:
+    """DataFast's payment fields (Faurya, its white label, takes the same but the visitor's)."""
+    return PaymentFields(
+        amount="amount",
+        currency="currency",
+        transaction_id="transaction_id",
+        visitor=visitor,
+        session=None,
+        email="email",
+        name="name",
+        customer_id="customer_id",
+        renewal="renewal",
+        refunded="refunded",
+        free_trial="is_free_trial",
+        timestamp="timestamp",
+    )
+
+
+@dataclass(frozen=True)
 class Provider:
-    """How one analytics provider wants its goals."""
+    """How one analytics provider wants its goals and payments."""
 
     name: str
     default_api_url: str
@@ -49,6 +85,9 @@ class Provider:
     website_query_param: str
     final_statuses: frozenset[int]
     """Statuses after which retrying cannot help: the goal has finally failed."""
+    payments_path: str
+    """The payments endpoint is ``api_url + payments_path``."""
+    payment_fields: PaymentFields
 
 
 METADATA_MAX_KEYS = 10
@@ -76,6 +115,8 @@ DATAFAST = Provider(
     key_prefixes=("df_", "dft_"),
     website_query_param="websiteId",
     final_statuses=frozenset({400, 401, 403, 404, 422}),
+    payments_path="/api/v1/payments",
+    payment_fields=_snake_case_payments("datafast_visitor_id"),
 )
 
 FAURYA = Provider(
@@ -100,6 +141,8 @@ FAURYA = Provider(
     website_query_param="websiteId",
     # Faurya's 429 means the account's event quota is used up: retrying cannot help.
     final_statuses=frozenset({400, 401, 403, 404, 422, 429}),
+    payments_path="/api/v1/payments",
+    payment_fields=_snake_case_payments("faurya_visitor_id"),
 )
 
 FLOWSERY = Provider(
@@ -123,6 +166,21 @@ FLOWSERY = Provider(
     key_prefixes=("flow_",),
     website_query_param="websiteId",
     final_statuses=frozenset({400, 401, 403, 404, 422}),
+    payments_path="/api/v1/payments",
+    payment_fields=PaymentFields(
+        amount="amount",
+        currency="currency",
+        transaction_id="transactionId",
+        visitor="visitorUid",
+        session="sessionUid",
+        email="email",
+        name="name",
+        customer_id="customerId",
+        renewal="isRenewal",
+        refunded="isRefund",
+        free_trial=None,
+        timestamp=None,
+    ),
 )
 
 PROVIDERS: dict[str, Provider] = {p.name: p for p in (DATAFAST, FAURYA, FLOWSERY)}

@@ -1,16 +1,18 @@
 """GoalTracker, the object every adapter and user calls, and the process-wide instance.
 
-``track()`` validates in the caller's thread and hands the goal to a transport; it never waits
-for the network. An invalid goal follows :attr:`GoalTracker.strict`: raised as
-:class:`~goaltrack.InvalidGoal` at the call site, or repaired (over-long metadata values cut) or
-refused (counted as ``invalid``, logged at ERROR with the calling line). ``configure()`` /
-``get_tracker()`` / ``track()`` / ``flush()`` at module level work on one tracker per process,
-configured from arguments or ``GOALTRACK_*`` environment variables.
+``track()`` (a goal) and ``track_payment()`` (a payment) validate in the caller's thread and
+hand the item to a transport; they never wait for the network. An invalid item follows
+:attr:`GoalTracker.strict`: raised as :class:`~goaltrack.InvalidGoal` (or
+:class:`~goaltrack.InvalidPayment`) at the call site, or repaired (over-long metadata values cut)
+or refused (counted as ``invalid``, logged at ERROR with the calling line). ``configure()`` /
+``get_tracker()`` / ``track()`` / ``track_payment()`` / ``flush()`` at module level work on one
+tracker per process, configured from arguments or ``GOALTRACK_*`` environment variables.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as _dt
 import functools
 import inspect
 import logging
@@ -30,6 +32,7 @@ from goaltrack.goals import Goal, InvalidGoal, MetadataValue, overlong_keys
 from goaltrack.hooks import signalled_hooks
 from goaltrack.http_client import HttpClient, HttpPoster
 from goaltrack.httpx_client import HttpxPoster, is_httpx_client
+from goaltrack.items import Tracked
 from goaltrack.options import (
     DEFAULT_PROVIDER,
     Mode,
@@ -38,6 +41,7 @@ from goaltrack.options import (
     names,
     settings_from_env,
 )
+from goaltrack.payments import Amount, InvalidPayment, Payment
 from goaltrack.providers import METADATA_VALUE_MAX_CHARS, Provider, get_provider
 from goaltrack.redaction import redact
 from goaltrack.retry import RetryPolicy
@@ -60,7 +64,15 @@ from goaltrack.transports.base import (
 from goaltrack.transports.courier import CourierTransport, courier_unavailable
 from goaltrack.transports.courier.wire import CourierConfig
 
-__all__ = ["GoalTracker", "TrackerOptions", "configure", "flush", "get_tracker", "track"]
+__all__ = [
+    "GoalTracker",
+    "TrackerOptions",
+    "configure",
+    "flush",
+    "get_tracker",
+    "track",
+    "track_payment",
+]
 
 logger = logging.getLogger("goaltrack")
 
@@ -114,7 +126,7 @@ class TrackerOptions:
     truncate_metadata: bool
     proxy: str | None
     http_client: Any
-    before_send: Callable[[Goal], Goal | None] | None
+    before_send: Callable[[Tracked], Tracked | None] | None
     outbox: str | None
     outbox_max_goals: int
     outbox_max_age: float
@@ -174,7 +186,7 @@ class GoalTracker:
         truncate_metadata: bool = False,
         proxy: str | None = None,
         http_client: Any = None,
-        before_send: Callable[[Goal], Goal | None] | None = None,
+        before_send: Callable[[Tracked], Tracked | None] | None = None,
         outbox: str | None = None,
         outbox_max_goals: int = 100_000,
         outbox_max_age: float = 7 * 24 * 3600.0,
@@ -470,6 +482,82 @@ class GoalTracker:
             return False
         return self.submit(goal)
 
+    def track_payment(
+        self,
+        amount: Amount,
+        currency: str,
+        transaction_id: str,
+        *,
+        visitor_id: str | None = None,
+        session_id: str | None = None,
+        email: str | None = None,
+        name: str | None = None,
+        customer_id: str | None = None,
+        renewal: bool = False,
+        refunded: bool = False,
+        free_trial: bool | None = None,
+        timestamp: _dt.datetime | str | None = None,
+    ) -> bool:
+        """Validate a payment now and hand it over for delivery; never waits for the network.
+
+        ``track_payment(Decimal("29.00"), "USD", "ch_123", visitor_id=...)``: the amount (a
+        finite number ≥ 0; 0 is a free trial), the ISO 4217 currency and the payment provider's
+        transaction id by position, everything else by keyword. The visitor id attributes the
+        revenue: in a payment webhook, pass the one captured at checkout. The API records a
+        transaction id once, so a payment is retried after a timeout without being counted twice;
+        a refund is the original transaction id with ``refunded=True``.
+
+        Returns what :meth:`track` returns, and follows the same :attr:`strict` rule for an
+        invalid payment (:class:`~goaltrack.InvalidPayment`, a subclass of
+        :class:`~goaltrack.InvalidGoal`). ``email`` and ``name`` are personal data: see
+        ``before_send`` to keep them out.
+        """
+        payment = self.make_payment(
+            amount,
+            currency,
+            transaction_id,
+            visitor_id=visitor_id,
+            session_id=session_id,
+            email=email,
+            name=name,
+            customer_id=customer_id,
+            renewal=renewal,
+            refunded=refunded,
+            free_trial=free_trial,
+            timestamp=timestamp,
+        )
+        if payment is None:
+            return False
+        return self.submit(payment)
+
+    def make_payment(
+        self, amount: Amount, currency: str, transaction_id: str, **fields: Any
+    ) -> Payment | None:
+        """The validated payment (*fields*: :meth:`Payment.create <goaltrack.Payment.create>`'s
+        keywords); for one the provider would refuse, the :attr:`strict` rule: raise
+        :class:`~goaltrack.InvalidPayment`, or count and log it and return None."""
+        try:
+            return Payment.create(self.provider, amount, currency, transaction_id, **fields)
+        except InvalidPayment as exc:
+            if self.strict:
+                raise
+            self.refuse_payment(transaction_id, exc)
+            return None
+
+    def refuse_payment(
+        self, transaction_id: object, problem: InvalidGoal, context: str = ""
+    ) -> None:
+        """Count and log a payment that will not be sent because the provider would refuse it."""
+        self._settlement.count("invalid", kind="payment")
+        logger.error(
+            "goaltrack: invalid payment %s not sent (tracked at %s): %s%s (rule: %s)",
+            redact(repr(transaction_id), 100),
+            caller_location(),
+            context,
+            redact(problem.problem),
+            problem.rule,
+        )
+
     def _refused_string_metadata(self, name: object, metadata: object, problem: str) -> bool:
         """A str given as metadata (a visitor id by position, usually): TypeError when strict,
         else refused like any invalid goal. False when *metadata* is not a str."""
@@ -552,9 +640,9 @@ class GoalTracker:
             problem.rule,
         )
 
-    def submit(self, goal: Goal) -> bool:
-        """Hand an already validated goal to ``before_send``, then the transport (or an active
-        capture).
+    def submit(self, goal: Tracked) -> bool:
+        """Hand an already validated goal (or payment) to ``before_send``, then the transport
+        (or an active capture).
 
         Returns what :meth:`track` returns: False when it was filtered out or dropped; True
         while ``capture_goals()`` is active.
@@ -565,36 +653,42 @@ class GoalTracker:
                 return False
             goal = kept
         if _captures:
-            for captured in _captures:
-                captured.append(goal)
+            for goals, payments in _captures:
+                if isinstance(goal, Goal):
+                    goals.append(goal)
+                else:
+                    payments.append(goal)
             return True
         if self._debug:
             logger.debug("goaltrack debug: tracked %s (mode %s)", describe(goal), self.mode)
         return self._transport.submit(goal)
 
-    def _run_before_send(self, goal: Goal) -> Goal | None:
+    def _run_before_send(self, goal: Tracked) -> Tracked | None:
         hook = self._before_send
         assert hook is not None
         try:
             returned: object = hook(goal)
         except Exception:
             # The user's hook must never fail the request that tracked the goal.
-            logger.exception("goaltrack: before_send raised for goal %r; sent unchanged", goal.name)
+            logger.exception("goaltrack: before_send raised for %s; sent unchanged", goal.label)
             return goal
         if returned is None:
-            self._settlement.count("filtered")
-            logger.debug("goaltrack: before_send filtered out goal %r", goal.name)
+            self._settlement.count("filtered", kind=goal.kind)
+            logger.debug("goaltrack: before_send filtered out %s", goal.label)
             return None
         if returned is goal:
             return goal
-        if not isinstance(returned, Goal):
+        if type(returned) is not type(goal):
             logger.error(
-                "goaltrack: before_send returned %s for goal %r, not a Goal or None; sent "
-                "unchanged",
+                "goaltrack: before_send returned %s for %s, not a %s or None; sent unchanged",
                 type(returned).__name__,
-                goal.name,
+                goal.label,
+                type(goal).__name__,
             )
             return goal
+        if isinstance(returned, Payment):
+            return self._revalidated_payment(returned)
+        assert isinstance(returned, Goal)
         return self.make_goal(
             returned.name,
             returned.visitor_id,
@@ -605,6 +699,33 @@ class GoalTracker:
             require_visitor=self.provider.visitor_required,
             context="before_send returned an invalid goal: ",
         )
+
+    def _revalidated_payment(self, payment: Payment) -> Payment | None:
+        """A payment ``before_send`` returned, validated again (the same :attr:`strict` rule)."""
+        context = "before_send returned an invalid payment: "
+        try:
+            return Payment.create(
+                self.provider,
+                payment.amount,
+                payment.currency,
+                payment.transaction_id,
+                visitor_id=payment.visitor_id,
+                session_id=payment.session_id,
+                email=payment.customer_email,
+                name=payment.customer_name,
+                customer_id=payment.customer_id,
+                renewal=payment.renewal,
+                refunded=payment.refunded,
+                free_trial=payment.free_trial,
+                timestamp=payment.timestamp,
+            )
+        except InvalidPayment as exc:
+            if self.strict:
+                raise InvalidPayment(
+                    f"{context}{exc.problem}", field=exc.field, rule=exc.rule
+                ) from exc
+            self.refuse_payment(payment.transaction_id, exc, context)
+            return None
 
     # -- delivery control ---------------------------------------------------------------------
 
@@ -683,8 +804,9 @@ def show_debug_log() -> None:
 #: Set by goaltrack's pytest plugin: trackers without an explicit ``strict`` raise InvalidGoal.
 strict_by_default = False
 
-#: Lists that ``goaltrack.testing.capture_goals()`` collects goals into, instead of sending them.
-_captures: list[list[Goal]] = []
+#: Lists that ``goaltrack.testing.capture_goals()`` collects goals and payments into, instead of
+#: sending them: (goals, payments) per active capture.
+_captures: list[tuple[list[Goal], list[Payment]]] = []
 
 _process_tracker: GoalTracker | None = None
 _process_tracker_lock = threading.Lock()
@@ -779,6 +901,38 @@ def track(
         session_id=session_id,
         description=description,
         timezone=timezone,
+    )
+
+
+def track_payment(
+    amount: Amount,
+    currency: str,
+    transaction_id: str,
+    *,
+    visitor_id: str | None = None,
+    session_id: str | None = None,
+    email: str | None = None,
+    name: str | None = None,
+    customer_id: str | None = None,
+    renewal: bool = False,
+    refunded: bool = False,
+    free_trial: bool | None = None,
+    timestamp: _dt.datetime | str | None = None,
+) -> bool:
+    """:meth:`GoalTracker.track_payment` on the process-wide tracker."""
+    return get_tracker().track_payment(
+        amount,
+        currency,
+        transaction_id,
+        visitor_id=visitor_id,
+        session_id=session_id,
+        email=email,
+        name=name,
+        customer_id=customer_id,
+        renewal=renewal,
+        refunded=refunded,
+        free_trial=free_trial,
+        timestamp=timestamp,
     )
 
 

@@ -42,8 +42,12 @@ from goaltrack.asgi.signals import (
     goal_dropped,
     goal_failed,
     goal_tracked,
+    payment_delivered,
+    payment_dropped,
+    payment_failed,
+    payment_tracked,
 )
-from goaltrack.asgi.tracking import connect_goal, goal_tracker, track_goal
+from goaltrack.asgi.tracking import connect_goal, goal_tracker, track_goal, track_payment
 from goaltrack.context import current_goals, current_visitor
 
 if TYPE_CHECKING:
@@ -62,8 +66,13 @@ __all__ = [
     "goal_failed",
     "goal_tracked",
     "goal_tracker",
+    "payment_delivered",
+    "payment_dropped",
+    "payment_failed",
+    "payment_tracked",
     "script_global",
     "track_goal",
+    "track_payment",
 ]
 
 

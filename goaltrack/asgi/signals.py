@@ -17,12 +17,28 @@ from goaltrack.context import current_goals
 from goaltrack.hooks import blinker_signals, register_signals, send_robust_blinker
 from goaltrack.tracker import GoalTracker
 
-__all__ = ["get_tracker", "goal_delivered", "goal_dropped", "goal_failed", "goal_tracked"]
+__all__ = [
+    "get_tracker",
+    "goal_delivered",
+    "goal_dropped",
+    "goal_failed",
+    "goal_tracked",
+    "payment_delivered",
+    "payment_dropped",
+    "payment_failed",
+    "payment_tracked",
+]
 
-goal_tracked, goal_delivered, goal_failed, goal_dropped = blinker_signals(Namespace().signal)
-signals = register_signals(
-    goal_tracked, goal_delivered, goal_failed, goal_dropped, send_robust=send_robust_blinker
-)
+_made = blinker_signals(Namespace().signal)
+goal_tracked = _made["goal_tracked"]
+goal_delivered = _made["goal_delivered"]
+goal_failed = _made["goal_failed"]
+goal_dropped = _made["goal_dropped"]
+payment_tracked = _made["payment_tracked"]
+payment_delivered = _made["payment_delivered"]
+payment_failed = _made["payment_failed"]
+payment_dropped = _made["payment_dropped"]
+signals = register_signals(_made, send_robust=send_robust_blinker)
 #: For goals tracked outside a request, and in requests no middleware saw: the process's tracker.
 process_adapter = Adapter(signals)
 

@@ -28,13 +28,22 @@ from goaltrack.decorator import (
     view_arguments,
     wrap_view,
 )
+from goaltrack.payments import Amount, PaymentOptions
 
 if TYPE_CHECKING:
     from typing import Annotated
 
     from fastapi import Depends
+    from typing_extensions import Unpack
 
-__all__ = ["GoalTrackerDep", "connect_goal", "endpoint_status", "goal_tracker", "track_goal"]
+__all__ = [
+    "GoalTrackerDep",
+    "connect_goal",
+    "endpoint_status",
+    "goal_tracker",
+    "track_goal",
+    "track_payment",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -105,6 +114,27 @@ def track_goal(
         )
     return request_goals(request_or_scope).track(
         name, metadata, description=description, timezone=timezone
+    )
+
+
+def track_payment(
+    request_or_scope: Any,
+    amount: Amount,
+    currency: str,
+    transaction_id: str,
+    /,
+    **options: Unpack[PaymentOptions],
+) -> bool:
+    """Record a payment for the request's visitor, or for ``visitor_id=`` when given.
+
+    *request_or_scope* is a Starlette/FastAPI ``Request`` or a raw ASGI scope. In a payment
+    provider's webhook (no visitor cookie) pass the visitor id captured at checkout. Validated
+    now (an invalid payment follows the strict rule, like a goal), queued, never waiting for
+    the network. The arguments are :meth:`goaltrack.GoalTracker.track_payment`'s; FastAPI's
+    ``goals: GoalTrackerDep`` has ``goals.track_payment(...)`` too.
+    """
+    return request_goals(request_or_scope).track_payment(
+        amount, currency, transaction_id, **options
     )
 
 

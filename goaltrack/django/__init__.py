@@ -3,7 +3,8 @@
 Add ``"goaltrack.django"`` to ``INSTALLED_APPS``, its middleware
 (``"goaltrack.django.middleware.GoalTrackMiddleware"``) to ``MIDDLEWARE`` and a
 ``GOALTRACK = {"API_KEY": ..., "PROVIDER": ...}`` setting; then call
-``track_goal(request, "signup")`` or decorate a view with ``@track_goal("signup")``.
+``track_goal(request, "signup")`` or decorate a view with ``@track_goal("signup")``, and
+``track_payment(request, amount, currency, transaction_id, visitor_id=...)`` for revenue.
 """
 
 from __future__ import annotations
@@ -14,8 +15,23 @@ except ImportError as exc:  # pragma: no cover - exercised only without Django i
     raise ImportError("goaltrack.django needs Django: pip install 'goaltrack[django]'") from exc
 
 from goaltrack import tracker as _tracker
-from goaltrack.django.helpers import RequestGoals, connect_goal, current_visitor, track_goal
-from goaltrack.django.signals import goal_delivered, goal_dropped, goal_failed, goal_tracked
+from goaltrack.django.helpers import (
+    RequestGoals,
+    connect_goal,
+    current_visitor,
+    track_goal,
+    track_payment,
+)
+from goaltrack.django.signals import (
+    goal_delivered,
+    goal_dropped,
+    goal_failed,
+    goal_tracked,
+    payment_delivered,
+    payment_dropped,
+    payment_failed,
+    payment_tracked,
+)
 
 __all__ = [
     "RequestGoals",
@@ -26,7 +42,12 @@ __all__ = [
     "goal_dropped",
     "goal_failed",
     "goal_tracked",
+    "payment_delivered",
+    "payment_dropped",
+    "payment_failed",
+    "payment_tracked",
     "track_goal",
+    "track_payment",
 ]
 
 

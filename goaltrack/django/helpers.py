@@ -15,6 +15,7 @@ adapter's :meth:`~goaltrack.adapter.Adapter.at_commit`: the core's track steps s
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import inspect
 import logging
@@ -37,10 +38,18 @@ from goaltrack.decorator import (
 )
 from goaltrack.django.conf import goaltrack_settings
 from goaltrack.django.signals import signals
+from goaltrack.payments import Amount
 from goaltrack.providers import Provider
 from goaltrack.tracker import get_tracker
 
-__all__ = ["RequestGoals", "connect_goal", "current_visitor", "request_goals", "track_goal"]
+__all__ = [
+    "RequestGoals",
+    "connect_goal",
+    "current_visitor",
+    "request_goals",
+    "track_goal",
+    "track_payment",
+]
 
 logger = logging.getLogger("goaltrack")
 
@@ -219,6 +228,53 @@ def track_goal(
         metadata,  # type: ignore[arg-type]
         description=description,
         timezone=timezone,
+        on_commit=on_commit,
+    )
+
+
+def track_payment(
+    request: HttpRequest | WrapsHttpRequest,
+    amount: Amount,
+    currency: str,
+    transaction_id: str,
+    *,
+    visitor_id: str | None = None,
+    session_id: str | None = None,
+    email: str | None = None,
+    name: str | None = None,
+    customer_id: str | None = None,
+    renewal: bool = False,
+    refunded: bool = False,
+    free_trial: bool | None = None,
+    timestamp: datetime.datetime | str | None = None,
+    on_commit: bool | None = None,
+) -> bool:
+    """Track a payment for the visitor making *request*, or for *visitor_id* when given.
+
+    In a payment provider's webhook (no visitor cookie) pass the visitor id captured at
+    checkout. Validated now (an invalid payment follows the strict rule, like a goal), queued,
+    never waiting for the network; ``on_commit`` as for :func:`track_goal`. The arguments are
+    :meth:`goaltrack.GoalTracker.track_payment`'s.
+    """
+    http_request = _http_request(request)
+    if http_request is None:
+        raise TypeError(
+            f"track_payment() takes an HttpRequest first, not {type(request).__name__}; "
+            "outside a request use goaltrack.django.get_tracker().track_payment(...)"
+        )
+    return request_goals(http_request).track_payment(
+        amount,
+        currency,
+        transaction_id,
+        visitor_id=visitor_id,
+        session_id=session_id,
+        email=email,
+        name=name,
+        customer_id=customer_id,
+        renewal=renewal,
+        refunded=refunded,
+        free_trial=free_trial,
+        timestamp=timestamp,
         on_commit=on_commit,
     )
 

@@ -32,12 +32,25 @@ from django.dispatch import Signal
 
 from goaltrack.hooks import register_signals
 
-__all__ = ["goal_delivered", "goal_dropped", "goal_failed", "goal_tracked"]
+__all__ = [
+    "goal_delivered",
+    "goal_dropped",
+    "goal_failed",
+    "goal_tracked",
+    "payment_delivered",
+    "payment_dropped",
+    "payment_failed",
+    "payment_tracked",
+]
 
 goal_tracked = Signal()
 goal_delivered = Signal()
 goal_failed = Signal()
 goal_dropped = Signal()
+payment_tracked = Signal()
+payment_delivered = Signal()
+payment_failed = Signal()
+payment_dropped = Signal()
 
 
 def _send_robust(
@@ -47,5 +60,15 @@ def _send_robust(
 
 
 signals = register_signals(
-    goal_tracked, goal_delivered, goal_failed, goal_dropped, send_robust=_send_robust
+    {
+        "goal_tracked": goal_tracked,
+        "goal_delivered": goal_delivered,
+        "goal_failed": goal_failed,
+        "goal_dropped": goal_dropped,
+        "payment_tracked": payment_tracked,
+        "payment_delivered": payment_delivered,
+        "payment_failed": payment_failed,
+        "payment_dropped": payment_dropped,
+    },
+    send_robust=_send_robust,
 )

@@ -31,13 +31,24 @@ from goaltrack.context import current_visitor
 from goaltrack.delivery import InvalidConfiguration
 from goaltrack.flask.cli import goaltrack_cli, loading_for_goaltrack_command
 from goaltrack.flask.config import CONFIG_DEFAULTS, VALUES_KEY, config_key, read_values
-from goaltrack.flask.signals import goal_delivered, goal_dropped, goal_failed, goal_tracked, signals
+from goaltrack.flask.signals import (
+    goal_delivered,
+    goal_dropped,
+    goal_failed,
+    goal_tracked,
+    payment_delivered,
+    payment_dropped,
+    payment_failed,
+    payment_tracked,
+    signals,
+)
 from goaltrack.flask.tracking import (
     ADAPTER_KEY,
     VisitorMiddleware,
     adapter_of,
     connect_goal,
     track_goal,
+    track_payment,
 )
 from goaltrack.options import OPTIONS
 from goaltrack.script_proxy import tag_attributes
@@ -56,7 +67,12 @@ __all__ = [
     "goal_dropped",
     "goal_failed",
     "goal_tracked",
+    "payment_delivered",
+    "payment_dropped",
+    "payment_failed",
+    "payment_tracked",
     "track_goal",
+    "track_payment",
 ]
 
 EXTENSION_KEY = "goaltrack"

@@ -41,7 +41,9 @@ def _flags(flags: Sequence[Flag]) -> Callable[[F], F]:
         for flag in reversed(flags):
             if not flag.names:
                 choice = click.Choice(flag.choices) if flag.choices else None
-                command = click.argument(flag.dest, type=choice)(command)
+                command = click.argument(flag.dest, type=choice, required=flag.kind != "optional")(
+                    command
+                )
             elif flag.kind == "switch":
                 command = click.option(*flag.names, flag.dest, is_flag=True, help=flag.help)(
                     command
@@ -126,30 +128,10 @@ def check_command(offline: bool, timeout: float) -> None:
 
 @goaltrack_cli.command("send")
 @_flags(SEND_FLAGS)
-def send_command(
-    name: str,
-    visitor_id: str | None,
-    session_id: str | None,
-    metadata: tuple[str, ...],
-    description: str | None,
-    timezone: str | None,
-    timeout: float,
-) -> None:
-    """Send one goal NAME with this app's configuration and report what the API said."""
-    _run(
-        lambda: commands.send(
-            _tracker_settings(),
-            name=name,
-            visitor_id=visitor_id,
-            session_id=session_id,
-            metadata=metadata,
-            description=description,
-            timezone=timezone,
-            timeout=timeout,
-            echo=_echo,
-            source=SOURCE,
-        )
-    )
+def send_command(**flags: Any) -> None:
+    """Send one goal NAME (or a payment: --amount, --currency, --transaction-id) with this app's
+    configuration and report what the API said."""
+    _run(lambda: commands.send(_tracker_settings(), **flags, echo=_echo, source=SOURCE))
 
 
 def _configured_outbox() -> str | None:

@@ -26,10 +26,12 @@ from goaltrack.decorator import (
     view_arguments,
     wrap_view,
 )
+from goaltrack.payments import Amount, PaymentOptions
 from goaltrack.providers import Provider
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from typing_extensions import Unpack
 
 __all__ = [
     "ADAPTER_KEY",
@@ -38,6 +40,7 @@ __all__ = [
     "adapter_of",
     "connect_goal",
     "track_goal",
+    "track_payment",
 ]
 
 #: The app's :class:`~goaltrack.adapter.Adapter` (its tracker, options and signals).
@@ -232,6 +235,24 @@ def track_goal(
     return _goals_of(request_or_name).track(
         name, metadata, description=description, timezone=timezone
     )
+
+
+def track_payment(
+    request: Request,
+    amount: Amount,
+    currency: str,
+    transaction_id: str,
+    /,
+    **options: Unpack[PaymentOptions],
+) -> bool:
+    """Track a payment for the visitor making *request*, or for ``visitor_id=`` when given.
+
+    In a payment provider's webhook (no visitor cookie) pass the visitor id captured at
+    checkout. Validated now (an invalid payment follows the strict rule, like a goal), queued,
+    never waiting for the network. The arguments are
+    :meth:`goaltrack.GoalTracker.track_payment`'s.
+    """
+    return _goals_of(request).track_payment(amount, currency, transaction_id, **options)
 
 
 #: Goals asked for by decorators placed *above* ``@app.route``: the route registered the

@@ -496,10 +496,12 @@ TABLE: tuple[Option, ...] = (
     Option(
         "before_send",
         "tracker",
-        "Callable[[Goal], Goal | None] | None",
+        "Callable[[Tracked], Tracked | None] | None",
         None,
-        "Called with each validated goal in the caller's thread: return it (changed or not) to "
-        "send it, or None to drop it (counted as `filtered`). A changed goal is validated again.",
+        "Called with each validated goal and payment in the caller's thread: return it (changed "
+        "or not, with `.replace(...)`) to send it, or None to drop it (counted as `filtered`). "
+        "A changed one is validated again. Payments carry personal data (`customer_email`, "
+        "`customer_name`): scrub them here.",
         IMPORTED,
         (_goal_filter,),
     ),
@@ -552,8 +554,9 @@ TABLE: tuple[Option, ...] = (
         "tracker",
         "DeliveryHook | None",
         None,
-        "Called `(goal, result)` from the worker for each delivered goal (`result.event_id`); "
-        "in the adapters, before the `goal_delivered` signal.",
+        "Called `(goal, result)` from the worker for each delivered goal (`result.event_id`) "
+        "and payment (a `Payment` as `goal`; `result.duplicate`: the API had it already); in "
+        "the adapters, before the `goal_delivered` / `payment_delivered` signal.",
         IMPORTED,
     ),
     Option(
@@ -561,8 +564,9 @@ TABLE: tuple[Option, ...] = (
         "tracker",
         "FailureHook | None",
         None,
-        "Called `(goal, result)` for each goal that finally failed (`result.status`, "
-        "`result.reason`: the provider's message); in the adapters, before `goal_failed`.",
+        "Called `(goal, result)` for each goal or payment that finally failed (`result.status`, "
+        "`result.reason`: the provider's message); in the adapters, before `goal_failed` / "
+        "`payment_failed`.",
         IMPORTED,
     ),
     Option(
@@ -570,8 +574,8 @@ TABLE: tuple[Option, ...] = (
         "tracker",
         "DropHook | None",
         None,
-        "Called `(goal, reason)` for each goal dropped, never sent (queue full, tracker "
-        "closed); in the adapters, before `goal_dropped`.",
+        "Called `(goal, reason)` for each goal or payment dropped, never sent (queue full, "
+        "tracker closed); in the adapters, before `goal_dropped` / `payment_dropped`.",
         IMPORTED,
     ),
     Option(

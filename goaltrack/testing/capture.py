@@ -1,4 +1,4 @@
-"""Offline capture of tracked goals, for a user's own test suite."""
+"""Offline capture of tracked goals and payments, for a user's own test suite."""
 
 from __future__ import annotations
 
@@ -7,31 +7,45 @@ from contextlib import contextmanager
 
 from goaltrack import tracker as _tracker
 from goaltrack.goals import Goal
+from goaltrack.payments import Payment
 
 __all__ = ["CapturedGoals", "capture_goals"]
 
 
 class CapturedGoals(list[Goal]):
-    """The goals tracked (validated, not sent) while the capture was active."""
+    """The goals tracked (validated, not sent) while the capture was active; the payments
+    tracked meanwhile are in :attr:`payments`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.payments: list[Payment] = []
+        """The payments tracked (validated, not sent) while the capture was active."""
 
     @property
     def names(self) -> list[str]:
         return [goal.name for goal in self]
 
+    @property
+    def transaction_ids(self) -> list[str]:
+        """The captured payments' transaction ids, in the order they were tracked."""
+        return [payment.transaction_id for payment in self.payments]
+
 
 @contextmanager
 def capture_goals() -> Iterator[CapturedGoals]:
-    """Collect every goal any tracker in this process accepts, instead of sending it.
+    """Collect every goal and payment any tracker in this process accepts, instead of sending
+    them (the payments in ``.payments``).
 
-    Goals are validated exactly as in production, so an invalid goal still raises.
+    Goals and payments are validated exactly as in production, so an invalid one still raises.
 
     >>> with capture_goals() as goals:                     # doctest: +SKIP
     ...     client.post("/signup/")
     >>> assert goals.names == ["signup"]                   # doctest: +SKIP
     """
     captured = CapturedGoals()
-    _tracker._captures.append(captured)
+    sinks = (captured, captured.payments)
+    _tracker._captures.append(sinks)
     try:
         yield captured
     finally:
-        _tracker._captures.remove(captured)
+        _tracker._captures.remove(sinks)

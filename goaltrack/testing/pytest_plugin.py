@@ -1,6 +1,8 @@
 """pytest fixtures for users' test suites (registered through the ``pytest11`` entry point).
 
-- ``goaltrack_goals``: the goals tracked during the test, captured offline (nothing is sent).
+- ``goaltrack_goals``: the goals tracked during the test, captured offline (nothing is sent); the
+  payments tracked meanwhile are its ``.payments``.
+- ``goaltrack_payments``: the payments tracked during the test, captured offline.
 - ``goaltrack_fake_api``: a fake API server on 127.0.0.1 for the test session, reset per test.
 """
 
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from goaltrack import tracker as _tracker
+from goaltrack.payments import Payment
 from goaltrack.testing.capture import CapturedGoals, capture_goals
 
 if TYPE_CHECKING:
@@ -28,6 +31,13 @@ def goaltrack_goals() -> Iterator[CapturedGoals]:
     """Goals tracked during the test, validated but not sent."""
     with capture_goals() as goals:
         yield goals
+
+
+@pytest.fixture
+def goaltrack_payments() -> Iterator[list[Payment]]:
+    """Payments tracked during the test, validated but not sent."""
+    with capture_goals() as goals:
+        yield goals.payments
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from goaltrack.testing.fake_api import (
     PROVIDERS,
     FakeAPIState,
     GoalRecord,
+    PaymentRecord,
     RequestRecord,
     create_app,
 )
@@ -216,6 +217,10 @@ class FakeAPIServer:
         return self.state.goals
 
     @property
+    def payments(self) -> list[PaymentRecord]:
+        return self.state.payments
+
+    @property
     def requests(self) -> list[RequestRecord]:
         return self.state.requests
 
@@ -235,6 +240,9 @@ class FakeAPIServer:
 
     def wait_for_goals(self, count: int, timeout: float = 10.0) -> list[GoalRecord]:
         return self.state.wait_for_goals(count, timeout)
+
+    def wait_for_payments(self, count: int, timeout: float = 10.0) -> list[PaymentRecord]:
+        return self.state.wait_for_payments(count, timeout)
 
     def wait_for_requests(self, count: int, timeout: float = 10.0) -> list[RequestRecord]:
         return self.state.wait_for_requests(count, timeout)

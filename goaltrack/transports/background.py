@@ -32,8 +32,8 @@ from collections import deque
 from collections.abc import Callable
 
 from goaltrack.delivery import DeliveryResult, Endpoint, Outcome, deliver
-from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
+from goaltrack.items import Tracked
 from goaltrack.process import (
     count_live,
     exiting,
@@ -59,7 +59,7 @@ class _Item:
 
     __slots__ = ("created", "due", "goal", "seq", "state", "ticket")
 
-    def __init__(self, seq: int, goal: Goal, created: float) -> None:
+    def __init__(self, seq: int, goal: Tracked, created: float) -> None:
         self.seq = seq
         self.goal = goal
         self.created = created
@@ -108,7 +108,7 @@ class BackgroundTransport:
         self._queue: deque[_Item] = deque()
         self._retries: list[_Item] = []
         self._pending = 0
-        self._queued = 0
+        self._queued = {"goal": 0, "payment": 0}  # by kind
         self._next_seq = 1
         self._lowest_unsettled = 1
         self._settled_above_lowest: set[int] = set()
@@ -126,7 +126,7 @@ class BackgroundTransport:
 
     # -- the request path -------------------------------------------------------------------
 
-    def submit(self, goal: Goal) -> bool:
+    def submit(self, goal: Tracked) -> bool:
         if self._pid != os.getpid():  # forked without Python's fork hooks (uWSGI by default)
             self._after_fork_in_child()
         with self._lock:
@@ -139,7 +139,7 @@ class BackgroundTransport:
                 self._queue.append(_Item(self._next_seq, goal, self._clock.monotonic()))
                 self._next_seq += 1
                 self._pending += 1
-                self._queued += 1  # counted here, under the lock already held
+                self._queued[goal.kind] += 1  # counted here, under the lock already held
                 # While the API is down the idle workers sleep until the next probe is due:
                 # waking one per goal would only steal the GIL from the request.
                 if self._idle_workers and self._breaker.would_admit(self._clock.monotonic()):
@@ -154,7 +154,7 @@ class BackgroundTransport:
 
     @property
     def stats(self) -> Stats:
-        return self._settlement.snapshot(pending=self._pending, queued=self._queued)
+        return self._settlement.snapshot(pending=self._pending, queued=dict(self._queued))
 
     # -- flush and close ---------------------------------------------------------------------
 
@@ -369,7 +369,7 @@ class BackgroundTransport:
                 http = self._http = self._new_http()
             result = deliver(item.goal, self._endpoint, http, deadline=deadline)
         except Exception as exc:  # a bug of ours must not kill the worker or the next goal
-            logger.exception("goaltrack: unexpected error delivering %r", item.goal.name)
+            logger.exception("goaltrack: unexpected error delivering %s", item.goal.label)
             result = DeliveryResult(Outcome.RETRY, f"unexpected error: {type(exc).__name__}")
         try:
             self._settle(item, result)

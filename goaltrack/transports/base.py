@@ -1,10 +1,12 @@
 """What every transport shares: the interface, delivery statistics, the settling of goals
 (counters, log summaries, hooks), and the process-wide delivery setup.
 
-A transport takes validated goals (``submit``) and gets them to the API somehow: a background
-worker, inline, or not at all. Whatever it does, each goal it accepted ends in exactly one of
-delivered / failed / dropped, reported through :class:`Settlement` so that counters, logs and the
-``on_delivery`` / ``on_failure`` / ``on_drop`` hooks behave the same for every transport.
+A transport takes validated items (``submit``: goals and payments, :data:`~goaltrack.items.Tracked`)
+and gets them to the API somehow: a background worker, inline, or not at all. Whatever it does,
+each item it accepted ends in exactly one of delivered / failed / dropped, reported through
+:class:`Settlement` so that counters (totals, and per kind: :attr:`Stats.goals`,
+:attr:`Stats.payments`), logs and the ``on_delivery`` / ``on_failure`` / ``on_drop`` hooks behave
+the same for every transport and every kind.
 
 It also owns what every transport says in the log about counts: drops and final failures are
 summarized periodically (the first at once, then at most one line per
@@ -23,18 +25,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from goaltrack.delivery import DeliveryResult, Endpoint
-from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
+from goaltrack.items import Tracked
 from goaltrack.redaction import redact
 from goaltrack.retry import RetryPolicy
 
 __all__ = [
     "SUMMARY_INTERVAL",
+    "Counts",
     "DeliveryHook",
     "DeliverySetup",
     "DropHook",
@@ -49,9 +52,12 @@ __all__ = [
 
 logger = logging.getLogger("goaltrack")
 
-DeliveryHook = Callable[[Goal, DeliveryResult], object]
-FailureHook = Callable[[Goal, DeliveryResult], object]
-DropHook = Callable[[Goal, str], object]
+DeliveryHook = Callable[[Tracked, DeliveryResult], object]
+FailureHook = Callable[[Tracked, DeliveryResult], object]
+DropHook = Callable[[Tracked, str], object]
+
+#: The kinds of item a transport carries (``item.kind``), each counted on its own.
+KINDS = ("goal", "payment")
 
 SUMMARY_INTERVAL = 5.0
 """Seconds between two summary lines of drops (or of final failures)."""
@@ -108,8 +114,32 @@ class _Tally:
 
 
 @dataclass(frozen=True)
+class Counts:
+    """Counters of one kind of item (goals, or payments) since the tracker started."""
+
+    queued: int = 0
+    delivered: int = 0
+    failed: int = 0
+    retried: int = 0
+    dropped: int = 0
+    possible_duplicates: int = 0
+    """Always 0 for payments: the API records a transaction id once."""
+    duplicates: int = 0
+    """Payments the API answered it had already (a resend after a timeout): delivered."""
+    filtered: int = 0
+    invalid: int = 0
+
+
+_COUNTERS = tuple(Counts.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
 class Stats:
-    """Counters since the tracker started (or since this process forked)."""
+    """Counters since the tracker started (or since this process forked).
+
+    Each counter is the total over goals and payments; :attr:`goals` and :attr:`payments` count
+    each kind on its own.
+    """
 
     queued: int = 0
     """Goals accepted for delivery."""
@@ -121,22 +151,29 @@ class Stats:
     dropped: int = 0
     """Goals never sent: the queue was full, or the tracker closed before they went out."""
     possible_duplicates: int = 0
-    """Goals delivered after an attempt that may already have reached the API (a timeout)."""
+    """Goals delivered after an attempt that may already have reached the API (a timeout);
+    never payments, which the API records once."""
+    duplicates: int = 0
+    """Payments the API answered it had already: delivered (a resend after a timeout)."""
     filtered: int = 0
     """Goals ``before_send`` dropped (returned None for): never queued, never sent."""
     invalid: int = 0
     """Goals the provider would refuse, not sent (when the tracker is not strict)."""
     pending: int = 0
-    """Goals accepted and not yet delivered, failed or dropped (the queue's depth)."""
+    """Goals and payments accepted and not yet delivered, failed or dropped (the queue's depth)."""
+    goals: Counts = Counts()
+    """The goals' counters."""
+    payments: Counts = Counts()
+    """The payments' counters."""
 
 
 class Transport(Protocol):
     """How goals leave the process. Small on purpose: see ``goaltrack/transports/``."""
 
-    def submit(self, goal: Goal) -> bool:
-        """Take a validated goal; True when it is accepted for delivery, False when it will
-        not be sent (dropped, or disabled). A transport that delivers inline returns whether
-        it was delivered."""
+    def submit(self, goal: Tracked) -> bool:
+        """Take a validated goal (or payment); True when it is accepted for delivery, False when
+        it will not be sent (dropped, or disabled). A transport that delivers inline returns
+        whether it was delivered."""
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every goal submitted before the call is delivered or finally failed."""
@@ -201,16 +238,7 @@ class Settlement:
         self.log_failures = True
         """False where the caller reports each final failure itself (``goaltrack send``)."""
         self._lock = threading.Lock()
-        self._counts = {
-            "queued": 0,
-            "delivered": 0,
-            "failed": 0,
-            "retried": 0,
-            "dropped": 0,
-            "possible_duplicates": 0,
-            "filtered": 0,
-            "invalid": 0,
-        }
+        self._counts = {kind: dict.fromkeys(_COUNTERS, 0) for kind in KINDS}
         self._drops = _Tally(self._report_drops, SUMMARY_INTERVAL)
         self._failures = _Tally(self._report_failures, SUMMARY_INTERVAL)
 
@@ -225,66 +253,81 @@ class Settlement:
         fresh.log_failures = self.log_failures
         return fresh
 
-    def snapshot(self, *, pending: int = 0, queued: int = 0) -> Stats:
-        """The counters; *queued* adds what a transport counted under its own lock."""
+    def snapshot(self, *, pending: int = 0, queued: int | Mapping[str, int] = 0) -> Stats:
+        """The counters; *queued* adds what a transport counted under its own lock (a number
+        of goals, or a count per kind)."""
         with self._lock:
-            counts = dict(self._counts)
-        counts["queued"] += queued
-        return Stats(**counts, pending=pending)
+            by_kind = {kind: dict(counts) for kind, counts in self._counts.items()}
+        added = {"goal": queued} if isinstance(queued, int) else queued
+        for kind, amount in added.items():
+            by_kind[kind]["queued"] += amount
+        totals = {name: sum(counts[name] for counts in by_kind.values()) for name in _COUNTERS}
+        return Stats(
+            **totals,
+            pending=pending,
+            goals=Counts(**by_kind["goal"]),
+            payments=Counts(**by_kind["payment"]),
+        )
 
-    def count(self, name: str, amount: int = 1) -> None:
+    def count(self, name: str, amount: int = 1, *, kind: str = "goal") -> None:
         with self._lock:
-            self._counts[name] += amount
+            self._counts[kind][name] += amount
 
-    def retrying(self, goal: Goal, result: DeliveryResult, delay: float) -> None:
+    def retrying(self, goal: Tracked, result: DeliveryResult, delay: float) -> None:
         """A transient failure of *goal*: it is tried again in *delay* seconds."""
-        self.count("retried")
+        self.count("retried", kind=goal.kind)
         if self.debug:
             logger.debug(
                 "goaltrack debug: retrying %s in %.2f s: %s", describe(goal), delay, result.reason
             )
 
-    def delivered(self, goal: Goal, result: DeliveryResult, *, maybe_duplicate: bool) -> None:
+    def delivered(self, goal: Tracked, result: DeliveryResult, *, maybe_duplicate: bool) -> None:
+        """*goal* was delivered; *maybe_duplicate*: an earlier attempt may have arrived too
+        (counted for goals only: the API records a payment's transaction id once)."""
         with self._lock:
-            self._counts["delivered"] += 1
-            if maybe_duplicate:
-                self._counts["possible_duplicates"] += 1
+            counts = self._counts[goal.kind]
+            counts["delivered"] += 1
+            if result.duplicate:
+                counts["duplicates"] += 1
+            elif maybe_duplicate and not goal.idempotent:
+                counts["possible_duplicates"] += 1
         if self.debug:
             logger.debug(
-                "goaltrack debug: delivered %s: HTTP %s%s",
+                "goaltrack debug: delivered %s: HTTP %s%s%s",
                 describe(goal),
                 result.status,
                 f", event id {result.event_id}" if result.event_id else "",
+                " (the API had it already)" if result.duplicate else "",
             )
         else:
-            logger.debug("goal %r delivered (%s)", goal.name, result.event_id or result.status)
+            logger.debug("%s delivered (%s)", goal.label, result.event_id or result.status)
         self._call(self.on_delivery, goal, result)
 
-    def failed(self, goal: Goal, result: DeliveryResult) -> None:
+    def failed(self, goal: Tracked, result: DeliveryResult) -> None:
         """A goal that finally failed: logged in full if nothing failed lately, else summarized
         (``debug`` logs each one)."""
-        self.count("failed")
+        self.count("failed", kind=goal.kind)
         if self.log_failures:
             reason = redact(result.reason)
-            if self.debug or self._failures.add(f"{goal.name!r}: {reason}"):
+            if self.debug or self._failures.add(f"{goal.label}: {reason}"):
                 logger.error(
-                    "goal %r for visitor %r was not recorded by %s: %s%s",
-                    goal.name,
+                    "%s for visitor %r was not recorded by %s: %s%s",
+                    goal.label,
                     goal.visitor_id,
                     goal.provider.name,
                     reason,
-                    f" (metadata {dict(goal.metadata or {})!r})" if self.debug else "",
+                    f" ({describe(goal)})" if self.debug else "",
                 )
         self._call(self.on_failure, goal, result)
 
-    def dropped(self, goal: Goal, reason: str, *, log: bool = True) -> None:
+    def dropped(self, goal: Tracked, reason: str, *, log: bool = True) -> None:
         """A goal that will never be sent; summarized in the log, the count is exact.
 
         *log* False: the caller reports it itself (the exit report).
         """
-        self.count("dropped")
-        if log and self._drops.add(f"{goal.name!r}: {reason}"):
-            self._report_drops(1, f"{goal.name!r}: {reason}")
+        self.count("dropped", kind=goal.kind)
+        if log and self._drops.add(f"{goal.label}: {reason}"):
+            self._report_drops(1, f"{goal.label}: {reason}")
         if self.debug:
             logger.debug("goaltrack debug: dropped %s: %s", describe(goal), reason)
         self._call(self.on_drop, goal, reason)
@@ -321,10 +364,6 @@ class Settlement:
             logger.exception("goaltrack hook %r raised", getattr(hook, "__name__", hook))
 
 
-def describe(goal: Goal) -> str:
-    """A goal for the debug log: provider, name, visitor, session and metadata (no key)."""
-    session = f" session {goal.session_id!r}" if goal.session_id is not None else ""
-    return (
-        f"{goal.provider.name} goal {goal.name!r} for visitor {goal.visitor_id!r}{session} "
-        f"metadata {dict(goal.metadata or {})!r}"
-    )
+def describe(goal: Tracked) -> str:
+    """A goal or payment for the debug log (never the key, nor a customer's email or name)."""
+    return goal.describe()

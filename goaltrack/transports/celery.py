@@ -37,10 +37,9 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     ) from exc
 
 from goaltrack.delivery import DeliveryResult, Outcome, deliver
-from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
+from goaltrack.items import Tracked, from_message, to_message
 from goaltrack.process import PerProcess
-from goaltrack.providers import get_provider
 from goaltrack.retry import SYSTEM_CLOCK, Clock, RetryState, judge, shared_breaker
 from goaltrack.transports.base import Settlement, Stats, process_delivery_setup
 
@@ -53,30 +52,14 @@ TASK_NAME = "goaltrack.deliver_goal"
 clock: Clock = SYSTEM_CLOCK
 
 
-def goal_message(goal: Goal) -> dict[str, Any]:
-    """The task's argument: the goal's validated fields and its provider (JSON-serializable)."""
-    return {
-        "provider": goal.provider.name,
-        "name": goal.name,
-        "visitor_id": goal.visitor_id,
-        "session_id": goal.session_id,
-        "metadata": dict(goal.metadata) if goal.metadata else None,
-        "description": goal.description,
-        "timezone": goal.timezone,
-        "tracked_at": clock.wall(),
-    }
+def goal_message(goal: Tracked) -> dict[str, Any]:
+    """The task's argument: the goal's (or payment's) validated fields, its kind and provider,
+    and when it was tracked (:func:`goaltrack.items.to_message`; JSON-serializable)."""
+    return {**to_message(goal), "tracked_at": clock.wall()}
 
 
-def goal_from_message(message: dict[str, Any]) -> Goal:
-    return Goal(
-        get_provider(message["provider"]),
-        message["name"],
-        message.get("visitor_id"),
-        message.get("session_id"),
-        message.get("metadata"),
-        message.get("description"),
-        message.get("timezone"),
-    )
+def goal_from_message(message: dict[str, Any]) -> Tracked:
+    return from_message(message)
 
 
 class CeleryTransport:
@@ -94,7 +77,7 @@ class CeleryTransport:
         self._app: Celery | None = app if isinstance(app, Celery) else None
         self._queue = queue
         self._lock = threading.Lock()
-        self._queued = 0
+        self._queued = {"goal": 0, "payment": 0}  # by kind
 
     def _celery(self) -> Celery:
         app = self._app
@@ -111,7 +94,7 @@ class CeleryTransport:
         assert app is not None
         return app
 
-    def submit(self, goal: Goal) -> bool:
+    def submit(self, goal: Tracked) -> bool:
         options: dict[str, Any] = {"retry": False}  # a broker that is down must not hang requests
         if self._queue:
             options["queue"] = self._queue
@@ -121,7 +104,7 @@ class CeleryTransport:
             self._settlement.dropped(goal, f"the Celery broker refused the task: {exc}")
             return False
         with self._lock:
-            self._queued += 1
+            self._queued[goal.kind] += 1
         return True
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -133,7 +116,7 @@ class CeleryTransport:
 
     @property
     def stats(self) -> Stats:
-        return self._settlement.snapshot(queued=self._queued)
+        return self._settlement.snapshot(queued=dict(self._queued))
 
 
 #: The HTTP client of each destination: a prefork pool's child starts with its own connections
@@ -154,15 +137,15 @@ def deliver_goal(self: Any, message: dict[str, Any], state: dict[str, Any] | Non
     goal = goal_from_message(message)
     if endpoint is None:
         logger.error(
-            "goaltrack: this Celery worker has no API key configured; goal %r not delivered "
+            "goaltrack: this Celery worker has no API key configured; %s not delivered "
             "(set GOALTRACK_API_KEY or the framework setting in the worker too)",
-            goal.name,
+            goal.label,
         )
         return "failed"
     if endpoint.provider.name != goal.provider.name:
         logger.error(
-            "goaltrack: goal %r is for %s but this worker is configured for %s; not delivered",
-            goal.name,
+            "goaltrack: %s is for %s but this worker is configured for %s; not delivered",
+            goal.label,
             goal.provider.name,
             endpoint.provider.name,
         )
@@ -171,7 +154,7 @@ def deliver_goal(self: Any, message: dict[str, Any], state: dict[str, Any] | Non
     try:
         retry_state = RetryState.from_dict(state)
     except (TypeError, ValueError):
-        logger.warning("goaltrack: goal %r came with an unreadable retry state", goal.name)
+        logger.warning("goaltrack: %s came with an unreadable retry state", goal.label)
         retry_state = RetryState()
     shared = shared_breaker(endpoint, policy)
     with shared.lock:
@@ -183,7 +166,7 @@ def deliver_goal(self: Any, message: dict[str, Any], state: dict[str, Any] | Non
             http = _http.get(endpoint.url, setup.http)
             result = deliver(goal, endpoint, http)
         except Exception as exc:  # a bug of ours: retried like a transient failure
-            logger.exception("goaltrack: unexpected error delivering %r", goal.name)
+            logger.exception("goaltrack: unexpected error delivering %s", goal.label)
             result = DeliveryResult(Outcome.RETRY, f"unexpected error: {type(exc).__name__}")
     wall = clock.wall()
     age = wall - float(message.get("tracked_at") or wall)

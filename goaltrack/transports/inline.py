@@ -18,8 +18,8 @@ import threading
 from collections.abc import Callable
 
 from goaltrack.delivery import DeliveryResult, Endpoint, Outcome, deliver
-from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
+from goaltrack.items import Tracked
 from goaltrack.retry import SYSTEM_CLOCK, Clock, RetryPolicy, RetryState, judge, shared_breaker
 from goaltrack.transports.base import Settlement, Stats
 
@@ -58,8 +58,8 @@ class SyncTransport:
         self._http: HttpPoster | None = None
         self._lock = threading.Lock()
 
-    def submit(self, goal: Goal) -> bool:
-        self._settlement.count("queued")
+    def submit(self, goal: Tracked) -> bool:
+        self._settlement.count("queued", kind=goal.kind)
         clock = self._clock
         started = clock.monotonic()
         deadline = started + self._deadline
@@ -141,7 +141,7 @@ class DisabledTransport:
     def __init__(self, settlement: Settlement) -> None:
         self._settlement = settlement
 
-    def submit(self, goal: Goal) -> bool:
+    def submit(self, goal: Tracked) -> bool:
         logger.debug("goaltrack is disabled; not sending %r", goal)
         return False
 

@@ -14,7 +14,10 @@ Routes (POST; query parameters in brackets):
 - ``/decorated-timezone``: ``@track_goal("purchase", timezone="Europe/Paris")``;
 - ``/signal`` [which, plan]: sends a signal connected with ``connect_goal``: ``ok`` (goal
   ``account_opened``, ``when=`` skips plan "skip"), ``when`` (its ``when`` raises) or
-  ``metadata`` (its metadata callable raises).
+  ``metadata`` (its metadata callable raises);
+- ``/pay`` [amount, currency, txn, visitor]: ``track_payment(request, Decimal(amount),
+  currency, txn, visitor_id=visitor)`` (the cookie's visitor without ``visitor``; in FastAPI,
+  ``goals.track_payment``); answers ``{"queued": bool}``, or ``{"raised": "InvalidPayment"}``.
 
 Each ``serve_*`` builds the adapter from the same option names (``skip_bots``,
 ``flush_at_request_end``, ``max_queue_size``, ``on_delivery``, ...) spelled its own way, serves
@@ -27,14 +30,33 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from types import ModuleType
 from typing import Any
 
 from fastapi import Request, Response
 
-from goaltrack import GoalTracker, InvalidGoal, get_tracker
+from goaltrack import GoalTracker, InvalidGoal, InvalidPayment, get_tracker
 from goaltrack.asgi import GoalTrackerDep
 from tests.support.threaded import serve_asgi, serve_wsgi
+
+PAYMENT_DEFAULTS = {"amount": "29.90", "currency": "usd", "txn": "ch_contract"}
+
+
+def pay(track: Callable[..., bool], query: Mapping[str, str]) -> dict[str, Any]:
+    """The /pay route's body, given the adapter's ``track_payment`` bound to the request."""
+    args = {**PAYMENT_DEFAULTS, **query}
+    try:
+        queued = track(
+            Decimal(args["amount"]),
+            args["currency"],
+            args["txn"],
+            visitor_id=args.get("visitor") or None,
+        )
+    except InvalidPayment:
+        return {"raised": "InvalidPayment"}
+    return {"queued": queued}
+
 
 ADAPTERS = ("django", "flask", "fastapi", "starlette")
 
@@ -107,7 +129,7 @@ def blinker_signals(connect_goal: Callable[..., Any]) -> dict[str, Any]:
 def flask_app(options: Mapping[str, Any]) -> Any:
     from flask import Flask, current_app, jsonify, request
 
-    from goaltrack.flask import GoalTrack, connect_goal, track_goal
+    from goaltrack.flask import GoalTrack, connect_goal, track_goal, track_payment
 
     app = Flask("contract")
     app.config.update({f"GOALTRACK_{name.upper()}": value for name, value in options.items()})
@@ -164,6 +186,13 @@ def flask_app(options: Mapping[str, Any]) -> Any:
         signal.send(current_app._get_current_object(), plan=request.args.get("plan", "pro"))
         return "sent"
 
+    @app.post("/pay")
+    def payment() -> Any:
+        def track(*args: Any, **kwargs: Any) -> bool:
+            return track_payment(request, *args, **kwargs)
+
+        return jsonify(pay(track, request.args))
+
     add_flask_routes(app)
     return app
 
@@ -190,9 +219,15 @@ def starlette_app() -> Any:
     from starlette.routing import Route
 
     from goaltrack.asgi import connect_goal as asgi_connect_goal
-    from goaltrack.asgi import track_goal
+    from goaltrack.asgi import track_goal, track_payment
 
     signals = blinker_signals(asgi_connect_goal)
+
+    async def payment(request: Request) -> JSONResponse:
+        def track(*args: Any, **kwargs: Any) -> bool:
+            return track_payment(request, *args, **kwargs)
+
+        return JSONResponse(pay(track, request.query_params))
 
     async def track(request: Request) -> JSONResponse:
         query = request.query_params
@@ -249,6 +284,7 @@ def starlette_app() -> Any:
         "/declared": declared,
         "/decorated-timezone": decorated_timezone,
         "/signal": send_signal,
+        "/pay": payment,
     }
     return Starlette(
         routes=[Route(p, e, methods=["POST"]) for p, e in routes.items()] + starlette_routes()
@@ -313,6 +349,10 @@ def fastapi_app() -> Any:
     def send_signal(which: str = "ok", plan: str = "pro") -> Any:  # sync: FastAPI's thread pool
         signals[which].send("form", plan=plan)
         return "sent"
+
+    @app.post("/pay")
+    async def payment(goals: GoalTrackerDep, request: Request) -> Any:
+        return pay(goals.track_payment, request.query_params)
 
     add_fastapi_routes(app)
     return app

@@ -7,7 +7,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
 
 from goaltrack import InvalidGoal
-from goaltrack.django import connect_goal, track_goal
+from goaltrack.django import connect_goal, track_goal, track_payment
+from tests.contract.apps import pay
 
 account_opened = Signal()
 when_raises = Signal()
@@ -74,7 +75,15 @@ def send_signal(request: HttpRequest) -> HttpResponse:
     return HttpResponse("sent")
 
 
+def payment(request: HttpRequest) -> HttpResponse:
+    def track(*args: object, **kwargs: object) -> bool:
+        return track_payment(request, *args, **kwargs)
+
+    return JsonResponse(pay(track, request.GET.dict()))
+
+
 urlpatterns = [
+    path("pay", payment),
     path("track", track),
     path("track-timezone", track_timezone),
     path("track-three", track_three),

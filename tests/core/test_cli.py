@@ -141,3 +141,49 @@ def test_fake_api_subcommand_serves_until_terminated() -> None:
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0
+
+
+def test_send_a_payment_and_again_its_duplicate(fake_api: FakeAPIServer) -> None:
+    visitor = fake_api.add_pageview("datafast")
+    args = (
+        "send",
+        "--amount",
+        "29.90",
+        "--currency",
+        "usd",
+        "--transaction-id",
+        "ch_cli",
+        "--visitor-id",
+        visitor,
+        "--email",
+        "ada@example.com",
+        "--renewal",
+        "--api-url",
+        fake_api.api_url("datafast"),
+    )
+    first = goaltrack_cli(*args, env={"GOALTRACK_API_KEY": KEY})
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == "delivered payment 'ch_cli' (29.9 USD) to datafast (HTTP 200)\n"
+    again = goaltrack_cli(*args, env={"GOALTRACK_API_KEY": KEY})
+    assert again.returncode == 0, again.stderr
+    assert "recorded before: a duplicate" in again.stdout
+    [payment] = fake_api.payments
+    assert (payment["amount"], payment["currency"], payment["visitor_id"]) == (29.9, "USD", visitor)
+    assert (payment["email"], payment["renewal"]) == ("ada@example.com", True)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["send"], "a goal NAME, or a payment"),
+        (["send", "--amount", "5", "--currency", "USD"], "--transaction-id"),
+        (["send", "signup", "--amount", "5"], "not both"),
+        (["send", "--amount", "five", "--currency", "USD", "--transaction-id", "t"], "--amount"),
+        (["send", "--amount", "-5", "--currency", "USD", "--transaction-id", "t"], "negative"),
+        (["send", "--amount", "5", "--currency", "dollars", "--transaction-id", "t"], "currency"),
+    ],
+)
+def test_send_refuses_invalid_payments(args: list[str], message: str) -> None:
+    result = goaltrack_cli(*args, env={"GOALTRACK_API_KEY": KEY})
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr

@@ -13,7 +13,7 @@ import goaltrack.hooks
 from goaltrack import DeliveryResult, Goal
 from goaltrack.delivery import Outcome
 from goaltrack.hooks import (
-    EVENTS,
+    SIGNAL_NAMES,
     SignalSet,
     register,
     send_robust_blinker,
@@ -33,7 +33,7 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def a_set() -> tuple[SignalSet, dict[str, Any]]:
     namespace = Namespace()
-    signals = {event: namespace.signal(f"test.goal-{event}") for event in EVENTS}
+    signals = {name: namespace.signal(f"test.{name}") for name in SIGNAL_NAMES}
     return SignalSet(signals, send_robust=send_robust_blinker), signals
 
 
@@ -47,9 +47,9 @@ class Sender:
 
 def test_a_set_needs_every_event() -> None:
     namespace = Namespace()
-    with pytest.raises(TypeError, match="dropped"):
+    with pytest.raises(TypeError, match="payment_dropped"):
         SignalSet(
-            {event: namespace.signal(event) for event in EVENTS[:3]},
+            {name: namespace.signal(name) for name in SIGNAL_NAMES[:-1]},
             send_robust=send_robust_blinker,
         )
 
@@ -84,8 +84,8 @@ def test_the_users_hook_then_every_registered_set_each_isolated(
     def receiver(sender: object, **kwargs: Any) -> None:
         order.append("receiver")
 
-    signals["delivered"].connect(broken)
-    signals["delivered"].connect(receiver, sender=sender)
+    signals["goal_delivered"].connect(broken)
+    signals["goal_delivered"].connect(receiver, sender=sender)
     hooks = signalled_hooks(sender, on_delivery=users_hook)
     result = DeliveryResult(Outcome.DELIVERED, "delivered", status=200)
     with caplog.at_level(logging.ERROR, logger="goaltrack"):
@@ -102,7 +102,7 @@ def test_failed_and_dropped_carry_their_reason() -> None:
     sender = Sender()
     calls: list[tuple[str, object, dict[str, Any]]] = []
     for event in ("failed", "dropped"):
-        signals[event].connect(
+        signals[f"goal_{event}"].connect(
             lambda s, event=event, **kw: calls.append((event, s, kw)), sender=sender, weak=False
         )
     hooks = signalled_hooks(sender)
@@ -119,7 +119,7 @@ def test_the_sender_is_held_weakly() -> None:
     signal_set, signals = a_set()
     register(signal_set)
     senders: list[object] = []
-    signals["dropped"].connect(lambda s, **kw: senders.append(s), weak=False)
+    signals["goal_dropped"].connect(lambda s, **kw: senders.append(s), weak=False)
     sender = Sender()
     hooks = signalled_hooks(sender)
     del sender

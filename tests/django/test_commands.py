@@ -95,6 +95,26 @@ def test_send(fake_api: FakeAPIServer) -> None:
     )
 
 
+def test_send_a_payment(fake_api: FakeAPIServer) -> None:
+    visitor_id = fake_api.add_pageview("datafast")
+    with override_settings(GOALTRACK=goaltrack_setting(fake_api)):
+        output = run(
+            "goaltrack_send",
+            "--amount",
+            "0",
+            "--currency",
+            "EUR",
+            "--transaction-id",
+            "sub_trial",
+            "--visitor-id",
+            visitor_id,
+            "--free-trial",
+        )
+    assert "delivered payment 'sub_trial' (0 EUR) to datafast (HTTP 200)" in output
+    [payment] = fake_api.payments
+    assert (payment["transaction_id"], payment["free_trial"]) == ("sub_trial", True)
+
+
 def test_send_refused_by_the_api(fake_api: FakeAPIServer) -> None:
     with override_settings(GOALTRACK=goaltrack_setting(fake_api)):
         _, error = run_failing(

@@ -184,6 +184,23 @@ def test_cli_check_fails_for_a_refused_key_or_no_key(
     assert "goaltrack.W001" in keyless_result.output
 
 
+def test_cli_send_delivers_one_payment(apps: list[Flask], fake_api: FakeAPIServer) -> None:
+    app = configured_app(
+        apps, GOALTRACK_API_KEY=DATAFAST_KEY, GOALTRACK_API_URL=fake_api.api_url("datafast")
+    )
+    GoalTrack(app)
+    result = app.test_cli_runner().invoke(
+        args=[
+            *("goaltrack", "send", "--amount", "12", "--currency", "GBP"),
+            *("--transaction-id", "ch_flask", "--refunded"),
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert "delivered payment 'ch_flask' (12 GBP)" in result.output
+    [payment] = fake_api.payments
+    assert (payment["transaction_id"], payment["refunded"]) == ("ch_flask", True)
+
+
 def test_cli_send_delivers_one_goal(apps: list[Flask], fake_api: FakeAPIServer) -> None:
     app = configured_app(
         apps, GOALTRACK_API_KEY=DATAFAST_KEY, GOALTRACK_API_URL=fake_api.api_url("datafast")

@@ -91,9 +91,11 @@ def _command(name: str, port: int, workers: int) -> tuple[list[str], Path, str]:
         return [*gunicorn, "shop.wsgi:application"], EXAMPLES / "django_shop", "/login/"
     if name == "flask":
         return [*gunicorn, "example_projects.flask_blog.app:create_app()"], REPO, "/healthz"
-    if name == "fastapi":
+    if name in ("fastapi", "stripe"):
         uvicorn = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1"]
         uvicorn += ["--port", str(port), "--workers", str(workers), "--no-access-log"]
+        if name == "stripe":  # not among EXAMPLE_NAMES: the payments example, tested on its own
+            return uvicorn, EXAMPLES / "stripe_webhook", "/"
         return uvicorn, EXAMPLES / "fastapi_app", "/demo"
     raise ValueError(f"unknown example {name!r}: one of {', '.join(EXAMPLE_NAMES)}")
 

@@ -200,3 +200,22 @@ def test_a_broker_that_is_down_drops_the_goal_at_once_and_counts_it(
     tracker.track("signup", visitor_id=fake_api.add_pageview("datafast"))
     assert time.monotonic() - started < 5
     assert tracker.stats.dropped == 1
+
+
+def test_payments_go_through_the_broker_and_the_same_task_delivers_them(
+    fake_api: FakeAPIServer, celery_app: object, worker: subprocess.Popen[str]
+) -> None:
+    visitor = fake_api.add_pageview("datafast")
+    tracker = tracker_for(fake_api, celery_app)
+    fake_api.set_faults(fail_next=1, fail_status=503)  # retried by Celery, as goals are
+    assert tracker.track_payment(19.5, "usd", "ch_celery", visitor_id=visitor, renewal=True)
+    assert tracker.track("checkout", visitor_id=visitor)
+    assert (tracker.stats.payments.queued, tracker.stats.goals.queued) == (1, 1)
+    [payment] = fake_api.wait_for_payments(1, timeout=30)
+    fake_api.wait_for_goals(1, timeout=30)
+    assert (payment["transaction_id"], payment["amount"], payment["currency"]) == (
+        "ch_celery",
+        19.5,
+        "USD",
+    )
+    assert (payment["visitor_id"], payment["renewal"]) == (visitor, True)

@@ -1,8 +1,9 @@
 """The fake provider API: a Starlette app and the in-memory state behind it.
 
 It enforces each provider's create-goal contract (auth, name and metadata rules, 404 without a
-pageview, bots, Flowsery's rate limit), injects faults counted in requests or shaped in time,
-and shows what it received at ``/_fake/``. By job:
+pageview, bots, Flowsery's rate limit) and payments contract (fields, idempotency by
+transaction id, DataFast's ``DELETE``), injects faults counted in requests or shaped in time
+(into payments as into goals), and shows what it received at ``/_fake/``. By job:
 
 - :mod:`.rules`: the ``PROVIDERS`` table, body and metadata checks, the providers' answers;
 - :mod:`.state`: :class:`FakeAPIState`, the records it keeps, the order of checks for one goal
@@ -47,6 +48,7 @@ from goaltrack.testing.fake_api.state import (
     FakeAPIState,
     GoalRecord,
     PageviewRecord,
+    PaymentRecord,
     RequestRecord,
 )
 
@@ -56,6 +58,7 @@ __all__ = [
     "FakeAPIState",
     "GoalRecord",
     "PageviewRecord",
+    "PaymentRecord",
     "ProviderRules",
     "RequestRecord",
     "create_app",

@@ -1,11 +1,13 @@
 """The fake API's HTTP side: Starlette routes, the wire form of the faults, ``create_app``.
 
 This module owns the routes: ``POST [/<provider>]/api/v1/goals`` (the bare path serves the
-default provider) and ``POST [/flowsery]/analytics/api/v1/goals``; the tracking script and its
-pageview endpoint (``GET [/<provider>]/js/script.js``, ``POST [/<provider>]/api/events``); the
-``/_fake/`` control and inspection endpoints (``_Endpoints.routes``). It also puts the faults'
-answers on the wire: a dropped connection, a request held unanswered (blackhole), a body sent a
-byte at a time (trickle) or padded and streamed (huge body). What to answer is decided by
+default provider) and ``POST [/flowsery]/analytics/api/v1/goals``; the same for
+``/api/v1/payments``, and DataFast's ``DELETE [/datafast]/api/v1/payments``; the tracking
+script and its pageview endpoint (``GET [/<provider>]/js/script.js``,
+``POST [/<provider>]/api/events``); the ``/_fake/`` control and inspection endpoints
+(``_Endpoints.routes``). It also puts the faults' answers on the wire: a dropped connection, a
+request held unanswered (blackhole), a body sent a byte at a time (trickle) or padded and
+streamed (huge body). What to answer is decided by
 :class:`~goaltrack.testing.fake_api.state.FakeAPIState`.
 """
 
@@ -16,7 +18,8 @@ import html
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Literal
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,8 +31,10 @@ from goaltrack.testing.fake_api.faults import BLACKHOLE_HOLD_MAX_S, check_faults
 from goaltrack.testing.fake_api.rules import (
     CLI_GOALS_PATH,
     GOALS_PATH,
+    PAYMENTS_PATH,
     PROVIDERS,
     Rejection,
+    error_body,
     parse_object,
 )
 from goaltrack.testing.fake_api.script import (
@@ -42,9 +47,15 @@ from goaltrack.testing.fake_api.state import Answer, FakeAPIState
 
 __all__ = ["create_app", "quick_help"]
 
+_CLI_PAYMENTS_PATH = "/analytics" + PAYMENTS_PATH  # beside Flowsery's CLI goals path
 _HOLD_POLL_S = 0.1  # how often a held request looks at the server's stopping flag
 _PAD_OPEN = b',"padding":"'
 _PAD_CHUNK = b"x" * 65536
+
+
+def _goals_path(path: str) -> str:
+    """The goals path beside a payments path: a provider serves payments where it serves goals."""
+    return path.replace(PAYMENTS_PATH, GOALS_PATH)
 
 
 def _cors_headers(request: Request) -> dict[str, str]:
@@ -184,10 +195,19 @@ class _Endpoints:
 
     def routes(self) -> list[Route]:
         goal_routes = [
-            Route(prefix + path, self._goal_endpoint(path), methods=["POST"])
+            Route(prefix + path, self._endpoint("goal", path), methods=["POST"])
             # The bare paths come first: "/analytics/api/v1/goals" would match "/{provider}/...".
             for prefix in ("", "/{provider}")
             for path in (GOALS_PATH, CLI_GOALS_PATH)
+        ]
+        payment_routes = [
+            route
+            for prefix in ("", "/{provider}")
+            for path in (PAYMENTS_PATH, _CLI_PAYMENTS_PATH)
+            for route in (
+                Route(prefix + path, self._endpoint("payment", path), methods=["POST"]),
+                Route(prefix + path, self._delete_payments(path), methods=["DELETE"]),
+            )
         ]
         script_routes = [
             route
@@ -199,9 +219,11 @@ class _Endpoints:
         ]
         return [
             *goal_routes,
+            *payment_routes,
             *script_routes,
             Route("/_fake/", self.index, methods=["GET"]),
             Route("/_fake/goals", self.goals, methods=["GET"]),
+            Route("/_fake/payments", self.payments, methods=["GET"]),
             Route("/_fake/requests", self.requests, methods=["GET"]),
             Route("/_fake/pageviews", self.pageviews, methods=["POST"]),
             Route("/_fake/faults", self.faults, methods=["GET", "POST"]),
@@ -209,18 +231,22 @@ class _Endpoints:
             Route("/_fake/reset", self.reset, methods=["POST"]),
         ]
 
-    def _goal_endpoint(self, path: str) -> Callable[[Request], Awaitable[Response]]:
+    def _endpoint(
+        self, kind: Literal["goal", "payment"], path: str
+    ) -> Callable[[Request], Awaitable[Response]]:
+        handle = self.state._handle_goal if kind == "goal" else self.state._handle_payment
+
         async def goal(request: Request) -> Response:
             arrived = time.time()
             provider = request.path_params.get("provider", self.state.default_provider)
             rules = PROVIDERS.get(provider)
-            if rules is None or path not in rules.goal_paths:
+            if rules is None or _goals_path(path) not in rules.goal_paths:
                 return JSONResponse({"error": f"no such endpoint for {provider!r}"}, 404)
             raw = await request.body()
             latency = self.state._latency_seconds()
             if latency:
                 await asyncio.sleep(latency)
-            answer = self.state._handle_goal(
+            answer = handle(
                 provider,
                 request.url.path,
                 request.headers.get("authorization"),
@@ -237,6 +263,24 @@ class _Endpoints:
             return JSONResponse(answer.body, answer.status, headers=answer.headers)
 
         return goal
+
+    def _delete_payments(self, path: str) -> Callable[[Request], Awaitable[Response]]:
+        async def delete(request: Request) -> Response:
+            provider = request.path_params.get("provider", self.state.default_provider)
+            rules = PROVIDERS.get(provider)
+            if rules is None or _goals_path(path) not in rules.goal_paths:
+                return JSONResponse({"error": f"no such endpoint for {provider!r}"}, 404)
+            criteria: dict[str, object] = dict(request.query_params)
+            try:
+                criteria.update(await _control_body(request))
+            except _ControlError as exc:
+                return JSONResponse(error_body(rules, 400, str(exc)), 400)
+            status, body = self.state.delete_payments(
+                provider, request.headers.get("authorization"), criteria
+            )
+            return JSONResponse(body, status)
+
+        return delete
 
     async def script(self, request: Request) -> Response:
         provider = request.path_params.get("provider", self.state.default_provider)
@@ -280,6 +324,9 @@ class _Endpoints:
 
     async def goals(self, request: Request) -> Response:
         return JSONResponse(self.state.goals)
+
+    async def payments(self, request: Request) -> Response:
+        return JSONResponse(self.state.payments)
 
     async def requests(self, request: Request) -> Response:
         return JSONResponse(self.state.requests)
@@ -326,19 +373,19 @@ class _Endpoints:
     async def keys(self, request: Request) -> Response:
         try:
             body = await _control_body(request)
-            unknown = set(body) - {"revoke", "no_goals_write", "suspend"}
+            fields = ("revoke", "no_goals_write", "no_payments_write", "suspend")
+            unknown = set(body) - set(fields)
             if unknown:
                 raise _ControlError(f"unknown fields: {', '.join(sorted(unknown))}")
-            marks = {
-                field: _string_list(body, field)
-                for field in ("revoke", "no_goals_write", "suspend")
-            }
+            marks = {field: _string_list(body, field) for field in fields}
         except _ControlError as exc:
             return JSONResponse({"error": str(exc)}, 400)
         for key in marks["revoke"]:
             self.state.revoke_key(key)
         for key in marks["no_goals_write"]:
             self.state.deny_goals_write(key)
+        for key in marks["no_payments_write"]:
+            self.state.deny_payments_write(key)
         for key in marks["suspend"]:
             self.state.suspend(key)
         return JSONResponse({field: len(keys) for field, keys in marks.items()})
@@ -359,33 +406,60 @@ class _Endpoints:
 
     async def index(self, request: Request) -> Response:
         goals = self.state.goals
-        rows = "".join(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape(str(cell))}</td>"
-                for cell in (
-                    goal["received_at"],
-                    goal["provider"],
-                    goal["name"],
-                    goal["visitor_id"] or "",
-                    json.dumps(goal["metadata"], ensure_ascii=False),
-                )
+        payments = self.state.payments
+        rows = _rows(
+            (
+                goal["received_at"],
+                goal["provider"],
+                goal["name"],
+                goal["visitor_id"] or "",
+                json.dumps(goal["metadata"], ensure_ascii=False),
             )
-            + "</tr>"
             for goal in goals
+        )
+        payment_rows = _rows(
+            (
+                payment["received_at"],
+                payment["provider"],
+                payment["transaction_id"],
+                f"{payment['amount']:g} {payment['currency']}",
+                payment["visitor_id"] or "",
+                ", ".join(
+                    flag
+                    for flag, on in (
+                        ("renewal", payment["renewal"]),
+                        ("refund", payment["refunded"]),
+                        ("free trial", payment["free_trial"]),
+                    )
+                    if on
+                ),
+            )
+            for payment in payments
         )
         base_url = str(request.base_url).rstrip("/")
         usage = html.escape("\n".join(quick_help(base_url, self.state)))
         page = (
             "<!doctype html><html><head><meta charset='utf-8'><title>goaltrack fake API</title>"
             "</head><body><h1>goaltrack fake API</h1>"
-            f"<p>{len(goals)} goal(s) received; {len(self.state.requests)} goal request(s) seen."
-            " JSON: <a href='/_fake/goals'>goals</a>, <a href='/_fake/requests'>requests</a>.</p>"
+            f"<p>{len(goals)} goal(s) and {len(payments)} payment(s) received;"
+            f" {len(self.state.requests)} request(s) seen. JSON: <a href='/_fake/goals'>goals</a>,"
+            " <a href='/_fake/payments'>payments</a>, <a href='/_fake/requests'>requests</a>.</p>"
+            "<h2>Goals</h2>"
             "<table><tr><th>received</th><th>provider</th><th>name</th><th>visitor</th>"
             f"<th>metadata</th></tr>{rows}</table>"
+            "<h2>Payments</h2>"
+            "<table><tr><th>received</th><th>provider</th><th>transaction</th><th>amount</th>"
+            f"<th>visitor</th><th>flags</th></tr>{payment_rows}</table>"
             f"<h2>By hand</h2><pre>{usage}</pre></body></html>"
         )
         return HTMLResponse(page)
+
+
+def _rows(cells: Iterable[Iterable[object]]) -> str:
+    return "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
+        for row in cells
+    )
 
 
 def quick_help(base_url: str, state: FakeAPIState) -> list[str]:

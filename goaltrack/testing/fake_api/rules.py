@@ -1,8 +1,10 @@
-"""The providers' create-goal contracts as the fake enforces them: one module, no state.
+"""The providers' create-goal and payments contracts as the fake enforces them: no state.
 
 This module owns the ``PROVIDERS`` table (paths, key prefixes, visitor and session fields, name
-rules, error envelopes), the checks of one goal request's JSON body (name, visitor, text fields,
-metadata, HTML removal from stored values) and the providers' success and error bodies. The
+rules, payment fields, error envelopes), the checks of one goal request's JSON body (name,
+visitor, text fields, metadata, HTML removal from stored values) and of one payment's (amount,
+currency, transaction id, the optional fields and their types), and the providers' success and
+error bodies, a duplicate payment's included. The
 rules are written from the providers' public contracts, independently of goaltrack's client-side
 validation, so that the fake catches the client's mistakes instead of repeating them. A failed
 check raises :class:`Rejection` with the status and message the provider would answer.
@@ -11,32 +13,83 @@ check raises :class:`Rejection` with the status and message the provider would a
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from http import HTTPStatus
 from typing import Literal
 
 __all__ = [
     "CLI_GOALS_PATH",
     "GOALS_PATH",
+    "PAYMENTS_PATH",
     "PROVIDERS",
     "CheckedGoal",
+    "CheckedPayment",
+    "PaymentRules",
     "ProviderRules",
     "Rejection",
     "check_goal_body",
+    "check_payment_body",
     "check_provider",
     "error_body",
     "key_hint",
     "object_id",
     "parse_object",
+    "payment_body",
     "success_body",
 ]
 
 GOALS_PATH = "/api/v1/goals"
 CLI_GOALS_PATH = "/analytics/api/v1/goals"  # what Flowsery's own CLI posts to
+PAYMENTS_PATH = "/api/v1/payments"
+
+
+@dataclass(frozen=True)
+class PaymentRules:
+    """What one provider's payments endpoint accepts: its body fields (aliases in order)."""
+
+    amount: str
+    currency: str
+    transaction_id: str
+    visitor: str
+    session: str | None
+    email: tuple[str, ...]
+    name: tuple[str, ...]
+    customer_id: str
+    renewal: str
+    refunded: str
+    free_trial: str | None  # None: no such field (and no free trial inferred)
+    timestamp: str | None
+    success_message: str
+    duplicate_message: str
+    envelope_success: bool  # {"status":"success","data":[...]} rather than a plain object
+    deletable: bool  # DELETE /api/v1/payments is documented
+
+
+def _snake_case_payments(visitor: str) -> PaymentRules:
+    return PaymentRules(
+        amount="amount",
+        currency="currency",
+        transaction_id="transaction_id",
+        visitor=visitor,
+        session=None,
+        email=("email", "customer_email"),
+        name=("name", "customer_name"),
+        customer_id="customer_id",
+        renewal="renewal",
+        refunded="refunded",
+        free_trial="is_free_trial",
+        timestamp="timestamp",
+        success_message="Payment recorded successfully",
+        duplicate_message="Duplicate payment: this transaction_id is already recorded",
+        envelope_success=False,
+        deletable=visitor == "datafast_visitor_id",
+    )
 
 
 @dataclass(frozen=True)
@@ -61,6 +114,7 @@ class ProviderRules:
     returns_event_id: bool
     rate_limited: bool  # FakeAPIState.flowsery_rate_limit applies
     created_status_configurable: bool  # FakeAPIState.flowsery_created_status applies
+    payments: PaymentRules
 
 
 PROVIDERS: dict[str, ProviderRules] = {
@@ -83,6 +137,7 @@ PROVIDERS: dict[str, ProviderRules] = {
         returns_event_id=True,
         rate_limited=False,
         created_status_configurable=False,
+        payments=_snake_case_payments("datafast_visitor_id"),
     ),
     "faurya": ProviderRules(
         name="faurya",
@@ -103,6 +158,7 @@ PROVIDERS: dict[str, ProviderRules] = {
         returns_event_id=True,
         rate_limited=False,
         created_status_configurable=False,
+        payments=_snake_case_payments("faurya_visitor_id"),
     ),
     "flowsery": ProviderRules(
         name="flowsery",
@@ -123,6 +179,24 @@ PROVIDERS: dict[str, ProviderRules] = {
         returns_event_id=False,
         rate_limited=True,
         created_status_configurable=True,
+        payments=PaymentRules(
+            amount="amount",
+            currency="currency",
+            transaction_id="transactionId",
+            visitor="visitorUid",
+            session="sessionUid",
+            email=("email",),
+            name=("name",),
+            customer_id="customerId",
+            renewal="isRenewal",
+            refunded="isRefund",
+            free_trial=None,
+            timestamp=None,
+            success_message="Payment recorded successfully",
+            duplicate_message="Payment already recorded (duplicate transactionId)",
+            envelope_success=True,
+            deletable=False,
+        ),
     ),
 }
 
@@ -177,6 +251,95 @@ def check_goal_body(rules: ProviderRules, body: Mapping[str, object]) -> Checked
     name = _goal_name(rules, body.get("name"))
     texts = {field: _optional_string(body, field) for field in rules.text_fields}
     return CheckedGoal(name, visitor, session, texts, _metadata(body.get("metadata")))
+
+
+@dataclass(frozen=True)
+class CheckedPayment:
+    """The fields of a payment body that passed the provider's checks, as it stores them."""
+
+    amount: float
+    currency: str
+    transaction_id: str
+    visitor_id: str | None
+    session_id: str | None
+    email: str | None
+    name: str | None
+    customer_id: str | None
+    renewal: bool
+    refunded: bool
+    free_trial: bool
+    timestamp: str | None
+
+
+_CURRENCY = re.compile(r"[A-Za-z]{3}")
+
+
+def check_payment_body(rules: PaymentRules, body: Mapping[str, object]) -> CheckedPayment:
+    """Check a parsed payment body; raise :class:`Rejection` (400) on the first fault."""
+    amount = body.get(rules.amount)
+    if amount is None:
+        raise Rejection(400, f"{rules.amount} is required")
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+        raise Rejection(400, f"{rules.amount} must be a number")
+    if not math.isfinite(amount) or amount < 0:
+        raise Rejection(400, f"{rules.amount} must be a number >= 0")
+    currency = body.get(rules.currency)
+    if currency is None:
+        raise Rejection(400, f"{rules.currency} is required")
+    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
+        raise Rejection(400, f"{rules.currency} must be a 3-letter ISO 4217 code")
+    transaction_id = body.get(rules.transaction_id)
+    if transaction_id is None:
+        raise Rejection(400, f"{rules.transaction_id} is required")
+    if not isinstance(transaction_id, str) or not transaction_id.strip():
+        raise Rejection(400, f"{rules.transaction_id} must be a non-empty string")
+    timestamp = _optional_string(body, rules.timestamp) if rules.timestamp else None
+    if timestamp is not None:
+        try:
+            datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+        except ValueError:
+            raise Rejection(400, f"{rules.timestamp} must be an ISO 8601 date") from None
+    free_trial = amount == 0
+    if rules.free_trial is not None:
+        given = _optional_bool(body, rules.free_trial)
+        free_trial = free_trial if given is None else given
+    return CheckedPayment(
+        amount=float(amount),
+        currency=currency.upper(),
+        transaction_id=transaction_id,
+        visitor_id=_optional_string(body, rules.visitor) or None,
+        session_id=(_optional_string(body, rules.session) or None) if rules.session else None,
+        email=_first_string(body, rules.email),
+        name=_first_string(body, rules.name),
+        customer_id=_optional_string(body, rules.customer_id),
+        renewal=bool(_optional_bool(body, rules.renewal)),
+        refunded=bool(_optional_bool(body, rules.refunded)),
+        free_trial=free_trial,
+        timestamp=timestamp,
+    )
+
+
+def _optional_bool(body: Mapping[str, object], field: str) -> bool | None:
+    value = body.get(field)
+    if value is None or isinstance(value, bool):
+        return value
+    raise Rejection(400, f"{field} must be a boolean")
+
+
+def _first_string(body: Mapping[str, object], fields: tuple[str, ...]) -> str | None:
+    for field in fields:
+        value = _optional_string(body, field)
+        if value is not None:
+            return value
+    return None
+
+
+def payment_body(rules: PaymentRules, transaction_id: str, *, duplicate: bool) -> dict[str, object]:
+    """The answer to a payment recorded now, or (*duplicate*) recorded before."""
+    message = rules.duplicate_message if duplicate else rules.success_message
+    if rules.envelope_success:
+        return {"status": "success", "data": [{"message": message}]}
+    return {"message": message, "transaction_id": transaction_id}
 
 
 def _reject_constant(constant: str) -> object:

@@ -1,10 +1,13 @@
-"""What the fake API remembers, and how it answers one goal request.
+"""What the fake API remembers, and how it answers one goal or payment request.
 
-This module owns :class:`FakeAPIState` (goals, requests, pageviews, key marks, Flowsery's
-rate-limit windows, the faults; thread-safe, since the server runs in its own thread), the
-records it keeps (:class:`GoalRecord`, :class:`PageviewRecord`, :class:`RequestRecord`) and the
-order of checks for one goal request (``FakeAPIState._handle_goal``): the fault schedule, the
-count faults, auth, Flowsery's rate limit, the body, the pageview. The body rules are in
+This module owns :class:`FakeAPIState` (goals, payments, requests, pageviews, key marks,
+Flowsery's rate-limit windows, the faults; thread-safe, since the server runs in its own
+thread), the records it keeps (:class:`GoalRecord`, :class:`PaymentRecord`,
+:class:`PageviewRecord`, :class:`RequestRecord`) and the order of checks for one request
+(``FakeAPIState._handle``, goals and payments alike): the fault schedule, the count faults, auth,
+Flowsery's rate limit, the body, then the pageview (a goal) or the transaction id already
+recorded (a payment: answered as a duplicate, not stored twice). DataFast's
+``DELETE /api/v1/payments`` is :meth:`FakeAPIState.delete_payments`. The body rules are in
 :mod:`.rules`, the faults in :mod:`.faults`, the HTTP side in :mod:`.app`.
 """
 
@@ -28,15 +31,24 @@ from goaltrack.testing.fake_api.rules import (
     ProviderRules,
     Rejection,
     check_goal_body,
+    check_payment_body,
     check_provider,
     error_body,
     key_hint,
     object_id,
     parse_object,
+    payment_body,
     success_body,
 )
 
-__all__ = ["Answer", "FakeAPIState", "GoalRecord", "PageviewRecord", "RequestRecord"]
+__all__ = [
+    "Answer",
+    "FakeAPIState",
+    "GoalRecord",
+    "PageviewRecord",
+    "PaymentRecord",
+    "RequestRecord",
+]
 
 R = TypeVar("R")
 
@@ -58,6 +70,32 @@ class GoalRecord(TypedDict):
     received_at_epoch: float  # the same instant as time.time(), for sub-second arithmetic
 
 
+class PaymentRecord(TypedDict):
+    """One recorded payment, as ``GET /_fake/payments`` and ``FakeAPIState.payments`` show it.
+
+    Field names are goaltrack's, whatever the provider's body called them.
+    """
+
+    provider: str
+    transaction_id: str
+    amount: float
+    currency: str
+    visitor_id: str | None
+    session_id: str | None
+    attributed: bool  # the visitor id names a visitor the provider has seen (a pageview)
+    email: str | None
+    name: str | None
+    customer_id: str | None
+    renewal: bool
+    refunded: bool
+    free_trial: bool
+    timestamp: str | None  # as sent; None: the time it was received
+    website_id: str | None
+    key_hint: str
+    received_at: str
+    received_at_epoch: float
+
+
 class PageviewRecord(TypedDict):
     """One pageview, as ``FakeAPIState.pageviews`` shows it."""
 
@@ -72,14 +110,16 @@ class PageviewRecord(TypedDict):
 
 
 class RequestRecord(TypedDict):
-    """One goal request, accepted or not, as ``GET /_fake/requests`` shows it."""
+    """One goal or payment request, accepted or not, as ``GET /_fake/requests`` shows it."""
 
     provider: str
+    kind: Literal["goal", "payment"]
     path: str
     status: int | None  # None: dropped (reset_next) or never answered (blackhole)
     error: str | None
     fault: str | None  # the injected fault that answered, if any
     name: str | None  # the goal name as sent
+    transaction_id: str | None  # the payment's transaction id as sent
     key_hint: str | None
     received_at: str  # when the request arrived: ISO 8601, UTC, milliseconds
     received_at_epoch: float  # the same instant as time.time()
@@ -130,11 +170,15 @@ class FakeAPIState:
         self.require_pageview = require_pageview
         self._cond = threading.Condition(threading.RLock())
         self._goals: list[GoalRecord] = []
+        self._payments: list[PaymentRecord] = []
+        # Whose each payment is (its website id, or the website key), beside self._payments.
+        self._payment_scopes: list[str] = []
         self._requests: list[RequestRecord] = []
         self._pageviews: list[PageviewRecord] = []
         self._visitors: dict[str, dict[str, bool]] = {p: {} for p in PROVIDERS}  # id -> is bot
         self._revoked: set[str] = set()
         self._no_goals_write: set[str] = set()
+        self._no_payments_write: set[str] = set()
         self._suspended: set[str] = set()
         self._windows: dict[str, tuple[float, int]] = {}  # token -> (window end, requests)
         self._faults = Faults()
@@ -147,8 +191,15 @@ class FakeAPIState:
         return self._copy(self._goals)
 
     @property
+    def payments(self) -> list[PaymentRecord]:
+        """The recorded payments in arrival order, each transaction once (a copy); a refund is a
+        record of its own, with ``refunded`` true."""
+        return self._copy(self._payments)
+
+    @property
     def requests(self) -> list[RequestRecord]:
-        """Every goal request seen, accepted or rejected, in arrival order (a copy)."""
+        """Every goal and payment request seen, accepted or rejected, in arrival order (a
+        copy)."""
         return self._copy(self._requests)
 
     @property
@@ -202,6 +253,15 @@ class FakeAPIState:
         """
         return self._wait_for(
             self._goals, count, timeout, lambda got: self._shortfall("goal", count, got, timeout)
+        )
+
+    def wait_for_payments(self, count: int, timeout: float = 10.0) -> list[PaymentRecord]:
+        """Block until at least ``count`` payments were recorded; return them all."""
+        return self._wait_for(
+            self._payments,
+            count,
+            timeout,
+            lambda got: self._shortfall("payment", count, got, timeout),
         )
 
     def wait_for_requests(self, count: int, timeout: float = 10.0) -> list[RequestRecord]:
@@ -285,6 +345,12 @@ class FakeAPIState:
         with self._cond:
             self._no_goals_write.add(key)
 
+    def deny_payments_write(self, key: str) -> None:
+        """Payment requests with this key (typically a ``dft_`` token) get 403, missing
+        payments:write."""
+        with self._cond:
+            self._no_payments_write.add(key)
+
     def suspend(self, key_or_website_id: str) -> None:
         """Suspend tracking for a website: its goal requests get 403.
 
@@ -345,6 +411,8 @@ class FakeAPIState:
         """
         with self._cond:
             self._goals.clear()
+            self._payments.clear()
+            self._payment_scopes.clear()
             self._requests.clear()
             if not keep_pageviews:
                 self._pageviews.clear()
@@ -352,6 +420,7 @@ class FakeAPIState:
                     visitors.clear()
             self._revoked.clear()
             self._no_goals_write.clear()
+            self._no_payments_write.clear()
             self._suspended.clear()
             self._windows.clear()
             self.clear_faults()
@@ -376,15 +445,41 @@ class FakeAPIState:
 
         ``arrived`` (epoch seconds) is when the request came in: the schedule is read then.
         """
+        return self._handle("goal", provider, path, authorization, query, raw_body, arrived)
+
+    def _handle_payment(
+        self,
+        provider: str,
+        path: str,
+        authorization: str | None,
+        query: Mapping[str, str],
+        raw_body: bytes,
+        arrived: float,
+    ) -> Answer:
+        """:meth:`_handle_goal` for a payment: the same faults, then the payment rules."""
+        return self._handle("payment", provider, path, authorization, query, raw_body, arrived)
+
+    def _handle(
+        self,
+        kind: Literal["goal", "payment"],
+        provider: str,
+        path: str,
+        authorization: str | None,
+        query: Mapping[str, str],
+        raw_body: bytes,
+        arrived: float,
+    ) -> Answer:
         rules = PROVIDERS[provider]
         with self._cond:
             record = RequestRecord(
                 provider=provider,
+                kind=kind,
                 path=path,
                 status=None,
                 error=None,
                 fault=None,
                 name=None,
+                transaction_id=None,
                 key_hint=None,
                 received_at=_iso(arrived),
                 received_at_epoch=arrived,
@@ -395,15 +490,16 @@ class FakeAPIState:
                 self._record(record)
                 return Answer(0, None, {}, hold=True)
             trickle = self._faults.trickle_rate(arrived)
-            answer = self._answer_goal(rules, record, authorization, query, raw_body, arrived)
+            answer = self._answer(kind, rules, record, authorization, query, raw_body, arrived)
             if trickle is not None:
                 record["fault"] = "down" if record["fault"] == "down" else "trickle"
                 answer = dataclasses.replace(answer, trickle_bytes_per_s=trickle)
             self._record(record)
             return answer
 
-    def _answer_goal(
+    def _answer(
         self,
+        kind: Literal["goal", "payment"],
         rules: ProviderRules,
         record: RequestRecord,
         authorization: str | None,
@@ -411,14 +507,18 @@ class FakeAPIState:
         raw_body: bytes,
         arrived: float,
     ) -> Answer:
-        """The answer to one goal request outside a blackhole; fills in ``record``."""
+        """The answer to one request outside a blackhole; fills in ``record``."""
         headers: dict[str, str] = {}
         try:
             self._faults.inject(arrived)
-            key, website_id = self._authenticate(rules, authorization, query)
+            key, website_id = self._authenticate(rules, authorization, query, kind)
             record["key_hint"] = hint = key_hint(key)
             headers = self._count_rate_limit(rules, key)
             body = parse_object(raw_body)
+            if kind == "payment":
+                sent_id = body.get(rules.payments.transaction_id)
+                record["transaction_id"] = sent_id if isinstance(sent_id, str) else None
+                return self._answer_payment(rules, record, body, key, website_id, hint, arrived)
             sent_name = body.get("name")
             record["name"] = sent_name if isinstance(sent_name, str) else None
             self._faults.inject_for_name(record["name"])
@@ -444,12 +544,102 @@ class FakeAPIState:
             record["fault"] = "huge_body_next"
         return Answer(status, success_body(rules, goal["event_id"]), headers, pad_to=pad_to)
 
+    def _answer_payment(
+        self,
+        rules: ProviderRules,
+        record: RequestRecord,
+        body: Mapping[str, object],
+        key: str,
+        website_id: str | None,
+        hint: str,
+        arrived: float,
+    ) -> Answer:
+        """Record a payment, or answer that its transaction is recorded already (idempotency:
+        one record per website, transaction id and refund flag). Raises :class:`Rejection`."""
+        checked = check_payment_body(rules.payments, body)
+        scope = website_id or key
+        duplicate = any(
+            p["provider"] == rules.name
+            and p_scope == scope
+            and p["transaction_id"] == checked.transaction_id
+            and p["refunded"] == checked.refunded
+            for p, p_scope in zip(self._payments, self._payment_scopes, strict=True)
+        )
+        status = self.flowsery_created_status if rules.created_status_configurable else 200
+        record["status"] = status
+        if not duplicate:
+            visitor = checked.visitor_id
+            attributed = visitor is not None and (
+                not rules.needs_pageview or self._visitors[rules.name].get(visitor) is False
+            )
+            payment = PaymentRecord(
+                provider=rules.name,
+                transaction_id=checked.transaction_id,
+                amount=checked.amount,
+                currency=checked.currency,
+                visitor_id=visitor,
+                session_id=checked.session_id,
+                attributed=attributed,
+                email=checked.email,
+                name=checked.name,
+                customer_id=checked.customer_id,
+                renewal=checked.renewal,
+                refunded=checked.refunded,
+                free_trial=checked.free_trial,
+                timestamp=checked.timestamp,
+                website_id=website_id,
+                key_hint=hint,
+                received_at=_iso(arrived),
+                received_at_epoch=arrived,
+            )
+            self._payments.append(payment)
+            self._payment_scopes.append(scope)
+        else:
+            record["error"] = "duplicate transaction id: not recorded again"
+        answer = payment_body(rules.payments, checked.transaction_id, duplicate=duplicate)
+        return Answer(status, answer, {})
+
+    def delete_payments(
+        self,
+        provider: str,
+        authorization: str | None,
+        criteria: Mapping[str, object],
+    ) -> tuple[int, dict[str, object]]:
+        """DataFast's ``DELETE /api/v1/payments``: by ``transaction_id``, by the visitor
+        (``datafast_visitor_id``), or by date range (``start_date`` / ``end_date``, ISO 8601,
+        inclusive; either may be left out). Returns the status and body to answer."""
+        rules = PROVIDERS[provider]
+        query = {k: v for k, v in criteria.items() if isinstance(v, str)}
+        with self._cond:
+            try:
+                if not rules.payments.deletable:
+                    raise Rejection(404, "no such endpoint")
+                key, website_id = self._authenticate(rules, authorization, query, "payment")
+                matches = _payment_filter(rules, criteria)
+            except Rejection as rejection:
+                return rejection.status, error_body(rules, rejection.status, rejection.message)
+            scope = website_id or key
+            kept = [
+                (payment, p_scope)
+                for payment, p_scope in zip(self._payments, self._payment_scopes, strict=True)
+                if not (payment["provider"] == rules.name and p_scope == scope and matches(payment))
+            ]
+            deleted = len(self._payments) - len(kept)
+            self._payments[:] = [payment for payment, _ in kept]
+            self._payment_scopes[:] = [p_scope for _, p_scope in kept]
+            self._cond.notify_all()
+        return 200, {"message": f"Deleted {deleted} payment(s)", "deleted": deleted}
+
     def _record(self, record: RequestRecord) -> None:
         self._requests.append(record)
         self._cond.notify_all()
 
     def _authenticate(
-        self, rules: ProviderRules, authorization: str | None, query: Mapping[str, str]
+        self,
+        rules: ProviderRules,
+        authorization: str | None,
+        query: Mapping[str, str],
+        kind: Literal["goal", "payment"] = "goal",
     ) -> tuple[str, str | None]:
         """Return (key, website id named in the query) or raise the 400/401/403 rejection."""
         scheme, _, key = (authorization or "").partition(" ")
@@ -466,8 +656,10 @@ class FakeAPIState:
             if website_id is None:
                 wanted = " or ".join(rules.scope_params)
                 raise Rejection(400, f"{wanted} is required with a {rules.scoped_prefix} token")
-        if key in self._no_goals_write:
+        if kind == "goal" and key in self._no_goals_write:
             raise Rejection(403, "Missing permission: goals:write")
+        if kind == "payment" and key in self._no_payments_write:
+            raise Rejection(403, "Missing permission: payments:write")
         if (website_id or key) in self._suspended:
             raise Rejection(403, "Tracking suspended for this website")
         return key, website_id
@@ -524,3 +716,39 @@ class FakeAPIState:
             received_at=_iso(received_at),
             received_at_epoch=received_at,
         )
+
+
+def _payment_filter(
+    rules: ProviderRules, criteria: Mapping[str, object]
+) -> Callable[[PaymentRecord], bool]:
+    """Which payments a DELETE names; raises :class:`Rejection` (400) without a criterion."""
+    transaction_id = criteria.get("transaction_id")
+    visitor = criteria.get(rules.payments.visitor)
+    bounds: list[float | None] = []
+    for field in ("start_date", "end_date"):
+        value = criteria.get(field)
+        if value is None:
+            bounds.append(None)
+            continue
+        try:
+            when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise Rejection(400, f"{field} must be an ISO 8601 date") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        bounds.append(when.timestamp())
+    start, end = bounds
+    if transaction_id is None and visitor is None and start is None and end is None:
+        wanted = f"transaction_id, {rules.payments.visitor}, start_date or end_date"
+        raise Rejection(400, f"one of {wanted} is required")
+
+    def matches(payment: PaymentRecord) -> bool:
+        at = payment["received_at_epoch"]
+        return (
+            (transaction_id is None or payment["transaction_id"] == transaction_id)
+            and (visitor is None or payment["visitor_id"] == visitor)
+            and (start is None or at >= start)
+            and (end is None or at <= end)
+        )
+
+    return matches

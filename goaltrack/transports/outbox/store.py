@@ -43,8 +43,7 @@ from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 from goaltrack.delivery import InvalidConfiguration
-from goaltrack.goals import Goal
-from goaltrack.providers import get_provider
+from goaltrack.items import Tracked, decode, encode
 from goaltrack.redaction import redact
 from goaltrack.retry import Clock, RetryState
 from goaltrack.transports.outbox import gate
@@ -166,29 +165,10 @@ class ProcessClock:
         return self._wall0 + (self._monotonic() - self._mono0)
 
 
-def encode_goal(goal: Goal) -> str:
-    """The goal as stored: its validated fields and provider name (never the API key)."""
-    return json.dumps(
-        [
-            goal.provider.name,
-            goal.name,
-            goal.visitor_id,
-            goal.session_id,
-            dict(goal.metadata) if goal.metadata else None,
-            goal.description,
-            goal.timezone,
-        ],
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-
-
-def decode_goal(text: str) -> Goal:
-    """A stored goal back as a :class:`Goal` (already validated when it was stored)."""
-    provider, name, visitor_id, session_id, metadata, description, timezone = json.loads(text)
-    return Goal(
-        get_provider(provider), name, visitor_id, session_id, metadata, description, timezone
-    )
+#: An item (goal or payment) as the ``goal`` column stores it: :func:`goaltrack.items.encode`.
+encode_goal = encode
+#: A stored item back, already validated when it was stored: :func:`goaltrack.items.decode`.
+decode_goal = decode
 
 
 def is_contention(exc: sqlite3.Error) -> bool:
@@ -695,7 +675,7 @@ class OutboxStatus:
 @dataclass(frozen=True)
 class DeadLetter:
     id: int
-    goal: Goal
+    goal: Tracked
     created_at: float
     failed_at: float
     attempts: int

@@ -69,8 +69,8 @@ from collections import Counter, deque
 from collections.abc import Callable
 
 from goaltrack.delivery import DeliveryResult, Endpoint, InvalidConfiguration, Outcome, deliver
-from goaltrack.goals import Goal
 from goaltrack.http_client import HttpPoster
+from goaltrack.items import Tracked
 from goaltrack.process import (
     at_fork,
     exiting,
@@ -140,7 +140,7 @@ class _Claim:
     """A goal leased from the file for one attempt, with its retry state."""
 
     id: int
-    goal: Goal
+    goal: Tracked
     created_at: float
     state: RetryState
     ticket: Ticket
@@ -233,7 +233,7 @@ class OutboxTransport:
         self._work_store: OutboxStore | None = None
         self._owner = _owner_name()
         self._pid = os.getpid()  # the process whose connections these are
-        self._queued = 0
+        self._queued = {"goal": 0, "payment": 0}  # by kind
         self._depth = 0
         self._own_depth = 0
         self._added_since_check = 0
@@ -254,7 +254,7 @@ class OutboxTransport:
         now = self._clock.monotonic()
         self._next_age_check = now
         self._next_lease_check = now
-        self._spool: deque[tuple[Goal, str, float]] = deque()
+        self._spool: deque[tuple[Tracked, str, float]] = deque()
         self._spool_busy = 0  # goals taken from the spool and being written
         self._fallback: BackgroundTransport | None = None
         self._degraded = False
@@ -267,7 +267,7 @@ class OutboxTransport:
 
     # -- the request path -------------------------------------------------------------------
 
-    def submit(self, goal: Goal) -> bool:
+    def submit(self, goal: Tracked) -> bool:
         if self._closed:
             self._settlement.dropped(goal, "the tracker is closed")
             return False
@@ -288,7 +288,7 @@ class OutboxTransport:
             row_id = store.add(text, now)
             with self._state_lock:
                 self._own_rows[row_id] += 1
-            self._queued += 1
+            self._queued[goal.kind] += 1
             self._added_since_check += 1
         except (sqlite3.Error, InvalidConfiguration) as exc:
             failure = exc
@@ -314,7 +314,7 @@ class OutboxTransport:
             with self._cond:
                 self._cond.notify()
 
-    def _to_spool(self, goal: Goal, text: str, now: float) -> bool:
+    def _to_spool(self, goal: Tracked, text: str, now: float) -> bool:
         """The file is busy: the goal waits in memory and a worker writes it to the file."""
         with self._state_lock:
             if len(self._spool) + self._spool_busy >= self._max_memory:
@@ -322,18 +322,18 @@ class OutboxTransport:
             else:
                 full = False
                 self._spool.append((goal, text, now))
-                self._queued += 1
+                self._queued[goal.kind] += 1
         if full:
             self._full(goal, where="memory")
             return False
         self._wake()
         return True
 
-    def _to_memory(self, goal: Goal) -> bool:
+    def _to_memory(self, goal: Tracked) -> bool:
         """The file cannot be written: deliver *goal* from memory."""
         if self._fallback_transport().submit(goal):
             with self._state_lock:
-                self._queued += 1
+                self._queued[goal.kind] += 1
             return True
         return False
 
@@ -371,7 +371,7 @@ class OutboxTransport:
         for goal, _, _ in spooled:  # already counted as queued
             self._fallback_transport().submit(goal)
 
-    def _full(self, goal: Goal, where: str = "file") -> None:
+    def _full(self, goal: Tracked, where: str = "file") -> None:
         now = time.monotonic()
         with self._state_lock:
             self._unreported_full += 1
@@ -452,7 +452,7 @@ class OutboxTransport:
         fallback = self._fallback
         if fallback is not None:
             pending += fallback.stats.pending
-        return self._settlement.snapshot(pending=pending, queued=self._queued)
+        return self._settlement.snapshot(pending=pending, queued=dict(self._queued))
 
     # -- flush and close ---------------------------------------------------------------------
 
@@ -786,7 +786,7 @@ class OutboxTransport:
         try:
             result = deliver(claim.goal, self._endpoint, self._client())
         except Exception as exc:  # a bug of ours must not kill the worker or lose the goal
-            logger.exception("goaltrack: unexpected error delivering %r", claim.goal.name)
+            logger.exception("goaltrack: unexpected error delivering %s", claim.goal.label)
             result = DeliveryResult(Outcome.RETRY, f"unexpected error: {type(exc).__name__}")
         self._settle(claim, result)
         with self._cond:
@@ -819,9 +819,9 @@ class OutboxTransport:
                         continue
                     # The goal stays leased; when the lease ends it is delivered again.
                     logger.warning(
-                        "goaltrack: the outbox %s stayed locked; goal %r is sent again later",
+                        "goaltrack: the outbox %s stayed locked; %s is sent again later",
                         self.path,
-                        claim.goal.name,
+                        claim.goal.label,
                     )
                     return
                 self._storage_failed(exc)
