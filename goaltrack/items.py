@@ -19,7 +19,7 @@ from goaltrack.goals import Goal
 from goaltrack.payments import Payment
 from goaltrack.providers import get_provider
 
-__all__ = ["Tracked", "decode", "encode", "from_message", "to_message"]
+__all__ = ["Tracked", "decode", "encode", "from_data", "from_message", "to_message"]
 
 #: What a tracker hands its transport: a goal or a payment.
 Tracked: TypeAlias = Goal | Payment
@@ -103,7 +103,12 @@ def encode(item: Tracked) -> str:
 
 def decode(text: str) -> Tracked:
     """The item :func:`encode` gave. Raises ValueError (or KeyError, TypeError) otherwise."""
-    data = json.loads(text)
+    return from_data(json.loads(text))
+
+
+def from_data(data: object) -> Tracked:
+    """The item :func:`encode`'s JSON text holds, already parsed (embedded in a larger
+    message, as the courier's)."""
     if isinstance(data, list):
         provider, name, visitor_id, session_id, metadata, description, timezone = data
         return Goal(

@@ -156,6 +156,10 @@ class BackgroundTransport:
     def stats(self) -> Stats:
         return self._settlement.snapshot(pending=self._pending, queued=dict(self._queued))
 
+    def queued(self, kind: str) -> int:
+        """Items of *kind* this transport accepted (what its ``stats`` adds to the counts)."""
+        return self._queued[kind]
+
     # -- flush and close ---------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:

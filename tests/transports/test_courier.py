@@ -284,3 +284,20 @@ def test_goals_tracked_just_before_exit_are_delivered_by_the_exit_flush(
     _, err = web.communicate(timeout=DEADLINE)
     assert web.returncode == 0, err
     assert sorted(int(g["metadata"]["n"]) for g in fake_api.goals) == list(range(40))
+
+
+def test_payments_travel_through_the_courier_and_are_counted_as_payments(
+    fake_api: FakeAPIServer, make: Callable[..., GoalTracker]
+) -> None:
+    delivered: list[object] = []
+    tracker = make(on_delivery=lambda item, result: delivered.append(item))
+    visitor = fake_api.add_pageview("datafast")
+    assert tracker.track("signup", visitor_id=visitor)
+    assert tracker.track_payment(49, "USD", "txn_courier_1", visitor_id=visitor)
+    assert tracker.track_payment(49, "USD", "txn_courier_1", visitor_id=visitor)  # "duplicate"
+    assert tracker.flush(20)
+    assert isinstance(tracker._transport, CourierTransport)
+    assert [p["transaction_id"] for p in fake_api.payments] == ["txn_courier_1"]
+    stats = tracker.stats
+    assert (stats.goals.delivered, stats.payments.delivered, stats.payments.duplicates) == (1, 2, 1)
+    assert [type(item).__name__ for item in delivered].count("Payment") == 2

@@ -29,8 +29,8 @@ import threading
 from typing import IO, Any
 
 from goaltrack.delivery import DeliveryResult, Endpoint
-from goaltrack.goals import Goal
 from goaltrack.http_client import HttpClient
+from goaltrack.items import Tracked
 from goaltrack.providers import get_provider
 from goaltrack.transports.background import BackgroundTransport
 from goaltrack.transports.base import Settlement
@@ -113,26 +113,26 @@ class _RelayedSettlement(Settlement):
         self._seqs: dict[int, int] = {}  # id(goal) -> the web process's number for it
         self._seqs_lock = threading.Lock()
 
-    def number(self, goal: Goal, seq: int) -> None:
+    def number(self, goal: Tracked, seq: int) -> None:
         with self._seqs_lock:
             self._seqs[id(goal)] = seq
 
-    def _seq(self, goal: Goal, *, final: bool) -> int:
+    def _seq(self, goal: Tracked, *, final: bool) -> int:
         with self._seqs_lock:
             return self._seqs.pop(id(goal)) if final else self._seqs[id(goal)]
 
-    def retrying(self, goal: Goal, result: DeliveryResult, delay: float) -> None:
+    def retrying(self, goal: Tracked, result: DeliveryResult, delay: float) -> None:
         seq = self._seq(goal, final=False)
         self._outbound.event(["y", seq, wire.result_to_list(result), delay])
 
-    def delivered(self, goal: Goal, result: DeliveryResult, *, maybe_duplicate: bool) -> None:
+    def delivered(self, goal: Tracked, result: DeliveryResult, *, maybe_duplicate: bool) -> None:
         seq = self._seq(goal, final=True)
         self._outbound.event(["d", seq, wire.result_to_list(result), maybe_duplicate])
 
-    def failed(self, goal: Goal, result: DeliveryResult) -> None:
+    def failed(self, goal: Tracked, result: DeliveryResult) -> None:
         self._outbound.event(["x", self._seq(goal, final=True), wire.result_to_list(result)])
 
-    def dropped(self, goal: Goal, reason: str, *, log: bool = True) -> None:
+    def dropped(self, goal: Tracked, reason: str, *, log: bool = True) -> None:
         self._outbound.event(["o", self._seq(goal, final=True), reason])
 
     def flush_summaries(self) -> None:
@@ -187,8 +187,8 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     for line in stdin:
         message = wire.decode(line)
         if message[0] == "g":
-            _, seq, fields = message
-            goal = wire.goal_from_fields(fields)
+            _, seq, data = message
+            goal = wire.item_from_data(data)
             settlement.number(goal, seq)
             transport.submit(goal)
     transport.close(config.shutdown_timeout)

@@ -28,7 +28,6 @@ Failures have a floor, never a hole:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import select
@@ -39,7 +38,7 @@ import time
 from collections.abc import Callable
 
 from goaltrack.delivery import Endpoint
-from goaltrack.goals import Goal
+from goaltrack.items import Tracked
 from goaltrack.process import (
     count_live,
     forget_at_exit,
@@ -51,7 +50,7 @@ from goaltrack.process import (
     start_thread,
 )
 from goaltrack.transports.background import BackgroundTransport
-from goaltrack.transports.base import Settlement, Stats
+from goaltrack.transports.base import KINDS, Settlement, Stats
 from goaltrack.transports.courier import wire
 
 __all__ = ["CourierTransport"]
@@ -92,10 +91,10 @@ class CourierTransport:
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._outstanding: dict[int, Goal] = {}  # seq order: only ever deleted from
+        self._outstanding: dict[int, Tracked] = {}  # seq order: only ever deleted from
         self._maybe_sent: set[int] = set()  # handed to a courier that died
         self._next_seq = 1
-        self._queued = 0
+        self._queued = {"goal": 0, "payment": 0}  # by kind
         self._unsent = bytearray()  # for the pump: the pipe was full, or no courier yet
         self._pumping = False
         self._need_courier = True
@@ -110,12 +109,12 @@ class CourierTransport:
         self._closing = False
         self._closed = False
         self._fallback: BackgroundTransport | None = None
-        self._moved_to_fallback = 0
+        self._moved_to_fallback = {"goal": 0, "payment": 0}
         self.undelivered_at_close = 0
 
     # -- the request path ---------------------------------------------------------------------
 
-    def submit(self, goal: Goal) -> bool:
+    def submit(self, goal: Tracked) -> bool:
         if self._pid != os.getpid():  # forked without Python's fork hooks (uWSGI by default)
             self._after_fork_in_child()
         fallback = self._fallback
@@ -131,8 +130,8 @@ class CourierTransport:
                 seq = self._next_seq
                 self._next_seq += 1
                 self._outstanding[seq] = goal
-                self._queued += 1
-                self._send(wire.goal_line(seq, goal))
+                self._queued[goal.kind] += 1
+                self._send(wire.item_line(seq, goal))
             start = not self._started and not drop_reason
             self._started = True
         if drop_reason:
@@ -162,10 +161,12 @@ class CourierTransport:
     def stats(self) -> Stats:
         fallback = self._fallback
         if fallback is not None:  # it counted the goals moved to it again
-            moved_stats = fallback.stats
-            queued = moved_stats.queued + self._queued - self._moved_to_fallback
-            return dataclasses.replace(moved_stats, queued=queued)
-        return self._settlement.snapshot(pending=len(self._outstanding), queued=self._queued)
+            queued = {kind: self._queued[kind] - self._moved_to_fallback[kind] for kind in KINDS}
+            return self._settlement.snapshot(
+                pending=fallback.stats.pending,
+                queued={kind: queued[kind] + fallback.queued(kind) for kind in KINDS},
+            )
+        return self._settlement.snapshot(pending=len(self._outstanding), queued=dict(self._queued))
 
     # -- flush and close ---------------------------------------------------------------------
 
@@ -262,7 +263,7 @@ class CourierTransport:
                     if self._couriers_started:  # a courier died: the next gets all unsettled
                         self._maybe_sent.update(self._outstanding)
                         self._unsent = bytearray(
-                            b"".join(wire.goal_line(s, g) for s, g in self._outstanding.items())
+                            b"".join(wire.item_line(s, g) for s, g in self._outstanding.items())
                         )
                 data = bytes(self._unsent)
                 self._unsent.clear()
@@ -449,7 +450,8 @@ class CourierTransport:
             self._outstanding.clear()
             self._maybe_sent.clear()
             self._unsent.clear()
-            self._moved_to_fallback = len(moved)
+            for item in moved:
+                self._moved_to_fallback[item.kind] += 1
             # Handed over before anyone can see the fallback: a flush() waiting here then waits
             # for these goals too.
             for goal in moved:

@@ -5,8 +5,8 @@ From the web process (the courier's stdin):
 - the first line, :func:`hello`: what the courier delivers with (the provider, the key, the URL,
   the retry rules, the bounds). The key travels only here, never in the command line, the
   environment or a file;
-- ``["g", seq, fields]``: a goal to deliver (:func:`goal_line`), *seq* numbered by the web
-  process;
+- ``["g", seq, item]``: a goal or payment to deliver (:func:`item_line`; *item* as
+  :func:`goaltrack.items.encode` writes it), *seq* numbered by the web process;
 - end of file: close (deliver within ``shutdown_timeout``, then exit).
 
 From the courier (its stdout):
@@ -27,18 +27,17 @@ import dataclasses
 import json
 from typing import Any
 
+from goaltrack import items
 from goaltrack.delivery import DeliveryResult, Outcome
-from goaltrack.goals import Goal
-from goaltrack.providers import get_provider
 from goaltrack.retry import RetryPolicy
 
 __all__ = [
     "CourierConfig",
     "decode",
     "encode",
-    "goal_from_fields",
-    "goal_line",
     "hello",
+    "item_from_data",
+    "item_line",
     "result_from_list",
     "result_to_list",
 ]
@@ -85,30 +84,13 @@ def hello(config: CourierConfig) -> bytes:
     return encode(["hello", config.to_json()])
 
 
-def goal_line(seq: int, goal: Goal) -> bytes:
-    return encode(
-        [
-            "g",
-            seq,
-            [
-                goal.provider.name,
-                goal.name,
-                goal.visitor_id,
-                goal.session_id,
-                dict(goal.metadata) if goal.metadata else None,
-                goal.description,
-                goal.timezone,
-            ],
-        ]
-    )
+def item_line(seq: int, item: items.Tracked) -> bytes:
+    return b'["g",%d,%s]\n' % (seq, items.encode(item).encode())
 
 
-def goal_from_fields(fields: list[Any]) -> Goal:
-    """A goal from :func:`goal_line`'s fields (validated already, in the web process)."""
-    provider, name, visitor_id, session_id, metadata, description, timezone = fields
-    return Goal(
-        get_provider(provider), name, visitor_id, session_id, metadata, description, timezone
-    )
+def item_from_data(data: object) -> items.Tracked:
+    """The item :func:`item_line` carried (validated already, in the web process)."""
+    return items.from_data(data)
 
 
 def result_to_list(result: DeliveryResult) -> list[Any]:
@@ -119,9 +101,12 @@ def result_to_list(result: DeliveryResult) -> list[Any]:
         result.event_id,
         result.retry_after,
         result.may_have_arrived,
+        result.duplicate,
     ]
 
 
 def result_from_list(data: list[Any]) -> DeliveryResult:
-    outcome, reason, status, event_id, retry_after, may_have_arrived = data
-    return DeliveryResult(Outcome(outcome), reason, status, event_id, retry_after, may_have_arrived)
+    outcome, reason, status, event_id, retry_after, may_have_arrived, duplicate = data
+    return DeliveryResult(
+        Outcome(outcome), reason, status, event_id, retry_after, may_have_arrived, duplicate
+    )
