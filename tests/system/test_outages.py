@@ -144,7 +144,11 @@ def test_the_exit_warning_counts_the_goals_held_by_workers_too(
     visitor = fake_api.add_pageview("datafast")
     fake_api.set_faults(latency_ms=3000)  # every worker holds a goal in flight
     tracker = GoalTracker(
-        KEY, api_url=fake_api.api_url("datafast"), flush_at_exit=False, shutdown_timeout=0.3
+        KEY,
+        api_url=fake_api.api_url("datafast"),
+        flush_at_exit=False,
+        shutdown_timeout=0.3,
+        delivery_process=False,  # the workers' in-flight count is what this test reads
     )
     for i in range(200):
         tracker.track("purchase", visitor_id=visitor, metadata={"id": str(i)})

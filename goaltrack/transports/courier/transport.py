@@ -48,6 +48,7 @@ from goaltrack.process import (
     register_for_process_events,
     report_exit,
     start_thread,
+    threads_are_greenlets,
 )
 from goaltrack.transports.background import BackgroundTransport
 from goaltrack.transports.base import KINDS, Settlement, Stats
@@ -244,6 +245,11 @@ class CourierTransport:
     # -- the pump: starts couriers and writes what the pipe did not take ----------------------
 
     def _start_pump(self) -> None:
+        if threads_are_greenlets():
+            # Patched after the tracker was made (gunicorn -k gevent --preload): a blocking
+            # read of the courier's pipe would stall the whole hub.
+            self._give_up_on_couriers("gevent has patched threading", level=logging.INFO)
+            return
         pump = threading.Thread(target=self._pump, name="goaltrack-courier-pump", daemon=True)
         with self._lock:
             self._pump_thread = pump
@@ -440,7 +446,7 @@ class CourierTransport:
 
     # -- when no courier can run ----------------------------------------------------------------
 
-    def _give_up_on_couriers(self, why: str) -> None:
+    def _give_up_on_couriers(self, why: str, *, level: int = logging.WARNING) -> None:
         """Deliver from this process's threads from now on, starting with the goals outstanding."""
         fallback = self._make_fallback()
         with self._cond:
@@ -459,8 +465,10 @@ class CourierTransport:
             self._fallback = fallback
             self._cond.notify_all()
         forget_at_exit(self)
-        logger.warning(
-            "goaltrack: no delivery process (%s); delivering from this process's threads", why
+        logger.log(
+            level,
+            "goaltrack: no delivery process (%s); delivering from this process's threads",
+            why,
         )
 
     # -- fork ---------------------------------------------------------------------------------
