@@ -345,7 +345,7 @@ class AiohttpPipeline(_Settlements):
                 if not resp.content.at_eof():
                     resp.close()  # longer than we read: never read further, drop the connection
                 return resp.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return False
 
     async def _stop(self) -> None:

@@ -372,5 +372,5 @@ def _check_timestamp(provider: Provider, timestamp: object) -> str | None:
         raise InvalidPayment(
             f"timestamp {str(timestamp)[:80]!r} has no time zone", field="timestamp", rule=rule
         )
-    utc = when.astimezone(_dt.timezone.utc)
+    utc = when.astimezone(_dt.UTC)
     return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -45,7 +45,7 @@ def test_a_payment_arrives_with_every_field(fake_api: FakeAPIServer, provider: s
     if provider == "flowsery":
         extra["session_id"] = "fs_session_42"
     else:
-        extra["timestamp"] = dt.datetime(2026, 1, 31, 12, 0, tzinfo=dt.timezone.utc)
+        extra["timestamp"] = dt.datetime(2026, 1, 31, 12, 0, tzinfo=dt.UTC)
     with tracker_for(fake_api, provider) as tracker:
         assert tracker.track_payment(
             Decimal("29.90"),

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
@@ -85,7 +85,7 @@ def test_retry_after_seconds_and_http_date() -> None:
     assert parse_retry_after("0.5") == 0.5
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
-    now = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 23, 12, 0, 0, tzinfo=UTC)
     later = format_datetime(now + timedelta(seconds=30), usegmt=True)
     assert parse_retry_after(later, now=now.timestamp()) == pytest.approx(30.0)
     assert parse_retry_after(format_datetime(now, usegmt=True), now=now.timestamp() + 60) == 0.0

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
@@ -29,7 +29,7 @@ from tests.support.keys import DATAFAST_KEY as KEY
 
 
 def _a_day_ahead() -> str:
-    return format_datetime(datetime.now(timezone.utc) + timedelta(days=1), usegmt=True)
+    return format_datetime(datetime.now(UTC) + timedelta(days=1), usegmt=True)
 
 
 ABSURD = ["inf", "1e400", "1e10", "86400", "-5", "nan", "soon", "Mon, 99 Foo 2026", "DAY"]
@@ -74,11 +74,11 @@ def test_parse_retry_after_is_defensive() -> None:
     assert parse_retry_after("86400", cap=60.0) == 60.0
     for value in ("inf", "-inf", "1e400", "1e10", "nan", "-1", "soon", "", None, "Mon, 99 Foo"):
         assert parse_retry_after(value) is None, value
-    date = format_datetime(datetime.fromtimestamp(now + 30, timezone.utc), usegmt=True)
+    date = format_datetime(datetime.fromtimestamp(now + 30, UTC), usegmt=True)
     assert parse_retry_after(date, now=now) == pytest.approx(30.0)
-    past = format_datetime(datetime.fromtimestamp(now - 30, timezone.utc), usegmt=True)
+    past = format_datetime(datetime.fromtimestamp(now - 30, UTC), usegmt=True)
     assert parse_retry_after(past, now=now) == 0.0
-    far = format_datetime(datetime.fromtimestamp(now + 86400, timezone.utc), usegmt=True)
+    far = format_datetime(datetime.fromtimestamp(now + 86400, UTC), usegmt=True)
     assert parse_retry_after(far, now=now, cap=60.0) == 60.0
 
 

@@ -156,7 +156,7 @@ def run(
 def lint(eval_example: EvalExample, block: CodeExample) -> None:
     # A block appended to a generated file uses that file's names (INSTALLED_APPS, ...).
     appended = "append" in block.prefix_settings()
-    eval_example.set_config(target_version="py310", ruff_ignore=["F821"] if appended else None)
+    eval_example.set_config(target_version="py311", ruff_ignore=["F821"] if appended else None)
     eval_example.lint_ruff(block)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -187,14 +187,14 @@ def test_delete_by_transaction_visitor_or_dates(
     )
     assert by_visitor.json()["deleted"] == 2
     assert [p["transaction_id"] for p in fake_api.payments] == ["ch_1"]
-    future = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat()
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     assert (
         client.delete(
             "/datafast/api/v1/payments", params={"start_date": future}, headers=auth
         ).json()["deleted"]
         == 0
     )
-    past = datetime.fromtimestamp(time.time() - 3600, timezone.utc).isoformat()
+    past = datetime.fromtimestamp(time.time() - 3600, UTC).isoformat()
     assert (
         client.delete(
             "/datafast/api/v1/payments", params={"start_date": past}, headers=auth

@@ -18,7 +18,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from http import HTTPStatus
 from typing import Literal, TypeGuard
@@ -256,7 +256,7 @@ def check_faults(fields: Mapping[str, object]) -> None:
 def _retry_after(seconds: float, http_date: bool) -> str:
     if http_date:
         # Rounded up so that the date is never sooner than the delay asked for.
-        when = datetime.fromtimestamp(math.ceil(time.time() + seconds), timezone.utc)
+        when = datetime.fromtimestamp(math.ceil(time.time() + seconds), UTC)
         return format_datetime(when, usegmt=True)
     return str(int(seconds)) if float(seconds).is_integer() else repr(float(seconds))
 

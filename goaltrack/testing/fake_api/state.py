@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal, TypedDict, TypeVar
 
 from goaltrack.testing.fake_api.faults import Dropped, Faults
@@ -138,7 +138,7 @@ class Answer:
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
 
 
 class FakeAPIState:
@@ -735,7 +735,7 @@ def _payment_filter(
         except ValueError:
             raise Rejection(400, f"{field} must be an ISO 8601 date") from None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         bounds.append(when.timestamp())
     start, end = bounds
     if transaction_id is None and visitor is None and start is None and end is None:
