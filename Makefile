@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck pytest bench install clean
+.PHONY: demo test check lint typecheck pytest docs bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,11 @@ demo: $(STAMP)
 	$(PY) example_projects/django_shop/demo.py
 	$(PY) example_projects/plain_python_demo.py
 
+LINTED := goaltrack tests bench example_projects docs/_hooks
+
 lint: $(STAMP)
-	$(PY) -m ruff check goaltrack tests bench example_projects
-	$(PY) -m ruff format --check goaltrack tests bench example_projects
+	$(PY) -m ruff check $(LINTED)
+	$(PY) -m ruff format --check $(LINTED)
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
@@ -33,8 +35,14 @@ WORKERS ?= 4
 pytest: $(STAMP)
 	$(PY) -m pytest -n $(WORKERS) --maxschedchunk 1 $(PYTEST_ARGS)
 
+# The documentation site (mkdocs.yml), built strictly: a broken link, anchor or docstring fails.
+SITE ?= site
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir $(SITE)
+
 # mypy checks while the tests run (half a minute of mostly waiting on a fresh clone's empty cache).
-test: lint
+test: lint docs
 	$(MAKE) --no-print-directory -j2 typecheck pytest
 
 # The edit loop: lint, types, then the unit and contract tests (not tests/system, not the README
@@ -46,4 +54,4 @@ bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(SITE)

@@ -157,8 +157,14 @@ class TrackerOptions:
 class GoalTracker:
     """Records goals for one provider account.
 
-    >>> tracker = GoalTracker("df_...", provider="datafast")          # doctest: +SKIP
-    >>> tracker.track("signup", visitor_id=visitor_id, metadata={"plan": "pro"})  # doctest: +SKIP
+    ```python goals="signup"
+    from goaltrack import GoalTracker
+
+    # GoalTracker("df_...", provider="datafast"), or from the GOALTRACK_* variables:
+    with GoalTracker.from_env(provider="datafast") as tracker:  # closed (flushed) at the end
+        visitor_id = "0b7a4c36-5d1e-4a8f-9c2b-3e4f5a6b7c8d"  # the datafast_visitor_id cookie
+        tracker.track("signup", {"plan": "pro"}, visitor_id=visitor_id)
+    ```
     """
 
     def __init__(

@@ -38,9 +38,16 @@ def capture_goals() -> Iterator[CapturedGoals]:
 
     Goals and payments are validated exactly as in production, so an invalid one still raises.
 
-    >>> with capture_goals() as goals:                     # doctest: +SKIP
-    ...     client.post("/signup/")
-    >>> assert goals.names == ["signup"]                   # doctest: +SKIP
+    ```python test="pytest"
+    import goaltrack
+    from goaltrack.testing import capture_goals
+
+
+    def test_signup_is_tracked():
+        with capture_goals() as goals:  # or with your test client: client.post("/signup/")
+            goaltrack.track("signup", visitor_id="0b7a4c36-5d1e-4a8f-9c2b-3e4f5a6b7c8d")
+        assert goals.names == ["signup"]
+    ```
     """
     captured = CapturedGoals()
     sinks = (captured, captured.payments)

@@ -1,4 +1,5 @@
-"""Every Python block of README.md and docs/*.md, run as a user pastes it, against the fake API.
+"""Every Python block of README.md, of the documentation site (docs/, the files its pages include,
+the docstrings its API reference shows), run as a user pastes it, against the fake API.
 
 Blocks are found by pytest-examples (``find_examples``). Each is linted with ruff (pyflakes'
 rules: an undefined name, an unused import or a syntax error fails a block), then run as its
@@ -47,7 +48,9 @@ from tests.support.keys import DATAFAST_KEY as KEY
 from tests.support.paths import REPO
 from tests.support.ports import free_port
 
-DOCUMENTS = [REPO / "README.md", REPO / "docs"]
+DOCUMENTS = [REPO / "README.md", REPO / "docs", REPO / "CHANGELOG.md", REPO / "goaltrack"]
+"""Where the blocks are: the README; the site's pages, the file they include (the changelog) and
+the docstrings of the modules its API reference renders (fences in a docstring, as in a page)."""
 KINDS = ("script", "django", "flask", "asgi", "pytest", "skip")
 UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 CSRF_TOKEN = "readmesnippetscsrftoken000000000"  # the shape Django accepts: 32 letters or digits
@@ -128,6 +131,30 @@ def test_the_documents_have_runnable_blocks_and_few_skipped() -> None:
     assert blocks >= 10
     assert {"script", "django", "flask", "asgi", "pytest"} <= set(kinds)
     assert kinds.count("skip") <= 2  # not meant to run: rare, and marked
+
+
+def test_every_page_of_the_site_is_among_the_documents() -> None:
+    config = (REPO / "mkdocs.yml").read_text()
+    pages = re.findall(r":\s*(\S+\.md)\s*$", config, flags=re.MULTILINE)
+    assert len(pages) >= 20, pages
+    for page in pages:
+        path = REPO / "docs" / page
+        assert path.is_file(), page
+        for included in re.findall(r'^--8<-- "([^"]+)"', path.read_text(), flags=re.MULTILINE):
+            assert (REPO / included).resolve() in DOCUMENTS, (page, included)
+        for module in re.findall(r"^::: (\S+)", path.read_text(), flags=re.MULTILINE):
+            assert module.split(".")[0] == "goaltrack", (page, module)
+
+
+def test_docstrings_show_no_example_that_does_not_run() -> None:
+    """The API reference renders the docstrings: an example there is a fence that runs here,
+    never a doctest prompt, which nothing would run."""
+    prompts = [
+        str(path.relative_to(REPO))
+        for path in (REPO / "goaltrack").rglob("*.py")
+        if re.search(r"^\s*>>> ", path.read_text(), flags=re.MULTILINE)
+    ]
+    assert prompts == []
 
 
 # -- running ---------------------------------------------------------------------------------------
