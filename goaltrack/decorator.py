@@ -19,6 +19,7 @@ through :class:`goaltrack.context.RequestGoals`.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
@@ -26,7 +27,7 @@ import logging
 import sys
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from goaltrack.context import Metadata, RequestGoals, log_untracked
 from goaltrack.goals import Goal, InvalidGoal
@@ -337,6 +338,24 @@ def wrap_view(
         return after(view(*args, **kwargs), args, kwargs)
 
     return sync_view
+
+
+WrapperT = TypeVar("WrapperT", bound=Callable[..., Any])
+
+
+def with_resolved_signature(wrapper: WrapperT, view: Callable[..., Any]) -> WrapperT:
+    """*wrapper*, showing *view*'s signature with its string annotations evaluated.
+
+    FastAPI and django-ninja read an endpoint's parameters from its signature. Some resolve
+    string annotations (``from __future__ import annotations``) in the globals of the function
+    they are given, the wrapper's here, where the view's types are unknown (django-ninja, and
+    the FastAPI releases that go with Starlette 0.37): a ``Response`` parameter would become a
+    required body field.
+    """
+    # A name imported only for type checkers cannot be evaluated: the text stays, as before.
+    with contextlib.suppress(Exception):
+        wrapper.__signature__ = inspect.signature(view, eval_str=True)  # type: ignore[attr-defined]
+    return wrapper
 
 
 def view_arguments(view: Callable[..., Any], given: set[str]) -> frozenset[str] | None:

@@ -130,8 +130,7 @@ class GoalTrackMiddleware:
 
     def __init__(
         self,
-        app: ASGIApp,
-        /,
+        app: ASGIApp,  # by keyword too: Starlette before 0.38 builds middleware with app=
         *,
         api_key: str | None = None,
         provider: str | Provider | None = None,

@@ -10,7 +10,6 @@ imported). :mod:`goaltrack.fastapi` re-exports what FastAPI apps use.
 
 from __future__ import annotations
 
-import inspect
 import sys
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -26,6 +25,7 @@ from goaltrack.decorator import (
     GoalSpec,
     MetadataArg,
     view_arguments,
+    with_resolved_signature,
     wrap_view,
 )
 from goaltrack.payments import Amount, PaymentOptions
@@ -161,10 +161,8 @@ def _endpoint_decorator(spec: GoalSpec) -> Callable[[F], F]:
             checked.track_after_view(lambda: goals, method, status, named)
             return result
 
-        wrapper = wrap_view(endpoint, track_result)
         # FastAPI reads the parameters (and so the OpenAPI schema) from the signature.
-        wrapper.__signature__ = inspect.signature(endpoint)  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
+        return with_resolved_signature(wrap_view(endpoint, track_result), endpoint)  # type: ignore[return-value]
 
     return decorator
 

@@ -14,7 +14,6 @@ adapter's :meth:`~goaltrack.adapter.Adapter.at_commit`: the core's track steps s
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import functools
 import inspect
@@ -35,6 +34,7 @@ from goaltrack.decorator import (
     GoalSpec,
     MetadataArg,
     view_arguments,
+    with_resolved_signature,
 )
 from goaltrack.django.conf import goaltrack_settings
 from goaltrack.django.signals import signals
@@ -54,7 +54,6 @@ __all__ = [
 logger = logging.getLogger("goaltrack")
 
 ViewT = TypeVar("ViewT", bound=Callable[..., Any])
-WrapperT = TypeVar("WrapperT", bound=Callable[..., Any])
 
 
 class WrapsHttpRequest(Protocol):
@@ -354,7 +353,7 @@ def _goal_decorator(spec: GoalSpec) -> Callable[[ViewT], ViewT]:
                 await track_response_async(checked, args, kwargs, response)
                 return response
 
-            return _with_resolved_signature(async_view, view)  # type: ignore[return-value]
+            return with_resolved_signature(async_view, view)  # type: ignore[return-value]
 
         @functools.wraps(view)
         def sync_view(*args: Any, **kwargs: Any) -> Any:
@@ -365,22 +364,9 @@ def _goal_decorator(spec: GoalSpec) -> Callable[[ViewT], ViewT]:
             track_response(checked, args, kwargs, response)
             return response
 
-        return _with_resolved_signature(sync_view, view)  # type: ignore[return-value]
+        return with_resolved_signature(sync_view, view)  # type: ignore[return-value]
 
     return decorate
-
-
-def _with_resolved_signature(wrapper: WrapperT, view: Callable[..., Any]) -> WrapperT:
-    """*wrapper*, showing *view*'s signature with its string annotations evaluated.
-
-    django-ninja reads an operation's parameters from its signature, resolving string
-    annotations (``from __future__ import annotations``) in the globals of the function it is
-    given: the wrapper's, here, where the view's schemas are unknown.
-    """
-    # A name imported only for type checkers cannot be evaluated: the text stays, as before.
-    with contextlib.suppress(Exception):
-        wrapper.__signature__ = inspect.signature(view, eval_str=True)  # type: ignore[attr-defined]
-    return wrapper
 
 
 def _find_request(args: tuple[Any, ...]) -> tuple[object, HttpRequest] | None:

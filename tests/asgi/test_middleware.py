@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import threading
 import time
@@ -348,6 +349,27 @@ def test_decorator_keeps_fastapi_signature_and_openapi_schema() -> None:
 
     assert build(decorate=True).openapi() == build(decorate=False).openapi()
     assert build(decorate=True).openapi()["paths"]["/items/{item_id}"]["post"]["parameters"]
+
+
+def test_decorator_shows_the_endpoints_annotations_evaluated() -> None:
+    # This module's annotations are strings (from __future__ import annotations). A FastAPI that
+    # resolves them in the wrapper's globals (the releases that go with Starlette 0.37) would
+    # take an unresolved ``Response`` for a required body field, and answer 422.
+    async def endpoint(response: Response, status: int = 200) -> dict[str, bool]:
+        return {"done": True}
+
+    parameters = inspect.signature(track_goal("purchase")(endpoint)).parameters
+    assert parameters["response"].annotation is Response
+    assert parameters["status"].annotation is int
+
+
+def test_middleware_takes_the_app_by_keyword_too() -> None:
+    # Starlette before 0.38 builds each Middleware(cls, **options) as cls(app=app, **options).
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("not called")
+
+    tracker = GoalTracker(DATAFAST_KEY, mode="disabled")
+    assert GoalTrackMiddleware(app=app, tracker=tracker).app is app
 
 
 def test_decorator_checks_the_name_at_decoration_time() -> None:
