@@ -120,9 +120,11 @@ class FakeAPIProcess:
         self._post("/_fake/faults", {"latency_ms": latency_ms})
 
     def goal_count(self) -> int:
-        response = self._control.get(self.url + "/_fake/goals")
+        """How many goals the fake API accepted (``/_fake/counts``: cheap enough to poll)."""
+        response = self._control.get(self.url + "/_fake/counts")
         response.raise_for_status()
-        return len(response.json())
+        count: int = response.json()["goals"]
+        return count
 
 
 def closed_port() -> int:
