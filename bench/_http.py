@@ -38,12 +38,12 @@ GOAL_RATIO = 1.03
 Command = Callable[[int], list[str]]
 
 
-def uvicorn(factory: str) -> Command:
+def uvicorn(factory: str, module: str = "bench._apps") -> Command:
     """``uvicorn --factory bench._apps:<factory>``: one process, access log off."""
 
     def command(port: int) -> list[str]:
         return [
-            *(sys.executable, "-m", "uvicorn", "--factory", f"bench._apps:{factory}"),
+            *(sys.executable, "-m", "uvicorn", "--factory", f"{module}:{factory}"),
             *("--host", "127.0.0.1", "--port", str(port)),
             *("--no-access-log", "--log-level", "warning"),
         ]
@@ -51,13 +51,13 @@ def uvicorn(factory: str) -> Command:
     return command
 
 
-def gunicorn(factory: str) -> Command:
-    """``gunicorn 'bench._apps:<factory>()'``: one sync worker."""
+def gunicorn(factory: str, module: str = "bench._apps", workers: int = 1) -> Command:
+    """``gunicorn 'bench._apps:<factory>()'``: sync workers, one unless told."""
 
     def command(port: int) -> list[str]:
         return [
-            *(sys.executable, "-m", "gunicorn", f"bench._apps:{factory}()"),
-            *("--bind", f"127.0.0.1:{port}", "--workers", "1", "--worker-class", "sync"),
+            *(sys.executable, "-m", "gunicorn", f"{module}:{factory}()"),
+            *("--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--worker-class", "sync"),
             *("--log-level", "warning"),
         ]
 
@@ -102,11 +102,13 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve(command: Command) -> Iterator[Served]:
-    """Run the server on a free port until the block ends; yield it once it answers."""
+def serve(command: Command, env: dict[str, str] | None = None) -> Iterator[Served]:
+    """Run the server on a free port until the block ends; yield it once it answers.
+    *env*: variables added to this process's environment for the server."""
     port = free_port()
     env = {
         **os.environ,
+        **(env or {}),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     with tempfile.TemporaryFile("w+") as log:

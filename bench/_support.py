@@ -106,9 +106,9 @@ class FakeAPIProcess:
         response.raise_for_status()
         return response.json()
 
-    def reset(self) -> None:
-        """Forget goals, requests, visitors and faults."""
-        self._post("/_fake/reset", {})
+    def reset(self, *, keep_pageviews: bool = False) -> None:
+        """Forget goals, requests, faults and, unless *keep_pageviews*, the visitors."""
+        self._post("/_fake/reset", {"keep_pageviews": True} if keep_pageviews else {})
 
     def add_visitor(self) -> str:
         """Register a DataFast pageview by a fresh visitor; return the visitor id."""
@@ -120,9 +120,11 @@ class FakeAPIProcess:
         self._post("/_fake/faults", {"latency_ms": latency_ms})
 
     def goal_count(self) -> int:
-        response = self._control.get(self.url + "/_fake/goals")
+        """How many goals the fake API accepted (``/_fake/counts``: cheap enough to poll)."""
+        response = self._control.get(self.url + "/_fake/counts")
         response.raise_for_status()
-        return len(response.json())
+        count: int = response.json()["goals"]
+        return count
 
 
 def closed_port() -> int:

@@ -4,9 +4,12 @@ The fake API runs in a child process (``python -m goaltrack.testing --port 0``),
 uvicorn/Starlette work neither shares our GIL nor counts in our CPU. For 0 ms and 20 ms of
 injected latency, every round runs, in a rotating order:
 
-- goaltrack's background transport with ``max_in_flight=8`` and with the default 4: N goals
-  tracked, then the time until ``flush()`` returns gives goals/s; ``time.process_time()`` over the
-  same span (every thread of this process) / N gives the CPU per delivered goal;
+- goaltrack's default delivery, the courier (a delivery process fed by a pipe), with
+  ``max_in_flight=8`` and with the default 4, and the same with ``delivery_process=False``
+  (worker threads in this process, the default before the courier): N goals tracked, then the
+  time until ``flush()`` returns gives goals/s; ``time.process_time()`` over the same span
+  (every thread of this process) / N gives the CPU per delivered goal in the web process, and
+  the courier's own CPU (psutil) is its own column;
 - the same with ``http_client=`` a user's ``httpx.Client`` and a user's ``httpx2.Client``: what
   delivering through the application's own client costs against the default client;
 - a naive loop of ``httpx.Client.post`` (one client, sequential) sending the same JSON bodies;
@@ -36,9 +39,9 @@ The in-flight bound is ``max_in_flight / latency`` (at 20 ms: 200 goals/s with 4
 how long each in-flight slot spent on one goal; what exceeds the injected latency is the
 request's own round trip (client, loopback, fake API). The fake API's own CPU use is read from
 the child process (psutil) to tell when the fake API, rather than the sender, is the bottleneck.
-"vs default" compares, round by round, with goaltrack's default (background transport, 4 in
-flight, ``HttpClient``); the goal for a new default path is a CPU per goal, in the web process,
-of at most 0.25x of today's at 20 ms.
+"vs threads" compares, round by round, with goaltrack's threads (4 in flight, ``HttpClient``),
+the default before the courier; the goal for the default path is a CPU per goal, in the web
+process, of at most 0.25x of the threads' at 20 ms.
 
     python bench/delivery.py [--quick] [--rounds R]
 """

@@ -3,8 +3,9 @@ a request.
 
 An adapter (Django's, Flask's, ASGI's) connects its framework to the core in these places:
 
-- :class:`Adapter` here: where its tracker is, ``skip_bots``, ``flush_at_request_end``, its four
-  signals (:mod:`goaltrack.hooks`), and where a goal waits for a commit (:meth:`Adapter.at_commit`,
+- :class:`Adapter` here: where its tracker is, ``skip_bots``, ``flush_at_request_end`` (and the
+  wait at a request's end a serverless platform asks for), its four signals
+  (:mod:`goaltrack.hooks`), and where a goal waits for a commit (:meth:`Adapter.at_commit`,
   Django only);
 - :mod:`goaltrack.context`: the request context (the current visitor, bound per request) and
   :class:`~goaltrack.context.RequestGoals`, subclassed to say what a request is;
@@ -19,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from goaltrack.hooks import SignalSet
+from goaltrack.options import DEFAULT_FLUSH_TIMEOUT
+from goaltrack.serverless import flush_before_freeze, flush_deadline, lambda_context_in
 from goaltrack.tracker import GoalTracker, get_tracker
 
 if TYPE_CHECKING:
@@ -78,31 +81,46 @@ class Adapter:
         adapter whose framework has transactions (Django's) defers."""
         return None
 
-    def flush_after(self, goals: RequestGoals | None) -> None:
-        """``flush_at_request_end``: wait for the goals of a request that tracked any."""
-        timeout = self._flush_timeout(goals)
-        if timeout is not None:
-            _flush(self.tracker, timeout)
+    def request_end_flush(self, tracker: GoalTracker) -> float | None:
+        """Seconds a request that tracked goals waits for them at its end, None: no waiting.
 
-    async def aflush_after(self, goals: RequestGoals | None) -> None:
+        ``flush_at_request_end``; where *tracker* works for a serverless platform
+        (:mod:`goaltrack.serverless`), that or :data:`~goaltrack.options.DEFAULT_FLUSH_TIMEOUT`.
+        """
+        configured = self.flush_at_request_end
+        if configured is None and tracker.platform is not None:
+            return DEFAULT_FLUSH_TIMEOUT
+        return configured
+
+    def flush_after(
+        self, goals: RequestGoals | None, carrier: Mapping[str, Any] | None = None
+    ) -> None:
+        """Wait for the goals of a request that tracked any (:meth:`request_end_flush`), never
+        past a Lambda invocation's time left (its context in *carrier*, the request's WSGI
+        environ or ASGI scope)."""
+        tracker = self.tracker
+        timeout = self._flush_timeout(tracker, goals, carrier)
+        if timeout is not None:
+            flush_before_freeze(tracker, timeout, "a request")
+
+    async def aflush_after(
+        self, goals: RequestGoals | None, carrier: Mapping[str, Any] | None = None
+    ) -> None:
         """:meth:`flush_after` for async code: waits in a worker thread, not on the event loop."""
-        timeout = self._flush_timeout(goals)
+        tracker = self.tracker
+        timeout = self._flush_timeout(tracker, goals, carrier)
         if timeout is not None:
-            await asyncio.to_thread(_flush, self.tracker, timeout)
+            await asyncio.to_thread(flush_before_freeze, tracker, timeout, "a request")
 
-    def _flush_timeout(self, goals: RequestGoals | None) -> float | None:
-        return None if goals is None or not goals.tracked else self.flush_at_request_end
-
-
-def _flush(tracker: GoalTracker, timeout: float) -> None:
-    try:
-        flushed = tracker.flush(timeout)
-    except Exception:
-        logger.exception("goaltrack: flushing goals at the end of a request failed")
-        return
-    if not flushed:
-        logger.warning(
-            "goaltrack: %d goal(s) still pending after %g s at the end of a request",
-            tracker.stats.pending,
-            timeout,
-        )
+    def _flush_timeout(
+        self,
+        tracker: GoalTracker,
+        goals: RequestGoals | None,
+        carrier: Mapping[str, Any] | None,
+    ) -> float | None:
+        if goals is None or not goals.tracked:
+            return None
+        timeout = self.request_end_flush(tracker)
+        if timeout is None:
+            return None
+        return flush_deadline(timeout, lambda_context_in(carrier))

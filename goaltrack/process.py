@@ -48,6 +48,7 @@ __all__ = [
     "at_fork",
     "count_live",
     "exiting",
+    "flush_would_deadlock",
     "forget_at_exit",
     "in_delivery_thread",
     "in_uwsgi_master",
@@ -304,6 +305,25 @@ def in_delivery_thread() -> bool:
     """True in a goaltrack worker thread (an ``on_delivery`` / ``on_failure`` hook runs there):
     a ``flush()`` from there would wait for the thread itself."""
     return threading.current_thread() in _delivery_threads
+
+
+_warned_flush_in_hook: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def flush_would_deadlock(transport: Any) -> bool:
+    """True when *transport*'s ``flush()`` is called from a delivery thread (a hook), where
+    waiting would wait for that very thread: it returns False at once, and the first time for
+    this transport one WARNING says so."""
+    if not in_delivery_thread():
+        return False
+    if transport not in _warned_flush_in_hook:
+        _warned_flush_in_hook.add(transport)
+        logger.warning(
+            "goaltrack: flush() was called from a delivery thread (an on_delivery, on_failure "
+            "or on_drop hook); it returns False at once, as waiting there would deadlock: flush "
+            "from your own code instead"
+        )
+    return True
 
 
 # -- servers, and trackers made per request ------------------------------------------------------

@@ -45,6 +45,7 @@ from goaltrack.payments import Amount, InvalidPayment, Payment
 from goaltrack.providers import METADATA_VALUE_MAX_CHARS, Provider, get_provider
 from goaltrack.redaction import redact
 from goaltrack.retry import RetryPolicy
+from goaltrack.serverless import announce, platform_for
 from goaltrack.transports import (
     BackgroundTransport,
     DisabledTransport,
@@ -112,6 +113,7 @@ class TrackerOptions:
     max_queue_size: int
     max_in_flight: int
     delivery_process: bool | None
+    serverless: bool | None
     max_retries: int
     backoff_base: float
     backoff_max: float
@@ -178,6 +180,7 @@ class GoalTracker:
         max_queue_size: int = 10_000,
         max_in_flight: int = 4,
         delivery_process: bool | None = None,
+        serverless: bool | None = None,
         max_retries: int = 10,
         backoff_base: float = 0.5,
         backoff_max: float = 60.0,
@@ -251,7 +254,16 @@ class GoalTracker:
         )
         self._before_send = opts.before_send
         self._check_http_client()
+        self.platform = platform_for(opts.serverless)
+        """The serverless platform this tracker works for (:mod:`goaltrack.serverless`), or None."""
         self._transport = self._make_transport(api_key)
+        if self.platform is not None:
+            announce(
+                self.platform,
+                mode=self.mode,
+                outbox=opts.outbox if self.mode == "background" else None,
+                shutdown_timeout=opts.shutdown_timeout,
+            )
 
     def _make_transport(self, api_key: str | None) -> Transport:
         self._endpoint = (
@@ -306,6 +318,9 @@ class GoalTracker:
 
         if opts.delivery_process is False:
             return threads()
+        if opts.delivery_process is None and self.platform is not None:
+            return threads()  # a courier would be frozen with this process
+
         unavailable = courier_unavailable(provider=self.provider, http_client=opts.http_client)
         if unavailable is not None:
             if opts.delivery_process:

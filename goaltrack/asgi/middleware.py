@@ -278,7 +278,7 @@ class GoalTrackMiddleware:
 
         token = bind_visitor(goals)
         try:
-            if self._flush_at_request_end is None:
+            if self._flush_at_request_end is None and tracker.platform is None:
                 await self.app(scope, receive, send)
             else:
                 await self._call_then_flush(goals, scope, receive, send)
@@ -298,12 +298,12 @@ class GoalTrackMiddleware:
             last_chunk = message["type"] == "http.response.body" and not message.get("more_body")
             if last_chunk and goals.tracked > flushed:
                 flushed = goals.tracked
-                await self.adapter.aflush_after(goals)
+                await self.adapter.aflush_after(goals, scope)
             await send(message)
 
         await self.app(scope, receive, send_after_flush)
         if goals.tracked > flushed:  # tracked after the response (background tasks)
-            await self.adapter.aflush_after(goals)
+            await self.adapter.aflush_after(goals, scope)
 
     # -- lifespan
 

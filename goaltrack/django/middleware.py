@@ -17,7 +17,7 @@ once and forwarded from a small background pool, the script from a cache), befor
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
@@ -70,8 +70,9 @@ class GoalTrackMiddleware:
                 unbind_visitor(token)
             if isinstance(response, StreamingHttpResponse):
                 _bind_while_streaming(response, state)
-        if goaltrack_settings.flush_at_request_end is not None:
-            django_adapter.flush_after(request.__dict__.get(REQUEST_ATTRIBUTE))
+        goals = request.__dict__.get(REQUEST_ATTRIBUTE)
+        if goals is not None and goals.tracked:
+            django_adapter.flush_after(goals, _carrier(request))
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
@@ -90,9 +91,17 @@ class GoalTrackMiddleware:
                 unbind_visitor(token)
             if isinstance(response, StreamingHttpResponse):
                 _bind_while_streaming(response, state)
-        if goaltrack_settings.flush_at_request_end is not None:
-            await django_adapter.aflush_after(request.__dict__.get(REQUEST_ATTRIBUTE))
+        goals = request.__dict__.get(REQUEST_ATTRIBUTE)
+        if goals is not None and goals.tracked:
+            await django_adapter.aflush_after(goals, _carrier(request))
         return response
+
+
+def _carrier(request: HttpRequest) -> Mapping[str, Any]:
+    """Where a Lambda adapter put the invocation's context: the ASGI scope (Mangum), else the
+    WSGI environ (apig-wsgi, serverless-wsgi)."""
+    scope: Mapping[str, Any] | None = getattr(request, "scope", None)
+    return request.META if scope is None else scope
 
 
 # -- the script proxy ----------------------------------------------------------------------------

@@ -108,8 +108,8 @@ class VisitorMiddleware:
     them, and every request pays for it (see bench/bench_flask.py). Requests carrying the
     provider's cookie get their goals bound for :func:`current_visitor` for the whole request,
     teardown included (the cookies are read only if someone asks). With
-    ``flush_at_request_end``, a request that tracked goals waits for them before its response
-    goes out.
+    ``flush_at_request_end``, or on a serverless platform, a request that tracked goals waits for
+    them before its response goes out.
 
     On the first request it also wraps the views that ``@track_goal`` placed above
     ``@app.route`` marked (Flask refuses new routes after that, so none are missed).
@@ -145,8 +145,9 @@ class VisitorMiddleware:
                 unbind_visitor(binding)
         else:
             response = self.wsgi_app(environ, start_response)
-        if self.adapter.flush_at_request_end is not None:
-            self.adapter.flush_after(environ.get(ENVIRON_KEY))
+        request_goals: context.RequestGoals | None = environ.get(ENVIRON_KEY)
+        if request_goals is not None and request_goals.tracked:
+            self.adapter.flush_after(request_goals, environ)
         return response
 
     def _wrap_marked_views(self) -> None:

@@ -356,8 +356,26 @@ TABLE: tuple[Option, ...] = (
         "courier, `goaltrack.transports.courier`): `track()` writes the goal to a pipe, and the "
         "network, HTTP and retries cost the courier's CPU, not the web process's. False: from "
         "worker threads in the web process. None: the courier wherever it can run (not with "
-        "`outbox` or `http_client`, under uWSGI or gevent, or when the interpreter is embedded), "
+        "`outbox` or `http_client`, under uWSGI or gevent, on serverless platforms, or when the "
+        "interpreter is embedded), "
         "else the threads; True asks for it where it can run, with a warning where it cannot.",
+        BOOLEAN,
+        (_true_false_or_none,),
+    ),
+    Option(
+        "serverless",
+        "tracker",
+        "bool | None",
+        None,
+        "Whether the process runs where the platform freezes it (or takes its CPU) once a "
+        "response is handed back. None: detected (AWS Lambda `AWS_LAMBDA_FUNCTION_NAME`, Google "
+        "Cloud Run `K_SERVICE`, Vercel `VERCEL`, Azure Functions `FUNCTIONS_WORKER_RUNTIME`). "
+        "There a request that tracked goals waits for their delivery before its response is "
+        "handed back (`flush_at_request_end` seconds, 2 s when not set, never past a Lambda "
+        "invocation's time left), `delivery_process` None delivers from this process's threads, "
+        "and an `outbox` on the instance's disk is warned about; one INFO line at start says so. "
+        "True: the same where nothing is detected; False: a server's rules, e.g. Cloud Run with "
+        "instance-based billing, whose CPU stays on (`docs/serverless.md`).",
         BOOLEAN,
         (_true_false_or_none,),
     ),
@@ -620,7 +638,8 @@ TABLE: tuple[Option, ...] = (
         False,
         "`True` (2 s) or seconds: a request that tracked goals waits until they are delivered "
         "before its response is complete, for hosts that freeze the process once the response "
-        "is sent (serverless). False: no waiting.",
+        "is sent. False: no waiting, but where `serverless` is on (detected, by default), "
+        "which waits 2 s, or the seconds given here, at most.",
         SECONDS_OR_BOOLEAN,
     ),
     Option(

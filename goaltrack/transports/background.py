@@ -37,9 +37,9 @@ from goaltrack.items import Tracked
 from goaltrack.process import (
     count_live,
     exiting,
+    flush_would_deadlock,
     forget_at_exit,
     forget_live,
-    in_delivery_thread,
     mark_delivery_thread,
     register_for_process_events,
     report_exit,
@@ -95,7 +95,6 @@ class BackgroundTransport:
         self._max_in_flight = max_in_flight
         self._new_http = http
         self.shutdown_timeout = shutdown_timeout
-        self._warned_flush_from_worker = False
         self._deaths = 0
         self._reset_state()
         register_for_process_events(self, close_at_exit=flush_at_exit)
@@ -163,15 +162,7 @@ class BackgroundTransport:
     # -- flush and close ---------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
-        if in_delivery_thread():
-            # A hook runs in a worker: waiting here would wait for this very thread.
-            if not self._warned_flush_from_worker:
-                self._warned_flush_from_worker = True
-                logger.warning(
-                    "goaltrack: flush() was called from a delivery thread (an on_delivery or "
-                    "on_failure hook); it returns False at once, as waiting there would "
-                    "deadlock: flush from your own code instead"
-                )
+        if flush_would_deadlock(self):
             return False
         # Timeouts are the caller's real seconds, whatever clock the schedules read.
         deadline = None if timeout is None else time.monotonic() + timeout

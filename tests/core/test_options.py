@@ -119,6 +119,7 @@ FROM_STRINGS: dict[str, tuple[str, object]] = {
     "max_queue_size": ("50", 50),
     "max_in_flight": ("2", 2),
     "delivery_process": ("off", False),
+    "serverless": ("no", False),
     "max_retries": ("3", 3),
     "backoff_base": ("0.25", 0.25),
     "backoff_max": ("7", 7.0),

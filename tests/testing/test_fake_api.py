@@ -143,6 +143,19 @@ def test_event_ids_are_fresh(fake_api: FakeAPIServer, client: httpx.Client) -> N
     assert len(ids) == 5
 
 
+def test_counts_follow_the_records_without_copying_them(
+    fake_api: FakeAPIServer, client: httpx.Client
+) -> None:
+    before = client.get("/_fake/counts").json()
+    assert before == {"goals": 0, "payments": 0, "requests": 0, "pageviews": 0}
+    body = goal_body(fake_api, "datafast")  # registers a pageview
+    assert post_goal(client, "datafast", body).status_code == 200
+    assert post_goal(client, "datafast", {**body, "name": "Bad Name!"}).status_code == 400
+    counts = client.get("/_fake/counts").json()
+    assert counts == {"goals": 1, "payments": 0, "requests": 2, "pageviews": 1}
+    assert counts["goals"] == len(client.get("/_fake/goals").json())
+
+
 def test_goal_record_fields(fake_api: FakeAPIServer, client: httpx.Client) -> None:
     body = goal_body(fake_api, "datafast", description="Newsletter form", metadata={"plan": "pro"})
     assert post_goal(client, "datafast", body).status_code == 200

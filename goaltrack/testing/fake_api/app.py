@@ -223,6 +223,7 @@ class _Endpoints:
             *script_routes,
             Route("/_fake/", self.index, methods=["GET"]),
             Route("/_fake/goals", self.goals, methods=["GET"]),
+            Route("/_fake/counts", self.counts, methods=["GET"]),
             Route("/_fake/payments", self.payments, methods=["GET"]),
             Route("/_fake/requests", self.requests, methods=["GET"]),
             Route("/_fake/pageviews", self.pageviews, methods=["POST"]),
@@ -324,6 +325,9 @@ class _Endpoints:
 
     async def goals(self, request: Request) -> Response:
         return JSONResponse(self.state.goals)
+
+    async def counts(self, request: Request) -> Response:
+        return JSONResponse(self.state.counts())
 
     async def payments(self, request: Request) -> Response:
         return JSONResponse(self.state.payments)

@@ -202,6 +202,17 @@ class FakeAPIState:
         copy)."""
         return self._copy(self._requests)
 
+    def counts(self) -> dict[str, int]:
+        """How many goals, payments, requests and pageviews were recorded: without copying them,
+        for a caller that polls (a load test sampling how many goals arrived)."""
+        with self._cond:
+            return {
+                "goals": len(self._goals),
+                "payments": len(self._payments),
+                "requests": len(self._requests),
+                "pageviews": len(self._pageviews),
+            }
+
     @property
     def pageviews(self) -> list[PageviewRecord]:
         """Every pageview registered, by the tracking script or the control API (a copy)."""

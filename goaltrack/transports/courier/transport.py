@@ -41,9 +41,9 @@ from goaltrack.delivery import Endpoint
 from goaltrack.items import Tracked
 from goaltrack.process import (
     count_live,
+    flush_would_deadlock,
     forget_at_exit,
     forget_live,
-    in_delivery_thread,
     mark_delivery_thread,
     register_for_process_events,
     report_exit,
@@ -83,7 +83,6 @@ class CourierTransport:
         self._config = config
         self._make_fallback = fallback
         self.shutdown_timeout = config.shutdown_timeout
-        self._warned_flush_from_hook = False
         self._reset_state()
         register_for_process_events(self, close_at_exit=flush_at_exit)
         count_live(self, 2)
@@ -172,14 +171,7 @@ class CourierTransport:
     # -- flush and close ---------------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
-        if in_delivery_thread():
-            if not self._warned_flush_from_hook:
-                self._warned_flush_from_hook = True
-                logger.warning(
-                    "goaltrack: flush() was called from a delivery thread (an on_delivery, "
-                    "on_failure or on_drop hook); it returns False at once, as waiting there "
-                    "would deadlock: flush from your own code instead"
-                )
+        if flush_would_deadlock(self):
             return False
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
