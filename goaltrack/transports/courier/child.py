@@ -63,8 +63,13 @@ class _Outbound:
                 self._cond.notify()
 
     def urgent(self, message: list[Any]) -> None:
-        """Sent after the settlements waiting, without waiting for the batch window."""
+        """Sent after the settlements waiting, without waiting for the batch window; the ones
+        that come after it are sent after it (a log line and the settlement it precedes, such
+        as "the API is back" and the delivery that follows, arrive in that order)."""
         with self._cond:
+            if self._events:
+                self._urgent.append(wire.encode(["s", self._events]))
+                self._events = []
             self._urgent.append(wire.encode(message))
             self._cond.notify()
 
@@ -81,12 +86,11 @@ class _Outbound:
                     self._cond.wait()
                 if not (self._urgent or self._closed):
                     self._cond.wait(BATCH_WINDOW)  # let more settle into this write
-                data = b""
-                if self._events:
-                    data = wire.encode(["s", self._events])
-                    self._events = []
-                data += b"".join(self._urgent)
+                data = b"".join(self._urgent)  # in order, before the settlements since
                 self._urgent.clear()
+                if self._events:
+                    data += wire.encode(["s", self._events])
+                    self._events = []
                 done = self._closed
             self._write(data)
             if done:
