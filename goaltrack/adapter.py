@@ -4,7 +4,7 @@ a request.
 An adapter (Django's, Flask's, ASGI's) connects its framework to the core in these places:
 
 - :class:`Adapter` here: where its tracker is, ``skip_bots``, ``flush_at_request_end`` (and the
-  wait at a request's end a serverless platform asks for), its four signals
+  wait at a request's end a serverless platform asks for), its eight signals
   (:mod:`goaltrack.hooks`), and where a goal waits for a commit (:meth:`Adapter.at_commit`,
   Django only);
 - :mod:`goaltrack.context`: the request context (the current visitor, bound per request) and

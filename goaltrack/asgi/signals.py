@@ -1,8 +1,9 @@
 """The blinker signals goaltrack sends for ASGI apps (Starlette, FastAPI, any other).
 
-The same four signals, names, sender and arguments as every goaltrack adapter (see
+The same eight signals, names, sender and arguments as every goaltrack adapter (see
 :mod:`goaltrack.hooks`): ``goal_tracked``, ``goal_delivered``, ``goal_failed`` and
-``goal_dropped``, named ``goaltrack.goal-tracked`` ... in blinker, sent with the
+``goal_dropped``, and the same four for payments (``payment_tracked`` ...), named
+``goaltrack.goal-tracked`` ... ``goaltrack.payment-tracked`` ... in blinker, sent with the
 :class:`~goaltrack.GoalTracker` the goal went through as sender (the middleware's own, or the
 process-wide one). Every tracker sends the delivery signals, with no wiring, from goaltrack's
 worker thread.

@@ -1,10 +1,10 @@
 """The signals goaltrack sends, for receivers that log, count or alert on goals.
 
-The same four signals, with the same sender and arguments, as every goaltrack adapter (see
-:mod:`goaltrack.hooks`): each is sent with the :class:`~goaltrack.GoalTracker` the goal went
-through as sender (the process's, :func:`goaltrack.django.get_tracker`; it is built again when the
-``GOALTRACK`` setting changes, so connect without a sender to hear every goal) and keyword
-arguments:
+The same eight signals (four for goals, the same four for payments), with the same sender and
+arguments, as every goaltrack adapter (see :mod:`goaltrack.hooks`): each is sent with the
+:class:`~goaltrack.GoalTracker` the goal went through as sender (the process's,
+:func:`goaltrack.django.get_tracker`; it is built again when the ``GOALTRACK`` setting changes, so
+connect without a sender to hear every goal) and keyword arguments:
 
 - ``goal_tracked``: a goal was queued for delivery, in the thread that tracked it (the request
   thread). Kwargs: ``name``, ``visitor`` (a :class:`goaltrack.Visitor` or None), ``metadata``,

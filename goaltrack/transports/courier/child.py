@@ -28,6 +28,7 @@ import sys
 import threading
 from typing import IO, Any
 
+from goaltrack import items
 from goaltrack.delivery import DeliveryResult, Endpoint
 from goaltrack.http_client import HttpClient
 from goaltrack.items import Tracked
@@ -192,7 +193,7 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         message = wire.decode(line)
         if message[0] == "g":
             _, seq, data = message
-            goal = wire.item_from_data(data)
+            goal = items.from_data(data)
             settlement.number(goal, seq)
             transport.submit(goal)
     transport.close(config.shutdown_timeout)

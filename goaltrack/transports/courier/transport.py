@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from goaltrack.delivery import Endpoint
 from goaltrack.items import Tracked
@@ -109,7 +110,6 @@ class CourierTransport:
         self._closing = False
         self._closed = False
         self._fallback: BackgroundTransport | None = None
-        self._moved_to_fallback = {"goal": 0, "payment": 0}
         self.undelivered_at_close = 0
 
     # -- the request path ---------------------------------------------------------------------
@@ -160,11 +160,10 @@ class CourierTransport:
     @property
     def stats(self) -> Stats:
         fallback = self._fallback
-        if fallback is not None:  # it counted the goals moved to it again
-            queued = {kind: self._queued[kind] - self._moved_to_fallback[kind] for kind in KINDS}
+        if fallback is not None:
             return self._settlement.snapshot(
                 pending=fallback.stats.pending,
-                queued={kind: queued[kind] + fallback.queued(kind) for kind in KINDS},
+                queued={kind: self._queued[kind] + fallback.queued(kind) for kind in KINDS},
             )
         return self._settlement.snapshot(pending=len(self._outstanding), queued=dict(self._queued))
 
@@ -410,7 +409,7 @@ class CourierTransport:
         except Exception:
             logger.exception("goaltrack: a message from the delivery process was not read")
 
-    def _settle(self, events: list[list[object]]) -> None:
+    def _settle(self, events: list[list[Any]]) -> None:
         settlement = self._settlement
         for event in events:
             kind, seq = event[0], event[1]
@@ -419,15 +418,15 @@ class CourierTransport:
             if goal is None:
                 continue
             if kind == "y":
-                result = wire.result_from_list(event[2])  # type: ignore[arg-type]
-                settlement.retrying(goal, result, float(event[3]))  # type: ignore[arg-type]
+                result = wire.result_from_list(event[2])
+                settlement.retrying(goal, result, float(event[3]))
                 continue
             if kind == "d":
                 maybe_sent = seq in self._maybe_sent
-                result = wire.result_from_list(event[2])  # type: ignore[arg-type]
+                result = wire.result_from_list(event[2])
                 settlement.delivered(goal, result, maybe_duplicate=bool(event[3]) or maybe_sent)
             elif kind == "x":
-                settlement.failed(goal, wire.result_from_list(event[2]))  # type: ignore[arg-type]
+                settlement.failed(goal, wire.result_from_list(event[2]))
             elif kind == "o":
                 settlement.dropped(goal, str(event[2]))
             with self._cond:
@@ -440,20 +439,19 @@ class CourierTransport:
 
     def _give_up_on_couriers(self, why: str, *, level: int = logging.WARNING) -> None:
         """Deliver from this process's threads from now on, starting with the goals outstanding."""
-        fallback = self._make_fallback()
         with self._cond:
             if self._fallback is not None:
                 return
+            fallback = self._make_fallback()
             moved = list(self._outstanding.values())
             self._outstanding.clear()
             self._maybe_sent.clear()
             self._unsent.clear()
-            for item in moved:
-                self._moved_to_fallback[item.kind] += 1
             # Handed over before anyone can see the fallback: a flush() waiting here then waits
-            # for these goals too.
-            for goal in moved:
-                fallback.submit(goal)
+            # for these goals too. The fallback counts them as queued from now on.
+            for item in moved:
+                self._queued[item.kind] -= 1
+                fallback.submit(item)
             self._fallback = fallback
             self._cond.notify_all()
         forget_at_exit(self)

@@ -36,7 +36,6 @@ __all__ = [
     "decode",
     "encode",
     "hello",
-    "item_from_data",
     "item_line",
     "result_from_list",
     "result_to_list",
@@ -86,11 +85,6 @@ def hello(config: CourierConfig) -> bytes:
 
 def item_line(seq: int, item: items.Tracked) -> bytes:
     return b'["g",%d,%s]\n' % (seq, items.encode(item).encode())
-
-
-def item_from_data(data: object) -> items.Tracked:
-    """The item :func:`item_line` carried (validated already, in the web process)."""
-    return items.from_data(data)
 
 
 def result_to_list(result: DeliveryResult) -> list[Any]:
