@@ -47,6 +47,7 @@ __all__ = [
     "BreakerState",
     "CircuitBreaker",
     "Clock",
+    "InFlightLimit",
     "RetryPolicy",
     "RetryState",
     "SharedBreaker",
@@ -557,6 +558,48 @@ class CircuitBreaker:
     def __repr__(self) -> str:
         refused = " refused" if self.refusal is not None else ""
         return f"<CircuitBreaker {self.state.value}{refused} epoch={self.epoch}>"
+
+
+class InFlightLimit:
+    """How many requests one transport may have in flight now: grown while goals wait and the
+    API answers, cut at each failure.
+
+    It starts at :data:`START_IN_FLIGHT` (or the ceiling, if lower), gains one for each goal
+    delivered while others wait (so it doubles within a round trip when the API keeps up, as a
+    TCP window does), up to the ceiling (``max_in_flight``), and halves, never below its start,
+    at each transient failure. A transport under light load stays at its start; one whose app
+    tracks faster than its start can deliver reaches the rate it needs; and an API that begins
+    to fail gets at most the requests already in flight, as the breaker then admits one probe
+    at a time.
+
+    Not thread-safe: the transport's lock guards every call.
+    """
+
+    START_IN_FLIGHT = 4
+
+    def __init__(self, ceiling: int) -> None:
+        self.ceiling = max(1, ceiling)
+        self.start = min(self.START_IN_FLIGHT, self.ceiling)
+        self.limit = self.start
+
+    def admits(self, in_flight: int) -> bool:
+        """Whether one more request may go with *in_flight* requests out already."""
+        return in_flight < self.limit
+
+    def answered(self, waiting: bool) -> bool:
+        """The API answered a request; *waiting*: goals are waiting for a slot. True when the
+        limit grew (the transport may need another worker)."""
+        if waiting and self.limit < self.ceiling:
+            self.limit += 1
+            return True
+        return False
+
+    def failed(self) -> None:
+        """A request failed transiently (an error, a timeout, a 5xx or a 429)."""
+        self.limit = max(self.start, self.limit // 2)
+
+    def __repr__(self) -> str:
+        return f"<InFlightLimit {self.limit} of {self.ceiling}>"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

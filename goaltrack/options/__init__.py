@@ -342,8 +342,10 @@ TABLE: tuple[Option, ...] = (
         "max_in_flight",
         "tracker",
         "int",
-        4,
-        "Requests in flight at once (one worker thread each).",
+        32,
+        "Requests in flight at most (one worker thread each). Delivery starts with 4 and adds "
+        "one for each goal delivered while others wait, up to this; each failure halves it "
+        "(not below 4). The outbox delivers with 4 (or this, if lower).",
         INTEGER,
         (_at_least_1,),
     ),

@@ -2,7 +2,11 @@
 
 - ``submit`` costs a lock and a deque append; it never touches the network and never blocks.
 - Workers start on the first goal, one per in-flight request, sharing one pool of keep-alive
-  connections. A goal that failed transiently waits in a retry heap until it is due, with the
+  connections. How many requests go at once is an :class:`~goaltrack.retry.InFlightLimit`: 4
+  to begin with, one more per goal delivered while others wait (a worker is started for it),
+  up to ``max_in_flight``; halved at each failure. Light traffic keeps 4 workers; an app that
+  tracks faster than 4 requests can deliver gets the workers it needs.
+- A goal that failed transiently waits in a retry heap until it is due, with the
   :class:`~goaltrack.retry.RetryState` that :func:`~goaltrack.retry.judge` gave it. The
   workers share one :class:`~goaltrack.retry.CircuitBreaker`: while the API is down it is
   probed with one request at a time (at most one per ``probe_interval_max``), goals wait without
@@ -46,7 +50,17 @@ from goaltrack.process import (
     start_thread,
     warn_if_threads_cannot_run,
 )
-from goaltrack.retry import SYSTEM_CLOCK, Clock, RetryPolicy, RetryState, Ticket, judge, new_breaker
+from goaltrack.retry import (
+    SYSTEM_CLOCK,
+    BreakerState,
+    Clock,
+    InFlightLimit,
+    RetryPolicy,
+    RetryState,
+    Ticket,
+    judge,
+    new_breaker,
+)
 from goaltrack.transports.base import Settlement, Stats
 
 __all__ = ["BackgroundTransport"]
@@ -81,7 +95,7 @@ class BackgroundTransport:
         *,
         retry: RetryPolicy,
         max_queue_size: int = 10_000,
-        max_in_flight: int = 4,
+        max_in_flight: int = 32,
         shutdown_timeout: float = 3.0,
         flush_at_exit: bool = True,
         http: Callable[[], HttpPoster],
@@ -115,6 +129,7 @@ class BackgroundTransport:
         self._idle_workers = 0
         self._flush_waiters = 0
         self._in_flight = 0
+        self._limit = InFlightLimit(self._max_in_flight)
         # This transport's own breaker: its lock guards the breaker and the queue together.
         self._breaker = new_breaker(
             self._retry, f"the API at {self._endpoint.url}", held=lambda: self._pending
@@ -246,18 +261,30 @@ class BackgroundTransport:
             http = None
         with self._lock:
             self._http = http
-        for index in range(1, self._max_in_flight):
+        with self._lock:
+            wanted = self._limit.limit
+        for _ in range(1, wanted):
+            if not self._add_worker():  # interpreter shutting down: deliver with fewer workers
+                break
+        self._work()
+
+    def _add_worker(self) -> bool:
+        """Start one more worker (for a grown in-flight limit); False if none can start."""
+        with self._lock:
+            if self._closed or sys.is_finalizing() or exiting():
+                return False
             thread = threading.Thread(
                 target=self._supervised,
                 args=(self._work,),
-                name=f"goaltrack-worker-{index}",
+                name=f"goaltrack-worker-{len(self._threads)}",
                 daemon=True,
             )
-            if not start_thread(thread):  # interpreter shutting down: deliver with fewer workers
-                break
-            with self._lock:
-                self._threads.append(thread)
-        self._work()
+            self._threads.append(thread)
+        if start_thread(thread):
+            return True
+        with self._lock:
+            self._threads.remove(thread)
+        return False
 
     def _supervised(self, run: Callable[[], None]) -> None:
         """Run a worker; if it dies, say so (with the traceback) and start a replacement."""
@@ -317,7 +344,10 @@ class BackgroundTransport:
                     return None
                 now = self._clock.monotonic()
                 retry_due = bool(self._retries) and self._retries[0].due <= now
-                if retry_due or self._queue:
+                if not self._limit.admits(self._in_flight):
+                    # Every slot is busy: a worker finishing its request takes the next goal.
+                    wake_at = None
+                elif retry_due or self._queue:
                     ticket = self._breaker.admit(now)
                     if ticket is not None or self._breaker.refusal_expired(now):
                         # Past refusal_give_up, the goals no probe takes fail without a request
@@ -387,12 +417,15 @@ class BackgroundTransport:
             item.state = verdict.state
             if verdict.api_back:
                 self._resume_after_outage()
+            more_workers = self._adjust_limit(result, now)
             kept = verdict.retry_in is not None and not self._closed
             if kept:
                 item.due = now + (verdict.retry_in or 0.0)
                 heapq.heappush(self._retries, item)
                 if self._breaker.would_admit(now):
                     self._cond.notify()
+        if more_workers:
+            self._add_worker()
         if kept:
             if result is not None:  # else it was not sent: the key's refusal ended meanwhile
                 self._settlement.retrying(item.goal, result, verdict.retry_in or 0.0)
@@ -407,6 +440,24 @@ class BackgroundTransport:
                 item.goal, result, maybe_duplicate=item.state.may_have_arrived
             )
         self._mark_settled(item)
+
+    def _adjust_limit(self, result: DeliveryResult | None, now: float) -> bool:
+        """Grow or cut the in-flight limit after *result*; True when a worker must be added.
+        The caller holds the lock."""
+        if result is None:
+            return False
+        if result.outcome is Outcome.RETRY:
+            self._limit.failed()
+            return False
+        if self._breaker.state is not BreakerState.CLOSED:
+            return False
+        waiting = bool(self._queue) or bool(self._retries and self._retries[0].due <= now)
+        if not self._limit.answered(waiting):
+            return False
+        if len(self._threads) < self._limit.limit:
+            return True
+        self._cond.notify()  # a worker the limit held back may go now
+        return False
 
     def _resume_after_outage(self) -> None:
         """The API is back: goals held by the outage are due now, and every worker wakes."""
@@ -459,5 +510,5 @@ class BackgroundTransport:
     def __repr__(self) -> str:
         return (
             f"<BackgroundTransport {self._endpoint!r} pending={self._pending} "
-            f"workers={len(self._threads)}>"
+            f"workers={len(self._threads)} in_flight_limit={self._limit.limit}>"
         )

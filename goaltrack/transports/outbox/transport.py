@@ -83,6 +83,7 @@ from goaltrack.redaction import redact
 from goaltrack.retry import (
     SYSTEM_CLOCK,
     Clock,
+    InFlightLimit,
     RetryPolicy,
     RetryState,
     Ticket,
@@ -165,7 +166,7 @@ class OutboxTransport:
         settlement: Settlement,
         *,
         retry: RetryPolicy,
-        max_in_flight: int = 4,
+        max_in_flight: int = 32,
         timeout: float = 5.0,
         shutdown_timeout: float = 3.0,
         flush_at_exit: bool = True,
@@ -563,7 +564,7 @@ class OutboxTransport:
                 return
             threads = [
                 threading.Thread(target=self._run, name=f"goaltrack-outbox-{index}", daemon=True)
-                for index in range(self._max_in_flight)
+                for index in range(InFlightLimit(self._max_in_flight).start)
             ]
             self._threads = threads  # claimed: a concurrent submit starts no others
         for thread in threads:  # outside the lock: see start_thread
