@@ -1,4 +1,5 @@
-"""A stand-in for segment's and posthog's ingestion APIs in bench/e2e_delivery.py (a helper).
+"""A stand-in ingestion API for bench/e2e_delivery.py (a helper): segment's and posthog's, and
+goaltrack's with ``--receiver sink``.
 
 ``python bench/_sink.py`` serves 127.0.0.1 on a free port, prints ``listening on <url>``, and
 answers 200 with ``{}`` to any POST after an injected latency, counting the events it carried:
@@ -6,23 +7,32 @@ the length of the JSON body's ``batch`` list (segment's ``/v1/batch``, posthog's
 gzipped or not), or 1 for any other JSON body. Control, without latency:
 ``GET /_sink/counts`` (``{"events": n, "requests": n, "paths": {...}}``), ``POST /_sink/reset``
 (counts to zero) and ``POST /_sink/latency`` with ``{"ms": 20}``.
+
+A bare ASGI app under uvicorn (its C parser, one event loop): a remote API's own work does not
+run on the web host, so the stand-in should cost the machine as little as it can per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
+import socket
 import sys
-import threading
-import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+import uvicorn
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 
 class SinkState:
     def __init__(self) -> None:
-        self.lock = threading.Lock()
         self.latency_s = 0.0
         self.events = 0
         self.requests = 0
@@ -33,58 +43,70 @@ class SinkState:
             body = gzip.decompress(body)
         payload: Any = json.loads(body) if body else None
         events = len(payload["batch"]) if isinstance(payload, dict) and "batch" in payload else 1
-        with self.lock:
-            self.events += events
-            self.requests += 1
-            self.paths[path] += events
+        self.events += events  # one event loop: no lock
+        self.requests += 1
+        self.paths[path] += events
 
 
-class SinkHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs' sessions expect
-    state: SinkState
+STATE = SinkState()
+_EMPTY = b"{}"
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
-    def _answer(self, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:
-        state = self.state
-        if self.path == "/_sink/counts":
-            with state.lock:
-                counts = {"events": state.events, "requests": state.requests}
-                self._answer({**counts, "paths": dict(state.paths)})
-        else:
-            self._answer({})
-
-    def do_POST(self) -> None:
-        state = self.state
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.path == "/_sink/reset":
-            with state.lock:
-                state.events = state.requests = 0
-                state.paths.clear()
-        elif self.path == "/_sink/latency":
-            state.latency_s = float(json.loads(body)["ms"]) / 1000
-        else:
-            if state.latency_s:
-                time.sleep(state.latency_s)  # the injected latency, per request
-            state.record(self.path.split("?")[0], body, self.headers.get("Content-Encoding", ""))
-        self._answer({})
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    path = scope["path"]
+    answer = _EMPTY
+    if scope["method"] == "GET" and path == "/_sink/counts":
+        counts = {"events": STATE.events, "requests": STATE.requests, "paths": dict(STATE.paths)}
+        answer = json.dumps(counts).encode()
+    elif path == "/_sink/reset":
+        STATE.events = STATE.requests = 0
+        STATE.paths.clear()
+    elif path == "/_sink/latency":
+        STATE.latency_s = float(json.loads(body)["ms"]) / 1000
+    elif scope["method"] == "POST":
+        if STATE.latency_s:
+            await asyncio.sleep(STATE.latency_s)  # the injected latency, per request
+        headers = dict(scope["headers"])
+        STATE.record(path, body, headers.get(b"content-encoding", b"").decode())
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(answer)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": answer})
 
 
 def main() -> None:
-    SinkHandler.state = SinkState()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SinkHandler)
-    server.daemon_threads = True
-    print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
-    server.serve_forever()
+    sock = socket.socket()
+    # Accepted connections inherit it: each answer's head and body leave at once (uvicorn
+    # writes them separately; with Nagle's algorithm the body would wait for a delayed ACK).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)  # connections wait in the backlog until the server runs
+    print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(
+        app,
+        http="httptools",
+        loop="asyncio",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        backlog=1024,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 if __name__ == "__main__":
