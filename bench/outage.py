@@ -10,10 +10,13 @@ fake API's own records give, per run:
   ``probe_interval_max``, plus the first requests in flight when it went down);
 - recovery: the API back (the end of its outage window) -> the first goal it stored;
 - drain: the backlog / (last goal stored - first goal stored after the API was back), in goals/s
-  and as a fraction of the in-flight bound ``max_in_flight / latency`` (4 / 20 ms = 200 goals/s);
+  and as a fraction of the transport's in-flight bound, ``requests in flight / latency``: in
+  memory the ceiling ``max_in_flight`` (32 / 20 ms = 1,600 goals/s; delivery starts at 4 in
+  flight and grows while goals wait), with the outbox its 4 workers (200 goals/s); and as a
+  multiple of 4 in flight (the in-memory default before the limit grew with the backlog);
 - lost: goals tracked and never stored (must be 0).
 
-    python bench/outage.py [--quick]      # --quick: the 8 s outage only
+    python bench/outage.py [--quick] [--latency-ms 20]      # --quick: the 8 s outage only
 """
 
 from __future__ import annotations
@@ -28,18 +31,22 @@ from typing import Any
 from _support import API_KEY, FakeAPIProcess, command_line, markdown_table
 
 from goaltrack import GoalTracker
+from goaltrack.options import OPTIONS
+from goaltrack.retry import InFlightLimit
 
 GOALS = 1_000
 LATENCY_S = 0.020
-MAX_IN_FLIGHT = 4  # goaltrack's default
-BOUND = MAX_IN_FLIGHT / LATENCY_S
+IN_FLIGHT = {
+    "memory": int(str(OPTIONS["max_in_flight"].default)),  # the ceiling the limit grows to
+    "outbox": InFlightLimit.START_IN_FLIGHT,  # the outbox keeps its 4 workers
+}
 OUTAGES_S = (8.0, 60.0)
 
 
-def run(api: FakeAPIProcess, outage: float, transport: str) -> list[str]:
+def run(api: FakeAPIProcess, outage: float, transport: str, latency: float) -> list[str]:
     api.reset()
     visitor = api.add_visitor()
-    faults = api._post("/_fake/faults", {"latency_ms": LATENCY_S * 1000, "down_for": outage})
+    faults = api._post("/_fake/faults", {"latency_ms": latency * 1000, "down_for": outage})
     [window] = faults["outages"]
     options: dict[str, Any] = {"flush_at_exit": False}
     with tempfile.TemporaryDirectory() as directory:
@@ -69,7 +76,9 @@ def run(api: FakeAPIProcess, outage: float, transport: str) -> list[str]:
         f"{during / outage:.2f}",
         f"{recovery:.2f} s",
         f"{drain:.0f}",
-        f"{drain / BOUND:.2f}x",
+        f"{IN_FLIGHT[transport]}",
+        f"{drain / (IN_FLIGHT[transport] / latency):.2f}x",
+        f"{drain / (InFlightLimit.START_IN_FLIGHT / latency):.2f}x",
         f"{lost}",
         f"{stats.possible_duplicates}",
     ]
@@ -78,6 +87,7 @@ def run(api: FakeAPIProcess, outage: float, transport: str) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the 8 s outage only")
+    parser.add_argument("--latency-ms", type=float, default=LATENCY_S * 1000)
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the 503s are expected: no per-goal noise
     outages = OUTAGES_S[:1] if arguments.quick else OUTAGES_S
@@ -86,7 +96,7 @@ def main() -> None:
         for outage in outages:
             for transport in ("memory", "outbox"):
                 started = time.monotonic()
-                rows.append(run(api, outage, transport))
+                rows.append(run(api, outage, transport, arguments.latency_ms / 1000))
                 print(
                     f"  {outage:g} s, {transport}: {time.monotonic() - started:.0f} s", flush=True
                 )
@@ -97,14 +107,19 @@ def main() -> None:
         "per second",
         "recovery",
         "drain goals/s",
-        "x bound (200/s)",
+        "in flight at most",
+        "x its bound",
+        "x 4 in flight",
         "lost",
         "flagged duplicates",
     ]
     print()
     print(markdown_table(headers, rows, left=2))
-    print(f"\n{GOALS} goals, {LATENCY_S * 1000:.0f} ms latency, default options.")
-    print(f"Reproduce: `{command_line('outage.py', arguments.quick)}`")
+    print(f"\n{GOALS} goals, {arguments.latency_ms:g} ms latency, default options.")
+    command = command_line("outage.py", arguments.quick)
+    if arguments.latency_ms != LATENCY_S * 1000:
+        command += f" --latency-ms {arguments.latency_ms:g}"
+    print(f"Reproduce: `{command}`")
 
 
 if __name__ == "__main__":
