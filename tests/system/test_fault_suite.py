@@ -321,8 +321,11 @@ def test_outage_longer_than_the_queue_cap(
 # An API's own latency. (bench/outage.py measures at a harsher 20 ms, where the fake API's own
 # work per request, about a millisecond here, weighs more in the ratio.)
 LATENCY_S = 0.050
-MAX_IN_FLIGHT = 4  # the default
-DRAIN_BOUND = MAX_IN_FLIGHT / LATENCY_S  # goals/s with every slot busy
+# Requests in flight as delivery starts (InFlightLimit.START_IN_FLIGHT): what a down API can
+# get before the breaker opens. The limit grows past it only while the API answers, so the drain
+# after an outage may go faster than this bound; the outbox keeps these 4 workers.
+MAX_IN_FLIGHT = 4
+DRAIN_BOUND = MAX_IN_FLIGHT / LATENCY_S  # goals/s with 4 slots busy
 # Of DRAIN_BOUND, as asserted: more than one slot's worth (1 / LATENCY_S = 20 goals/s), so the
 # backlog drains over several slots at once. 0.5x failed at 0.48x with the machine loaded 8x over
 # (the suite's own workers and other work); the quiet-machine ratio is bench/outage.py's figure.
