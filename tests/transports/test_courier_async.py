@@ -4,6 +4,7 @@ a loopback server that closes each connection after its answer)."""
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import threading
 import time
@@ -16,7 +17,7 @@ from goaltrack.delivery import Endpoint, Outcome, request_for, result_of
 from goaltrack.goals import Goal
 from goaltrack.http_client import MAX_RESPONSE_BYTES, HttpClient, HttpError, HttpResponse
 from goaltrack.testing.server import FakeAPIServer
-from goaltrack.transports.courier.aio_http import AsyncHttpClient
+from goaltrack.transports.courier.aio_http import _IDLE_CHECK_AFTER, AsyncHttpClient
 from tests.support.keys import DATAFAST_KEY
 from tests.support.ports import free_port
 
@@ -262,3 +263,27 @@ def test_closing_the_client_ends_a_request_in_flight_at_once(fake_api: FakeAPISe
     assert "interrupted" in str(answer)
     assert answer.may_have_arrived is True
     assert took < 10.0
+
+
+def test_a_long_idle_connection_is_asked_whether_the_server_closed_it_before_sending(
+    closing_server: tuple[str, list[int]],
+) -> None:
+    url, accepted = closing_server
+
+    async def run() -> list[object]:
+        client = AsyncHttpClient(timeout=5.0)
+        first = await _post(client, url, {}, b"{}")
+        [connection] = [c for conns in client._idle.values() for c in conns]
+        sock = connection._transport.get_extra_info("socket")  # type: ignore[union-attr]
+        # Blocks the loop until the server's close arrived: the loop has not read it.
+        readable, _, _ = select.select([sock.fileno()], [], [], 10.0)
+        assert readable
+        assert connection.reusable
+        connection.idle_since -= 2 * _IDLE_CHECK_AFTER  # as if idle for seconds
+        second = await _post(client, url, {}, b"{}")
+        client.close()
+        return [first, second]
+
+    answers = asyncio.run(run())
+    assert all(isinstance(a, HttpResponse) and a.status == 200 for a in answers), answers
+    assert accepted[0] == 2

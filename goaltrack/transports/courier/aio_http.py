@@ -11,9 +11,10 @@ delivery costs no thread wake-up and no lock handed between threads. Responses a
   ``timeout`` seconds together.
 - At most :data:`~goaltrack.http_client.MAX_RESPONSE_BYTES` of a body are kept: past that the
   answer is what came (as ``HttpClient`` returns it) and the connection is closed unread.
-- An idle connection the server closed (or that spoke out of turn) is noticed as it happens
-  and never used: the request goes on a new one, so an ordinary idle close is never mistaken
-  for a possibly delivered goal.
+- An idle connection the server closed (or that spoke out of turn) is noticed as the loop reads
+  the close, or, past :data:`_IDLE_CHECK_AFTER` seconds idle, asked just before it is used, and
+  never used: the request goes on a new one, so an ordinary idle close is never mistaken for a
+  possibly delivered goal.
 - ``may_have_arrived`` as ``HttpClient`` sets it: False when no connection could be made, True
   for anything that went wrong once the request may have been sent.
 - Errors name the failure, never a header (the key is one).
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import select
 import ssl
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -44,6 +46,11 @@ _Origin = tuple[str, str, int]
 
 Answer = HttpResponse | HttpError
 """What a request came to: the response, or why there was none."""
+
+_IDLE_CHECK_AFTER = 1.0
+"""Seconds idle after which a connection is asked, just before it is used, whether the server
+closed it (the loop may not have read that yet): a server closes idle connections after
+seconds, never within one, so a busy pool pays no system call for this."""
 
 _SWEEP_SLACK = 0.05
 """Seconds a deadline may be overrun, so that one timer ends the requests of many."""
@@ -210,8 +217,14 @@ class AsyncHttpClient:
         idle = self._idle.get(origin)
         while idle:
             connection = idle.pop()  # the most recent: the least likely to be timed out
-            if connection.reusable:
-                return connection
+            if not connection.reusable or connection.closing:
+                continue
+            if connection.loop.time() - connection.idle_since > _IDLE_CHECK_AFTER and (
+                connection.closed_by_peer()
+            ):
+                connection.abort()
+                continue
+            return connection
         return None
 
     async def _connect(self, origin: _Origin) -> _Connection:
@@ -253,6 +266,7 @@ class _Connection(asyncio.Protocol):
         self._answer: HttpResponse | None = None
         self._keep_alive = False
         self._interrupted = False
+        self.idle_since = 0.0
         self.exchange = 0
         """Numbers this connection's exchanges (a deadline names the one it bounds)."""
         self.reusable = False
@@ -284,6 +298,11 @@ class _Connection(asyncio.Protocol):
         answer, self._answer = self._answer, None
         if answer is not None:
             self._fail_or_answer(answer)
+
+    def eof_received(self) -> bool:
+        # Not kept from here on: between the close and connection_lost, nothing may be sent.
+        self.reusable = False
+        return False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
@@ -356,6 +375,7 @@ class _Connection(asyncio.Protocol):
         if self._done is None or self._answer is not None:
             return
         self._keep_alive = keep_alive
+        self.idle_since = self.loop.time()
         status = self._parser.get_status_code()
         self._answer = HttpResponse(status, self._headers, b"".join(self._body))
 
@@ -371,9 +391,21 @@ class _Connection(asyncio.Protocol):
             isinstance(answer, HttpResponse)
             and self._keep_alive
             and not self._interrupted
-            and not self._transport_closing()
+            and not self.closing
         )
         done(answer)
 
-    def _transport_closing(self) -> bool:
+    def closed_by_peer(self) -> bool:
+        """Readable while idle: closed by the server (or it spoke out of turn)."""
+        sock = None if self._transport is None else self._transport.get_extra_info("socket")
+        if sock is None:
+            return True
+        try:
+            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
+    @property
+    def closing(self) -> bool:
         return self._transport is None or self._transport.is_closing()
