@@ -353,7 +353,15 @@ class _LoopEngine:
                 exc_info=(type(answer), answer, answer.__traceback__),
             )
             result = DeliveryResult(Outcome.RETRY, f"unexpected error: {type(answer).__name__}")
-        self._transport.finish(item, result)
+        try:
+            self._transport.finish(item, result)
+        except Exception:  # a bug of ours, as a worker thread's death: the goal waits again
+            logger.exception(
+                "goaltrack: settling %s failed (a bug in goaltrack; please report it); "
+                "it will be attempted again, no goal is lost",
+                item.goal.label,
+            )
+            self._transport._hold_again(item)
         self._settled()
 
     def _settled(self) -> None:
