@@ -5,10 +5,12 @@
   :func:`check_api_url` accepts only over https, or plain http to a loopback host
   (:func:`is_loopback`).
 - One attempt: :func:`deliver` (one HTTP request, never raising for anything the network or API
-  does) and :func:`classify`, which reads the answer into a :class:`DeliveryResult`: 2xx
-  delivered; 429 (unless the provider says it is final), 408, 5xx, timeouts and connection
-  errors worth retrying, with the ``Retry-After`` read by :func:`parse_retry_after`; 401 and 403
-  (:data:`REFUSED_STATUSES`, a refused key) an outage of the account; other 4xx and 3xx final.
+  does; :func:`request_for` builds the request and :func:`result_of` reads its answer, for a
+  client that is not an :class:`~goaltrack.http_client.HttpPoster`) and :func:`classify`,
+  which reads the answer into a :class:`DeliveryResult`: 2xx delivered; 429 (unless the
+  provider says it is final), 408, 5xx, timeouts and connection errors worth retrying, with
+  the ``Retry-After`` read by :func:`parse_retry_after`; 401 and 403 (:data:`REFUSED_STATUSES`,
+  a refused key) an outage of the account; other 4xx and 3xx final.
   For an idempotent item (a payment), an answer saying the API has it already (a "duplicate"
   message, or 409) is delivered, with ``duplicate`` set.
   Every reason built from an API answer or a network error goes through
@@ -29,6 +31,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
@@ -48,6 +51,8 @@ __all__ = [
     "deliver",
     "is_loopback",
     "probe",
+    "request_for",
+    "result_of",
 ]
 
 
@@ -178,18 +183,32 @@ def deliver(
     The attempt takes at most the client's ``timeout``, or until *deadline*
     (``time.monotonic()``) if sooner.
     """
-    body = json.dumps(item.body(), separators=(",", ":"), ensure_ascii=False).encode()
+    url, headers, body = request_for(item, endpoint)
     try:
-        response = http.post(
-            endpoint.url_for(item.path), endpoint._headers, body, deadline=deadline
-        )
+        response = http.post(url, headers, body, deadline=deadline)
     except HttpError as exc:
+        return result_of(item, endpoint, exc)
+    return result_of(item, endpoint, response)
+
+
+def request_for(item: Tracked, endpoint: Endpoint) -> tuple[str, Mapping[str, str], bytes]:
+    """The POST that delivers *item*: URL, headers (the key's among them) and body."""
+    body = json.dumps(item.body(), separators=(",", ":"), ensure_ascii=False).encode()
+    return endpoint.url_for(item.path), endpoint._headers, body
+
+
+def result_of(
+    item: Tracked, endpoint: Endpoint, answer: HttpResponse | HttpError
+) -> DeliveryResult:
+    """What the API's *answer* to :func:`request_for`'s request (or the failure to get one)
+    means for *item*: the one reading of an attempt, whichever client made it."""
+    if isinstance(answer, HttpError):
         return DeliveryResult(
-            Outcome.RETRY, redact(str(exc)), may_have_arrived=exc.may_have_arrived
+            Outcome.RETRY, redact(str(answer)), may_have_arrived=answer.may_have_arrived
         )
-    result = classify(response, endpoint.provider)
+    result = classify(answer, endpoint.provider)
     if item.idempotent:
-        return _idempotent_answer(result, response)
+        return _idempotent_answer(result, answer)
     return result
 
 

@@ -97,7 +97,7 @@ class HttpClient:
     ) -> None:
         # One connection per calling thread: the number of delivery threads is the bound.
         self._timeout = timeout
-        self._proxy = proxy if proxy is not None else _proxy_from_environment(target_url)
+        self._proxy = proxy if proxy is not None else proxy_from_environment(target_url)
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open: set[http.client.HTTPConnection] = set()
@@ -192,13 +192,7 @@ class HttpClient:
     # -- connections ------------------------------------------------------------------------
 
     def _parse(self, url: str) -> _Target:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise HttpError(f"unsupported URL: {url!r}", may_have_arrived=False)
-        default_port = 443 if parts.scheme == "https" else 80
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        target = _Target(parts.scheme, parts.hostname, parts.port or default_port, path)
-        self._targets[url] = target
+        target = self._targets[url] = parse_target(url)
         return target
 
     def _connection(self, target: _Target) -> http.client.HTTPConnection:
@@ -232,17 +226,30 @@ class HttpClient:
         )
 
     def _make_ssl_context(self) -> ssl.SSLContext:
-        try:
-            import certifi
-        except ImportError:  # pragma: no cover - certifi comes with httpx
-            context = ssl.create_default_context()
-        else:
-            context = ssl.create_default_context(cafile=certifi.where())
-        self._ssl_context = context
+        context = self._ssl_context = make_ssl_context()
         return context
 
     def _discard(self, connection: http.client.HTTPConnection) -> None:
         connection.close()  # the next request on this thread reconnects
+
+
+def parse_target(url: str) -> _Target:
+    """Where a request to *url* goes: scheme, host, port and the request line's target."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HttpError(f"unsupported URL: {url!r}", may_have_arrived=False)
+    default_port = 443 if parts.scheme == "https" else 80
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return _Target(parts.scheme, parts.hostname, parts.port or default_port, path)
+
+
+def make_ssl_context() -> ssl.SSLContext:
+    """The TLS context of requests to the API: certifi's CAs if installed, else the system's."""
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover - certifi is a dependency
+        return ssl.create_default_context()
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 class _Watch:
@@ -395,7 +402,7 @@ def _closed_by_peer(connection: http.client.HTTPConnection) -> bool:
     return bool(readable)
 
 
-def _proxy_from_environment(target_url: str | None) -> str | None:
+def proxy_from_environment(target_url: str | None) -> str | None:
     """The proxy the standard environment variables ask for, as httpx's ``trust_env`` would."""
     if not target_url:
         return None

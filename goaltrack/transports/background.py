@@ -20,6 +20,9 @@
   accepted, or fail with the status once the key has been refused for ``refusal_give_up``.
 - A worker thread that dies (a bug of ours) is logged with its traceback and replaced; its goal
   is held again. ``flush()`` from a worker thread (a hook) returns False at once.
+- ``threads=False`` (the courier process, :mod:`goaltrack.transports.courier.child`): no thread
+  is started; an event loop takes each admitted goal with :meth:`take_ready` and settles its
+  answer with :meth:`finish`, under the same limit, breaker and retry rules.
 - At interpreter exit pending goals are flushed within ``shutdown_timeout``; no thread is started
   then (Python 3.12+ refuses): the exiting thread delivers what is left itself.
 """
@@ -100,7 +103,10 @@ class BackgroundTransport:
         flush_at_exit: bool = True,
         http: Callable[[], HttpPoster],
         clock: Clock = SYSTEM_CLOCK,
+        threads: bool = True,
     ) -> None:
+        """*threads* False: no worker thread is ever started; an event loop delivers instead,
+        through :meth:`take_ready` and :meth:`finish` (and *http* is not used)."""
         self._endpoint = endpoint
         self._clock = clock
         self._settlement = settlement
@@ -108,6 +114,7 @@ class BackgroundTransport:
         self._max_queue_size = max_queue_size
         self._max_in_flight = max_in_flight
         self._new_http = http
+        self._uses_threads = threads
         self.shutdown_timeout = shutdown_timeout
         self._deaths = 0
         self._reset_state()
@@ -158,7 +165,7 @@ class BackgroundTransport:
                 # waking one per goal would only steal the GIL from the request.
                 if self._idle_workers and self._breaker.would_admit(self._clock.monotonic()):
                     self._cond.notify()
-            start_workers = not self._threads and not drop_reason
+            start_workers = self._uses_threads and not self._threads and not drop_reason
         if drop_reason:
             self._settlement.dropped(goal, drop_reason)
             return False
@@ -185,7 +192,7 @@ class BackgroundTransport:
             target = self._next_seq - 1
             if self._lowest_unsettled > target:
                 return True
-            workers_alive = any(t.is_alive() for t in self._threads)
+            workers_alive = not self._uses_threads or any(t.is_alive() for t in self._threads)
         if not workers_alive:
             self._deliver_inline(target, deadline)
         with self._cond:
@@ -343,26 +350,9 @@ class BackgroundTransport:
                 if self._closed:
                     return None
                 now = self._clock.monotonic()
-                retry_due = bool(self._retries) and self._retries[0].due <= now
-                if not self._limit.admits(self._in_flight):
-                    # Every slot is busy: a worker finishing its request takes the next goal.
-                    wake_at = None
-                elif retry_due or self._queue:
-                    ticket = self._breaker.admit(now)
-                    if ticket is not None or self._breaker.refusal_expired(now):
-                        # Past refusal_give_up, the goals no probe takes fail without a request
-                        # (ticket None: _attempt settles them as failed).
-                        item = heapq.heappop(self._retries) if retry_due else self._queue.popleft()
-                        item.ticket = ticket
-                        break
-                    wake_at = self._breaker.wake_at
-                else:
-                    wake_at = self._retries[0].due if self._retries else None
-                    probe_at = self._breaker.wake_at
-                    if probe_at is not None and probe_at > now:
-                        # Nothing to send now; a goal submitted before the next probe is due
-                        # wakes nobody (see submit), so be awake when it is.
-                        wake_at = probe_at if wake_at is None else min(wake_at, probe_at)
+                item, wake_at = self._ready(now)
+                if item is not None:
+                    return item
                 if not block:
                     return None
                 wait_until = wake_at
@@ -377,16 +367,63 @@ class BackgroundTransport:
                     self._cond.wait(None if wait_until is None else min(wait_until - now, 60.0))
                 finally:
                     self._idle_workers -= 1
-            self._in_flight += 1
-            return item
+
+    def _ready(self, now: float) -> tuple[_Item | None, float | None]:
+        """The next goal the limit and the breaker admit now, counted in flight; else None and
+        when one may be (None: at the next submit or settlement). The caller holds the lock."""
+        retry_due = bool(self._retries) and self._retries[0].due <= now
+        if not self._limit.admits(self._in_flight):
+            # Every slot is busy: a request finishing takes the next goal.
+            return None, None
+        if retry_due or self._queue:
+            ticket = self._breaker.admit(now)
+            if ticket is not None or self._breaker.refusal_expired(now):
+                # Past refusal_give_up, the goals no probe takes fail without a request
+                # (ticket None: the attempt settles them as failed).
+                item = heapq.heappop(self._retries) if retry_due else self._queue.popleft()
+                item.ticket = ticket
+                self._in_flight += 1
+                return item, None
+            return None, self._breaker.wake_at
+        wake_at = self._retries[0].due if self._retries else None
+        probe_at = self._breaker.wake_at
+        if probe_at is not None and probe_at > now:
+            # Nothing to send now; a goal submitted before the next probe is due
+            # wakes nobody (see submit), so be awake when it is.
+            wake_at = probe_at if wake_at is None else min(wake_at, probe_at)
+        return None, wake_at
+
+    # -- driven by an event loop (threads=False) -----------------------------------------------
+
+    def take_ready(self) -> _Item | float | None:
+        """Without waiting: the next goal to attempt now (counted in flight until
+        :meth:`finish`), else the seconds until one may be ready, else None (one may be after
+        the next :meth:`submit` or :meth:`finish`). Nothing once closed."""
+        with self._lock:
+            if self._closed:
+                return None
+            now = self._clock.monotonic()
+            item, wake_at = self._ready(now)
+            if item is not None:
+                return item
+            return None if wake_at is None else max(0.0, wake_at - now)
+
+    def finish(self, item: _Item, result: DeliveryResult | None) -> None:
+        """*item*'s attempt gave *result* (None: it was not sent, its ticket being None)."""
+        try:
+            self._settle(item, result)
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+
+    def all_settled(self) -> bool:
+        """Every goal submitted so far is settled."""
+        with self._lock:
+            return self._lowest_unsettled >= self._next_seq
 
     def _attempt(self, item: _Item, deadline: float | None = None) -> None:
         if item.ticket is None:  # held by a refused key for longer than refusal_give_up
-            try:
-                self._settle(item, None)
-            finally:
-                with self._cond:
-                    self._in_flight -= 1
+            self.finish(item, None)
             return
         http = self._http
         try:
@@ -396,11 +433,7 @@ class BackgroundTransport:
         except Exception as exc:  # a bug of ours must not kill the worker or the next goal
             logger.exception("goaltrack: unexpected error delivering %s", item.goal.label)
             result = DeliveryResult(Outcome.RETRY, f"unexpected error: {type(exc).__name__}")
-        try:
-            self._settle(item, result)
-        finally:
-            with self._cond:
-                self._in_flight -= 1
+        self.finish(item, result)
 
     def _settle(self, item: _Item, result: DeliveryResult | None) -> None:
         with self._cond:
@@ -454,7 +487,7 @@ class BackgroundTransport:
         waiting = bool(self._queue) or bool(self._retries and self._retries[0].due <= now)
         if not self._limit.answered(waiting):
             return False
-        if len(self._threads) < self._limit.limit:
+        if self._uses_threads and len(self._threads) < self._limit.limit:
             return True
         self._cond.notify()  # a worker the limit held back may go now
         return False

@@ -2,10 +2,20 @@
 
 Started by :class:`~goaltrack.transports.courier.CourierTransport` as
 ``python -m goaltrack.transports.courier``, one per web process. It reads :mod:`.wire` messages
-on stdin and delivers with the same machinery as the in-process default
-(:class:`~goaltrack.transports.background.BackgroundTransport`: workers, keep-alive connections,
-retries, the circuit breaker, the bounded queue), so the network, the HTTP parsing and the
-retries cost this process's CPU and GIL, not the web process's.
+on stdin and delivers with the rules of the in-process default
+(:class:`~goaltrack.transports.background.BackgroundTransport`: retries, the circuit breaker,
+the in-flight limit, the bounded queue), so the network, the HTTP parsing and the retries cost
+this process's CPU and GIL, not the web process's. Two engines drive those rules:
+
+- without a proxy (none configured, none in the environment), the usual case: one event loop
+  (:class:`_LoopEngine`) reads stdin without blocking and sends every request in flight over
+  :class:`~goaltrack.transports.courier.aio_http.AsyncHttpClient`'s keep-alive connections,
+  settling each answer as it comes: no thread per request, so no thread wake-up and no lock
+  handed over per goal, and well under the threads' CPU per goal (the courier rows of
+  ``bench/delivery.py``); goals are read from the pipe every :data:`READ_WINDOW` seconds at
+  most, several per wake-up;
+- with a proxy: ``BackgroundTransport``'s own worker threads and
+  :class:`~goaltrack.http_client.HttpClient`, which tunnels through it.
 
 What it says goes back on stdout: each goal's settlement, batched (one waits at most
 :data:`BATCH_WINDOW` seconds for others to share its write), and its log lines, at once, for
@@ -20,6 +30,8 @@ process's exit is what ends the courier, after the web process's own exit flush.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -29,19 +41,26 @@ import threading
 from typing import IO, Any
 
 from goaltrack import items
-from goaltrack.delivery import DeliveryResult, Endpoint
-from goaltrack.http_client import HttpClient
+from goaltrack.delivery import DeliveryResult, Endpoint, Outcome, request_for, result_of
+from goaltrack.http_client import HttpClient, HttpError, HttpResponse, proxy_from_environment
 from goaltrack.items import Tracked
 from goaltrack.providers import get_provider
-from goaltrack.transports.background import BackgroundTransport
+from goaltrack.transports.background import BackgroundTransport, _Item
 from goaltrack.transports.base import Settlement
 from goaltrack.transports.courier import wire
+from goaltrack.transports.courier.aio_http import Answer, AsyncHttpClient
 
 __all__ = ["BATCH_WINDOW", "main"]
+
+logger = logging.getLogger("goaltrack")
 
 BATCH_WINDOW = 0.02
 """Seconds a settlement may wait for others to share its write (one wake-up of the web
 process's reader per batch, not per goal)."""
+
+
+READ_WINDOW = 0.005
+"""Seconds the goals the web process sends may gather in the pipe before they are read."""
 
 
 class _Outbound:
@@ -161,7 +180,8 @@ class _RelayedLog(logging.Handler):
 
 def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """Deliver what *stdin* brings until it ends; report on *stdout*."""
-    first = stdin.readline()
+    fd = stdin.fileno()
+    first = _read_line(fd)
     if not first:
         return
     kind, data = wire.decode(first)
@@ -177,6 +197,7 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     endpoint = Endpoint(
         get_provider(config.provider), config.api_key, config.api_url, config.website_id
     )
+    on_loop = not (config.proxy or proxy_from_environment(endpoint.url))
     transport = BackgroundTransport(
         endpoint,
         settlement,
@@ -188,16 +209,177 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         http=functools.partial(
             HttpClient, timeout=config.timeout, proxy=config.proxy, target_url=endpoint.url
         ),
+        threads=not on_loop,
     )
-    for line in stdin:
-        message = wire.decode(line)
-        if message[0] == "g":
-            _, seq, data = message
-            goal = items.from_data(data)
-            settlement.number(goal, seq)
-            transport.submit(goal)
-    transport.close(config.shutdown_timeout)
+    if on_loop:
+        engine = _LoopEngine(
+            transport, endpoint, settlement, AsyncHttpClient(timeout=config.timeout)
+        )
+        asyncio.run(engine.run(fd, config.shutdown_timeout))
+    else:
+        for line in stdin:
+            _submit(transport, settlement, line)
+        transport.close(config.shutdown_timeout)
     outbound.close()
+
+
+def _read_line(fd: int) -> bytes:
+    """The first line on *fd*, read a byte at a time: nothing after it is taken from the pipe."""
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        byte = os.read(fd, 1)
+        if not byte:
+            break
+        line += byte
+    return bytes(line)
+
+
+def _submit(transport: BackgroundTransport, settlement: _RelayedSettlement, line: bytes) -> None:
+    message = wire.decode(line)
+    if message[0] == "g":
+        _, seq, data = message
+        goal = items.from_data(data)
+        settlement.number(goal, seq)
+        transport.submit(goal)
+
+
+class _LoopEngine:
+    """Delivers on one event loop: reads stdin, and sends each goal the transport admits
+    (:meth:`BackgroundTransport.take_ready`), settling its answer
+    (:meth:`BackgroundTransport.finish`); the retries, the breaker and the in-flight limit stay
+    the transport's. No task per goal: the client calls back with each answer."""
+
+    def __init__(
+        self,
+        transport: BackgroundTransport,
+        endpoint: Endpoint,
+        settlement: _RelayedSettlement,
+        client: AsyncHttpClient,
+    ) -> None:
+        self._transport = transport
+        self._endpoint = endpoint
+        self._settlement = settlement
+        self._client = client
+        self._sending = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._partial = b""
+        self._progress: asyncio.Future[None] | None = None
+
+    async def run(self, fd: int, shutdown_timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        ended: asyncio.Future[None] = loop.create_future()
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self._read, fd, ended)
+        try:
+            await ended
+        finally:
+            loop.remove_reader(fd)
+        # Stdin ended: deliver what is held within shutdown_timeout, then drop the rest.
+        deadline = loop.time() + shutdown_timeout
+        while not self._transport.all_settled() and loop.time() < deadline:
+            await self._progressed(deadline)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._transport.close(0)
+        self._client.close()  # the requests in flight fail at once, and are settled
+        while self._sending:
+            await self._progressed(loop.time() + 1.0)
+
+    async def _progressed(self, deadline: float) -> None:
+        """Until the next settlement, or *deadline*."""
+        self._progress = self._loop.create_future()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(deadline):
+                await self._progress
+
+    def _read(self, fd: int, ended: asyncio.Future[None]) -> None:
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            if self._partial.strip():  # a last line without its newline
+                with contextlib.suppress(ValueError):
+                    _submit(self._transport, self._settlement, self._partial)
+            self._loop.remove_reader(fd)
+            if not ended.done():
+                ended.set_result(None)
+            self._pump()
+            return
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            if line:
+                _submit(self._transport, self._settlement, line)
+        self._pump()
+        # Let the next goals gather in the pipe: one wake-up for several, not one each.
+        self._loop.remove_reader(fd)
+        self._loop.call_later(READ_WINDOW, self._loop.add_reader, fd, self._read, fd, ended)
+
+    def _pump(self) -> None:
+        """Send each goal the transport admits now; wake when one may be."""
+        while True:
+            ready = self._transport.take_ready()
+            if ready is None:
+                return
+            if isinstance(ready, float):
+                self._wake_in(ready)
+                return
+            if ready.ticket is None:  # held by a refused key past refusal_give_up: not sent
+                self._transport.finish(ready, None)
+                self._settled()
+                continue
+            self._sending += 1
+            try:
+                url, headers, body = request_for(ready.goal, self._endpoint)
+                self._client.send(url, headers, body, functools.partial(self._answered, ready))
+            except Exception as exc:  # a bug of ours must not lose the goal
+                self._answered(ready, exc)
+
+    def _answered(self, item: _Item, answer: Answer | Exception) -> None:
+        self._sending -= 1
+        if isinstance(answer, HttpResponse | HttpError):
+            try:
+                result = result_of(item.goal, self._endpoint, answer)
+            except Exception as exc:
+                answer = exc
+        if not isinstance(answer, HttpResponse | HttpError):
+            logger.error(
+                "goaltrack: unexpected error delivering %s",
+                item.goal.label,
+                exc_info=(type(answer), answer, answer.__traceback__),
+            )
+            result = DeliveryResult(Outcome.RETRY, f"unexpected error: {type(answer).__name__}")
+        try:
+            self._transport.finish(item, result)
+        except Exception:  # a bug of ours, as a worker thread's death: the goal waits again
+            logger.exception(
+                "goaltrack: settling %s failed (a bug in goaltrack; please report it); "
+                "it will be attempted again, no goal is lost",
+                item.goal.label,
+            )
+            self._transport._hold_again(item)
+        self._settled()
+
+    def _settled(self) -> None:
+        if self._progress is not None and not self._progress.done():
+            self._progress.set_result(None)
+        self._pump()
+
+    def _wake_in(self, delay: float) -> None:
+        when = self._loop.time() + min(max(delay, 0.001), 60.0)
+        if self._timer is not None:
+            if self._timer.when() <= when:
+                return
+            self._timer.cancel()
+        self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._pump()
 
 
 def main() -> None:
