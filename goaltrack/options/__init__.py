@@ -342,10 +342,12 @@ TABLE: tuple[Option, ...] = (
         "max_in_flight",
         "tracker",
         "int",
-        32,
-        "Requests in flight at most (one worker thread each). Delivery starts with 4 and adds "
-        "one for each goal delivered while others wait, up to this; each failure halves it "
-        "(not below 4). The outbox delivers with 4 (or this, if lower).",
+        64,
+        "Requests in flight at most. Delivery starts with 4 and adds one for each goal "
+        "delivered while others wait, up to this; each failure halves it (not below 4), and a "
+        "down API gets one probe at a time. The courier's event loop carries them all; "
+        "delivering from threads, each is a worker thread. The outbox delivers with 4 (or "
+        "this, if lower).",
         INTEGER,
         (_at_least_1,),
     ),
