@@ -11,7 +11,7 @@ fake API's own records give, per run:
 - recovery: the API back (the end of its outage window) -> the first goal it stored;
 - drain: the backlog / (last goal stored - first goal stored after the API was back), in goals/s
   and as a fraction of the transport's in-flight bound, ``requests in flight / latency``: in
-  memory the ceiling ``max_in_flight`` (64 / 20 ms = 3,200 goals/s; delivery starts at 4 in
+  memory the ceiling ``max_in_flight`` (128 / 20 ms = 6,400 goals/s; delivery starts at 4 in
   flight and grows while goals wait), with the outbox its 4 workers (200 goals/s); and as a
   multiple of 4 in flight (the in-memory default before the limit grew with the backlog);
 - lost: goals tracked and never stored (must be 0).

@@ -178,7 +178,7 @@ class GoalTracker:
         website_id: str | None = None,
         mode: Mode = "background",
         max_queue_size: int = 10_000,
-        max_in_flight: int = 64,
+        max_in_flight: int = 128,
         delivery_process: bool | None = None,
         serverless: bool | None = None,
         max_retries: int = 10,

@@ -342,7 +342,7 @@ TABLE: tuple[Option, ...] = (
         "max_in_flight",
         "tracker",
         "int",
-        64,
+        128,
         "Requests in flight at most. Delivery starts with 4 and adds one for each goal "
         "delivered while others wait, up to this; each failure halves it (not below 4), and a "
         "down API gets one probe at a time. The courier's event loop carries them all; "

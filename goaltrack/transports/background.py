@@ -98,7 +98,7 @@ class BackgroundTransport:
         *,
         retry: RetryPolicy,
         max_queue_size: int = 10_000,
-        max_in_flight: int = 64,
+        max_in_flight: int = 128,
         shutdown_timeout: float = 3.0,
         flush_at_exit: bool = True,
         http: Callable[[], HttpPoster],

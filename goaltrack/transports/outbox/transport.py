@@ -166,7 +166,7 @@ class OutboxTransport:
         settlement: Settlement,
         *,
         retry: RetryPolicy,
-        max_in_flight: int = 64,
+        max_in_flight: int = 128,
         timeout: float = 5.0,
         shutdown_timeout: float = 3.0,
         flush_at_exit: bool = True,
