@@ -2,9 +2,9 @@
 
 The fake API runs in a child process (its own GIL) answering every goal request with 20 ms of
 latency; at the start of each run it is told to answer 503 for the next N seconds
-(``down_for``). goaltrack, with its default options (4 in flight, the circuit breaker's
-defaults), tracks 1,000 goals at once into the down API, in memory or with the outbox, and the
-fake API's own records give, per run:
+(``down_for``). goaltrack, with its default options (4 in flight to begin with, the circuit
+breaker's defaults), tracks 1,000 goals (``--goals``) at once into the down API, in memory or
+with the outbox, and the fake API's own records give, per run:
 
 - requests the API received while down (probed, not hammered: about one per
   ``probe_interval_max``, plus the first requests in flight when it went down);
@@ -16,7 +16,7 @@ fake API's own records give, per run:
   multiple of 4 in flight (the in-memory default before the limit grew with the backlog);
 - lost: goals tracked and never stored (must be 0).
 
-    python bench/outage.py [--quick] [--latency-ms 20]      # --quick: the 8 s outage only
+    python bench/outage.py [--quick] [--latency-ms 20] [--goals 1000]   # --quick: 8 s only
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ IN_FLIGHT = {
 OUTAGES_S = (8.0, 60.0)
 
 
-def run(api: FakeAPIProcess, outage: float, transport: str, latency: float) -> list[str]:
+def run(
+    api: FakeAPIProcess, outage: float, transport: str, latency: float, count: int = GOALS
+) -> list[str]:
     api.reset()
     visitor = api.add_visitor()
     faults = api._post("/_fake/faults", {"latency_ms": latency * 1000, "down_for": outage})
@@ -53,7 +55,7 @@ def run(api: FakeAPIProcess, outage: float, transport: str, latency: float) -> l
         if transport == "outbox":
             options["outbox"] = str(Path(directory) / "goals.sqlite3")
         tracker = GoalTracker(API_KEY, api_url=api.api_url, **options)
-        for i in range(GOALS):
+        for i in range(count):
             tracker.track("purchase", visitor_id=visitor, metadata={"id": str(i)})
         flushed = tracker.flush(timeout=outage + 120)
         stats = tracker.stats
@@ -65,7 +67,7 @@ def run(api: FakeAPIProcess, outage: float, transport: str, latency: float) -> l
     stored = sorted(g["received_at_epoch"] for g in goals)
     after = [t for t in stored if t >= back]
     ids = {g["metadata"]["id"] for g in goals}
-    lost = GOALS - len(ids)
+    lost = count - len(ids)
     recovery = after[0] - back if after else float("nan")
     drain = len(after) / (after[-1] - after[0]) if len(after) > 1 else float("nan")
     assert flushed, stats
@@ -88,6 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the 8 s outage only")
     parser.add_argument("--latency-ms", type=float, default=LATENCY_S * 1000)
+    parser.add_argument("--goals", type=int, default=GOALS, help="tracked into the down API")
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the 503s are expected: no per-goal noise
     outages = OUTAGES_S[:1] if arguments.quick else OUTAGES_S
@@ -96,7 +99,9 @@ def main() -> None:
         for outage in outages:
             for transport in ("memory", "outbox"):
                 started = time.monotonic()
-                rows.append(run(api, outage, transport, arguments.latency_ms / 1000))
+                rows.append(
+                    run(api, outage, transport, arguments.latency_ms / 1000, arguments.goals)
+                )
                 print(
                     f"  {outage:g} s, {transport}: {time.monotonic() - started:.0f} s", flush=True
                 )
@@ -115,10 +120,12 @@ def main() -> None:
     ]
     print()
     print(markdown_table(headers, rows, left=2))
-    print(f"\n{GOALS} goals, {arguments.latency_ms:g} ms latency, default options.")
+    print(f"\n{arguments.goals} goals, {arguments.latency_ms:g} ms latency, default options.")
     command = command_line("outage.py", arguments.quick)
     if arguments.latency_ms != LATENCY_S * 1000:
         command += f" --latency-ms {arguments.latency_ms:g}"
+    if arguments.goals != GOALS:
+        command += f" --goals {arguments.goals}"
     print(f"Reproduce: `{command}`")
 
 
