@@ -57,7 +57,7 @@ def run(
         tracker = GoalTracker(API_KEY, api_url=api.api_url, **options)
         for i in range(count):
             tracker.track("purchase", visitor_id=visitor, metadata={"id": str(i)})
-        flushed = tracker.flush(timeout=outage + 120)
+        flushed = tracker.flush(timeout=outage + 120 + count * latency)  # the outbox: 4 at a time
         stats = tracker.stats
         tracker.close(timeout=2)
     goals = api._control.get(api.url + "/_fake/goals").json()
