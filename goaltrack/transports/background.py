@@ -335,7 +335,8 @@ class BackgroundTransport:
                 raise
 
     def _hold_again(self, item: _Item) -> None:
-        """*item*'s worker died with it: unless it was settled or is waiting, it waits again."""
+        """*item*'s attempt ended in an error of ours: unless it was settled or is waiting, it
+        waits again."""
         with self._cond:
             settled = item.seq < self._lowest_unsettled or item.seq in self._settled_above_lowest
             if settled or self._closed or any(w is item for w in self._retries):
@@ -368,10 +369,13 @@ class BackgroundTransport:
                 finally:
                     self._idle_workers -= 1
 
+    def _retry_due(self, now: float) -> bool:
+        return bool(self._retries) and self._retries[0].due <= now
+
     def _ready(self, now: float) -> tuple[_Item | None, float | None]:
         """The next goal the limit and the breaker admit now, counted in flight; else None and
         when one may be (None: at the next submit or settlement). The caller holds the lock."""
-        retry_due = bool(self._retries) and self._retries[0].due <= now
+        retry_due = self._retry_due(now)
         if not self._limit.admits(self._in_flight):
             # Every slot is busy: a request finishing takes the next goal.
             return None, None
@@ -409,9 +413,13 @@ class BackgroundTransport:
             return None if wake_at is None else max(0.0, wake_at - now)
 
     def finish(self, item: _Item, result: DeliveryResult | None) -> None:
-        """*item*'s attempt gave *result* (None: it was not sent, its ticket being None)."""
+        """*item*'s attempt gave *result* (None: it was not sent, its ticket being None). If
+        settling it raises (a bug, or a hook calling ``sys.exit()``), it waits again first."""
         try:
             self._settle(item, result)
+        except BaseException:
+            self._hold_again(item)
+            raise
         finally:
             with self._cond:
                 self._in_flight -= 1
@@ -484,7 +492,7 @@ class BackgroundTransport:
             return False
         if self._breaker.state is not BreakerState.CLOSED:
             return False
-        waiting = bool(self._queue) or bool(self._retries and self._retries[0].due <= now)
+        waiting = bool(self._queue) or self._retry_due(now)
         if not self._limit.answered(waiting):
             return False
         if self._uses_threads and len(self._threads) < self._limit.limit:

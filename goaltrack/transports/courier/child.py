@@ -341,18 +341,13 @@ class _LoopEngine:
 
     def _answered(self, item: _Item, answer: Answer | Exception) -> None:
         self._sending -= 1
-        if isinstance(answer, HttpResponse | HttpError):
-            try:
-                result = result_of(item.goal, self._endpoint, answer)
-            except Exception as exc:
-                answer = exc
-        if not isinstance(answer, HttpResponse | HttpError):
-            logger.error(
-                "goaltrack: unexpected error delivering %s",
-                item.goal.label,
-                exc_info=(type(answer), answer, answer.__traceback__),
-            )
-            result = DeliveryResult(Outcome.RETRY, f"unexpected error: {type(answer).__name__}")
+        try:
+            if not isinstance(answer, HttpResponse | HttpError):
+                raise answer  # a bug of ours sending it
+            result = result_of(item.goal, self._endpoint, answer)
+        except Exception as exc:
+            logger.exception("goaltrack: unexpected error delivering %s", item.goal.label)
+            result = DeliveryResult(Outcome.RETRY, f"unexpected error: {type(exc).__name__}")
         try:
             self._transport.finish(item, result)
         except Exception:  # a bug of ours, as a worker thread's death: the goal waits again
@@ -361,7 +356,6 @@ class _LoopEngine:
                 "it will be attempted again, no goal is lost",
                 item.goal.label,
             )
-            self._transport._hold_again(item)
         self._settled()
 
     def _settled(self) -> None:
