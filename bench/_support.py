@@ -1,7 +1,8 @@
 """Shared helpers for the benchmark scripts (not a benchmark: run_all skips ``_*.py``).
 
-- :class:`FakeAPIProcess`: the bundled fake API in a child process, so that its uvicorn/Starlette
-  work never shares the benchmark's GIL, with the ``/_fake/`` control endpoints wrapped.
+- :class:`ServerProcess`: a server in a child process, so that its work never shares the
+  benchmark's GIL; :class:`FakeAPIProcess`, the bundled fake API, with the ``/_fake/`` control
+  endpoints wrapped.
 - :func:`closed_port`: a loopback port nothing listens on (connections are refused at once).
 - :func:`markdown_table`, :func:`median`, :func:`wait_for_goaltrack_workers_to_exit`.
 """
@@ -18,7 +19,7 @@ import threading
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -28,13 +29,17 @@ API_KEY = "df_bench_0123456789abcdef"
 _URL_LINE = re.compile(r"listening on (http://\S+)")
 
 
-class FakeAPIProcess:
-    """``python -m goaltrack.testing --port 0`` as a child process, stopped on exit.
+class ServerProcess:
+    """A server in a child process that prints ``listening on <url>`` once ready, stopped on
+    exit, with an HTTP client for its control endpoints.
 
-    ``quiet=True`` keeps the child's stderr (uvicorn's logging) in a temporary file, shown only
-    if the benchmark fails: for benchmarks that abandon requests in flight on purpose, which
-    uvicorn reports as ``ClientDisconnect`` tracebacks.
+    ``quiet=True`` keeps the child's stderr in a temporary file, shown only if the benchmark
+    fails: for benchmarks that abandon requests in flight on purpose, which uvicorn reports as
+    ``ClientDisconnect`` tracebacks.
     """
+
+    command: list[str]
+    name: str
 
     def __init__(self, *, quiet: bool = False) -> None:
         self._process: subprocess.Popen[str] | None = None
@@ -43,20 +48,17 @@ class FakeAPIProcess:
         # Closed in __exit__: it must outlive this method.
         self._stderr = tempfile.TemporaryFile("w+") if quiet else None  # noqa: SIM115
 
-    def __enter__(self) -> FakeAPIProcess:
+    def __enter__(self) -> Self:
         process = subprocess.Popen(
-            [sys.executable, "-m", "goaltrack.testing", "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            text=True,
+            self.command, stdout=subprocess.PIPE, stderr=self._stderr, text=True
         )
         self._process = process
         assert process.stdout is not None
-        line = process.stdout.readline()  # the one line the fake API prints: its URL
+        line = process.stdout.readline()  # the one line the server prints: its URL
         match = _URL_LINE.search(line)
         if match is None:
             self.stop()
-            raise RuntimeError(f"the fake API did not start: {line!r}")
+            raise RuntimeError(f"{self.name} did not start: {line!r}")
         self.url = match.group(1)
         return self
 
@@ -92,6 +94,19 @@ class FakeAPIProcess:
         assert self._process is not None
         return self._process.pid
 
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        response = self._control.post(self.url + path, json=body)
+        response.raise_for_status()
+        return response.json()
+
+
+class FakeAPIProcess(ServerProcess):
+    """``python -m goaltrack.testing --port 0`` as a child process, with the ``/_fake/`` control
+    endpoints wrapped."""
+
+    command = [sys.executable, "-m", "goaltrack.testing", "--port", "0"]
+    name = "the fake API"
+
     @property
     def api_url(self) -> str:
         """The base URL for a DataFast GoalTracker (it appends /api/v1/goals)."""
@@ -100,11 +115,6 @@ class FakeAPIProcess:
     @property
     def goals_url(self) -> str:
         return f"{self.url}/datafast/api/v1/goals"
-
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
-        response = self._control.post(self.url + path, json=body)
-        response.raise_for_status()
-        return response.json()
 
     def reset(self, *, keep_pageviews: bool = False) -> None:
         """Forget goals, requests, faults and, unless *keep_pageviews*, the visitors."""

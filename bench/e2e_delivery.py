@@ -47,12 +47,10 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import _http
-import httpx
 import psutil
-from _support import FakeAPIProcess, command_line, markdown_table, median
+from _support import FakeAPIProcess, ServerProcess, command_line, markdown_table, median
 
 BENCH = Path(__file__).resolve().parent
 LATENCIES_MS = (0, 20)
@@ -90,53 +88,17 @@ SERVERS: dict[str, tuple[str, _http.Command]] = {
 }
 
 
-class SinkProcess:
-    """``python bench/_sink.py`` as a child process: segment's and posthog's stand-in API."""
+class SinkProcess(ServerProcess):
+    """``python bench/_sink.py`` as a child process: the stand-in ingestion API."""
 
-    def __init__(self) -> None:
-        self._process: subprocess.Popen[str] | None = None
-        self.url = ""
-        self._control = httpx.Client(timeout=30.0)
-
-    def __enter__(self) -> SinkProcess:
-        self._process = subprocess.Popen(
-            [sys.executable, str(BENCH / "_sink.py")], stdout=subprocess.PIPE, text=True
-        )
-        assert self._process.stdout is not None
-        line = self._process.stdout.readline()
-        if not line.startswith("listening on "):
-            self.__exit__(None, None, None)
-            raise RuntimeError(f"the sink did not start: {line!r}")
-        self.url = line.split()[-1]
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._control.close()
-        process, self._process = self._process, None
-        if process is not None:
-            process.terminate()
-            process.wait(10)
-            if process.stdout is not None:
-                process.stdout.close()
-
-    def _post(self, path: str, body: dict[str, float]) -> None:
-        self._control.post(self.url + path, json=body).raise_for_status()
+    command = [sys.executable, str(BENCH / "_sink.py")]
+    name = "the sink"
 
     def reset(self) -> None:
         self._post("/_sink/reset", {})
 
     def set_latency(self, latency_ms: float) -> None:
         self._post("/_sink/latency", {"ms": latency_ms})
-
-    @property
-    def pid(self) -> int:
-        assert self._process is not None
-        return self._process.pid
 
     def event_count(self) -> int:
         response = self._control.get(self.url + "/_sink/counts")
