@@ -45,6 +45,7 @@ __all__ = [
     "fake_api_upstream",
     "normalize_prefix",
     "parse_networks",
+    "proxy_paths",
     "tag_attributes",
     "upstream_for",
 ]
@@ -204,6 +205,11 @@ class TrustedProxies:
             ipaddress.ip_network(n) for n in parse_networks("trusted_proxies", entries)
         )
 
+    @classmethod
+    def of(cls, entries: TrustedProxies | str | Iterable[str]) -> TrustedProxies:
+        """*entries* as a :class:`TrustedProxies` (itself, if it is one already)."""
+        return entries if isinstance(entries, TrustedProxies) else cls(entries)
+
     def __contains__(self, address: object) -> bool:
         if not self.networks or not isinstance(address, str):
             return False
@@ -228,8 +234,7 @@ def client_ip(
     """The visitor's address: *peer* (the direct connection's), or, when *peer* is one of
     *trusted_proxies*, the last ``X-Forwarded-For`` address that is not a trusted proxy.
     *forwarded_for* are the ``X-Forwarded-For`` header values, in order."""
-    if not isinstance(trusted_proxies, TrustedProxies):
-        trusted_proxies = TrustedProxies(trusted_proxies)
+    trusted_proxies = TrustedProxies.of(trusted_proxies)
     if peer is None or peer not in trusted_proxies:
         return peer
     hops = [hop for value in forwarded_for for hop in value.split(",")]
@@ -256,11 +261,17 @@ def event_headers(
     return headers
 
 
+def proxy_paths(prefix: str) -> tuple[str, str]:
+    """The paths a proxy under *prefix* answers: the script's, then the events'."""
+    prefix = normalize_prefix(prefix)
+    return prefix + "/script.js", prefix + "/events"
+
+
 def tag_attributes(prefix: str) -> dict[str, str]:
     """The script tag's ``src`` and ``data-api-url`` (as :func:`goaltrack.script_tag` keyword
     arguments) for a proxy under *prefix*: the script and its events from the site itself."""
-    prefix = normalize_prefix(prefix)
-    return {"src": prefix + "/script.js", "data_api_url": prefix + "/events"}
+    script, events = proxy_paths(prefix)
+    return {"src": script, "data_api_url": events}
 
 
 def normalize_prefix(prefix: str) -> str:

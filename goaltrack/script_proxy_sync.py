@@ -55,6 +55,7 @@ from goaltrack.script_proxy import (
     client_ip,
     event_headers,
     normalize_prefix,
+    proxy_paths,
     upstream_for,
 )
 
@@ -235,14 +236,8 @@ class SyncScriptProxy:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.upstream = upstream
-        prefix = normalize_prefix(prefix)
-        self.script_path = prefix + "/script.js"
-        self.events_path = prefix + "/events"
-        self.trusted_proxies = (
-            trusted_proxies
-            if isinstance(trusted_proxies, TrustedProxies)
-            else TrustedProxies(trusted_proxies)
-        )
+        self.script_path, self.events_path = proxy_paths(prefix)
+        self.trusted_proxies = TrustedProxies.of(trusted_proxies)
         self.cache = cache or ScriptCache(clock=clock)
         self.timeout = timeout
         self._pool = (threads, queue_size, timeout)

@@ -22,7 +22,7 @@ from goaltrack.script_proxy import (
     Upstream,
     client_ip,
     event_headers,
-    normalize_prefix,
+    proxy_paths,
 )
 
 __all__ = ["UPSTREAM_TIMEOUT", "ScriptProxyApp"]
@@ -57,14 +57,8 @@ class ScriptProxyApp:
         timeout: float = UPSTREAM_TIMEOUT,
     ) -> None:
         self.upstream = upstream
-        prefix = normalize_prefix(prefix)
-        self.script_path = prefix + "/script.js"
-        self.events_path = prefix + "/events"
-        self.trusted_proxies = (
-            trusted_proxies
-            if isinstance(trusted_proxies, TrustedProxies)
-            else TrustedProxies(trusted_proxies)
-        )
+        self.script_path, self.events_path = proxy_paths(prefix)
+        self.trusted_proxies = TrustedProxies.of(trusted_proxies)
         self.cache = cache or ScriptCache()
         self.timeout = timeout
         self._client: httpx.AsyncClient | None = None
