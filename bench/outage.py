@@ -36,9 +36,11 @@ from goaltrack.retry import InFlightLimit
 
 GOALS = 1_000
 LATENCY_S = 0.020
+_CEILING = OPTIONS["max_in_flight"].default
+assert isinstance(_CEILING, int)
 IN_FLIGHT = {
-    "memory": int(str(OPTIONS["max_in_flight"].default)),  # the ceiling the limit grows to
-    "outbox": InFlightLimit.START_IN_FLIGHT,  # the outbox keeps its 4 workers
+    "memory": _CEILING,  # the ceiling the limit grows to
+    "outbox": InFlightLimit(_CEILING).start,  # the outbox keeps the limit's starting 4 workers
 }
 OUTAGES_S = (8.0, 60.0)
 
